@@ -1,0 +1,3 @@
+"""fdem: Fast Diffusion EM for blind image deconvolution."""
+
+__version__ = "0.1.0"

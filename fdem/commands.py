@@ -1,0 +1,194 @@
+"""The ``fdem`` sub-commands that are not LightningCLI: kernels, kernel-bench, export, demo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fdem.errors import InputError
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key, yaml.safe_load(value)
+
+
+def cmd_kernels(args: argparse.Namespace) -> None:
+    """Write a seeded kernel bank (and optionally a preview grid)."""
+    from kernels_gen import make_generator, save_bank, save_preview
+
+    if args.count < 1:
+        raise InputError(f"--count must be >= 1, got {args.count}")
+    gen = make_generator(args.generator, args.size, **dict(args.param or []))
+    kernels = gen.sample(args.count, seed=args.seed)
+    save_bank(args.out, kernels, generator=gen, seed=args.seed)
+    if args.preview:
+        save_preview(kernels[:64], args.preview)
+    print(f"wrote {args.count} {args.generator} kernels of {args.size}x{args.size} to {args.out}")
+
+
+def cmd_kernel_bench(args: argparse.Namespace) -> None:
+    """Figure 4: kernel estimation with ℓ1 / ℓ2 / PnP regularisation against σ."""
+    from benchmarks.kernel_estimation import KernelBenchConfig, run_benchmark
+
+    cfg = KernelBenchConfig.from_yaml(args.config)
+    for name in ("out", "images", "device", "max_images"):
+        if getattr(args, name) is not None:
+            setattr(cfg, name, getattr(args, name))
+    md = run_benchmark(cfg, config_path=Path(args.config) if args.tune else None, retune=args.tune)
+    print(f"\nMean kernel MSE (test split), {md.parent}:\n")
+    print(md.read_text())
+    print(f"rows: {md.with_suffix('.csv')}\nplot: {md.with_suffix('.png')}")
+
+
+def _sigma255(value: float, flag: str = "--sigma") -> float:
+    if not value >= 0:  # also rejects NaN
+        raise InputError(f"{flag} must be >= 0 (255 scale), got {value}")
+    return value / 255
+
+
+def cmd_blur(args: argparse.Namespace) -> None:
+    """Make blurry, noisy observations: image i gets kernel i (cyclically) of a bank."""
+    import numpy as np
+    import torch
+
+    from fdem.imageio import load_image, save_image
+    from fdem.io_utils import atomic_path, ensure_writable_dir
+    from fdem.physics import add_noise, blur
+    from kernels_gen import load_bank
+
+    sigma = _sigma255(args.sigma)
+    kernels = load_bank(args.kernels)
+    images = [(Path(p), load_image(p)) for p in args.images]  # everything is read before anything is written
+    for path, img in images:
+        if kernels.shape[-1] > min(img.shape[-2:]):
+            raise InputError(f"kernels of {args.kernels} ({kernels.shape[-1]}x{kernels.shape[-1]}) are larger than image {path} {tuple(img.shape[-2:])}")
+    out = ensure_writable_dir(args.out)
+    g = torch.Generator().manual_seed(args.seed)
+    for i, (path, img) in enumerate(images):
+        k = kernels[i % len(kernels)][None]
+        y = add_noise(blur(img[None], k), sigma, generator=g)[0]
+        with atomic_path(out / f"{path.stem}_blurry.npy") as tmp:
+            np.save(tmp, y.numpy())
+        with atomic_path(out / f"{path.stem}_kernel.npy") as tmp:
+            np.save(tmp, k[0, 0].numpy())
+        save_image(out / f"{path.stem}_blurry.png", y)
+    print(f"wrote {len(images)} observations to {out}")
+
+
+def _load_observation(path: str):
+    """A blurry image: ``.npy`` (float, unclipped, as ``fdem blur`` writes) or any image file."""
+    import numpy as np
+    import torch
+
+    from fdem.imageio import load_image
+
+    if path.endswith(".npy"):
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise InputError(f"cannot read {path}: {err}") from err
+        if arr.ndim != 3 or not np.isfinite(arr).all():
+            raise InputError(f"{path}: expected a finite (C, H, W) array, got shape {arr.shape}")
+        return torch.from_numpy(arr.astype(np.float32))
+    return load_image(path)
+
+
+def cmd_estimate_kernel(args: argparse.Namespace) -> None:
+    """The M-step alone: estimate the kernel from a sharp and a blurry image."""
+    import numpy as np
+
+    from fdem.imageio import load_image
+    from fdem.io_utils import atomic_path
+    from fdem.mstep import estimate_kernel
+    from kernels_gen import save_preview
+
+    sigma = _sigma255(args.sigma)
+    sharp, blurry = load_image(args.sharp), _load_observation(args.blurry)
+    if sharp.shape != blurry.shape:
+        raise InputError(f"--sharp {args.sharp} {tuple(sharp.shape)} and --blurry {args.blurry} {tuple(blurry.shape)} differ in size")
+    k = estimate_kernel(blurry[None], sharp[None], sigma, args.kernel_size, reg=args.reg, lam=args.lam, iters=args.iters)
+    with atomic_path(args.out) as tmp:
+        np.save(tmp, k[0, 0].numpy())
+    save_preview(k, Path(args.out).with_suffix(".png"), ncol=1)
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.png')}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """Export the network weights of a ``fdem fit`` checkpoint as a plain state_dict file."""
+    from fdem.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.out)
+    print(f"wrote {path}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The demo on the shipped models (for now: the Figure-4 kernel-estimation benchmark)."""
+    args.config = str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml")
+    args.tune = False
+    cmd_kernel_bench(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fdem",
+        description="Fast Diffusion EM. Training: fdem fit|validate|test|predict --config X.yaml (LightningCLI).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("kernels", help="write a seeded kernel bank (.npz)")
+    p.add_argument("--generator", default="camera-shake")
+    p.add_argument("--size", type=int, default=33)
+    p.add_argument("--count", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", type=_key_value, action="append", metavar="KEY=VALUE", help="generator parameter")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preview", help="PNG grid of (up to 64 of) the kernels")
+    p.set_defaults(func=cmd_kernels)
+
+    for name, func in (("kernel-bench", cmd_kernel_bench), ("demo", cmd_demo)):
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0])
+        if name == "kernel-bench":
+            p.add_argument("--config", default=str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml"))
+            p.add_argument("--tune", action="store_true", help="re-tune λ on the validation split and write it into the config")
+        p.add_argument("--out", help="output folder (overrides the config)")
+        p.add_argument("--images", help="folder of sharp images (overrides the config)")
+        p.add_argument("--device", help="cpu, cuda, cuda:1, ... (overrides the config)")
+        p.add_argument("--max-images", type=int, help="use only the first N images")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("blur", help="blur (and add noise to) images with kernels from a bank")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--kernels", required=True, help=".npz bank, PNG folder or MATLAB .mat")
+    p.add_argument("--sigma", type=float, default=0.0, help="noise level, 255 scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_blur)
+
+    p = sub.add_parser("estimate-kernel", help="the M-step alone: kernel from a sharp and a blurry image")
+    p.add_argument("--sharp", required=True)
+    p.add_argument("--blurry", required=True, help="image file or .npy written by `fdem blur`")
+    p.add_argument("--sigma", type=float, required=True, help="noise level, 255 scale")
+    p.add_argument("--kernel-size", type=int, default=33)
+    p.add_argument("--reg", default="pnp", choices=["pnp", "l1", "l2"])
+    p.add_argument("--lam", type=float, help="regularisation weight (default: the authors' PnP λ)")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--out", required=True, help="kernel .npy (a viewable .png is written beside it)")
+    p.set_defaults(func=cmd_estimate_kernel)
+
+    p = sub.add_parser("export", help="write a checkpoint's network weights as a state_dict .pt")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+    return parser
+
+
+def run_command(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)

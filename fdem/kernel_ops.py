@@ -1,0 +1,85 @@
+"""Kernel utilities on the tensor's own device: projection, centre of mass, re-centring, kernel MSE.
+
+All functions take batches ``(B, 1, k, k)`` and never leave the device (no numpy, no ``.item()``),
+so they can run inside sampling loops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def dirac(batch: int, size: int, device=None, dtype=torch.float32) -> Tensor:
+    """``(B, 1, k, k)`` Dirac kernels at ``(k//2, k//2)``: the M-step's cold start."""
+    k = torch.zeros(batch, 1, size, size, device=device, dtype=dtype)
+    k[..., size // 2, size // 2] = 1.0
+    return k
+
+
+def normalize_kernel(kernel: Tensor, eps: float = 1e-12) -> Tensor:
+    """Project onto the simplex the cheap way: clip at 0, divide by the sum."""
+    kernel = kernel.clamp_min(0)
+    return kernel / kernel.sum(dim=(-2, -1), keepdim=True).clamp_min(eps)
+
+
+def center_of_mass(kernel: Tensor) -> Tensor:
+    """``(B, 2)`` centre of mass (row, col) in index coordinates of non-negative kernels."""
+    h, w = kernel.shape[-2:]
+    mass = kernel.sum(dim=(-2, -1)).clamp_min(1e-12).reshape(-1)
+    rows = torch.arange(h, device=kernel.device, dtype=kernel.dtype)
+    cols = torch.arange(w, device=kernel.device, dtype=kernel.dtype)
+    flat = kernel.reshape(-1, h, w)
+    row = (flat.sum(-1) * rows).sum(-1) / mass
+    col = (flat.sum(-2) * cols).sum(-1) / mass
+    return torch.stack([row, col], dim=-1)
+
+
+def _linear_shift_matrix(shift: Tensor, size: int) -> Tensor:
+    """``(B, k, k)`` matrices ``S`` with ``(S v)[i] = v(i − shift)`` by linear interpolation."""
+    idx = torch.arange(size, device=shift.device, dtype=shift.dtype)
+    offset = idx.view(1, -1, 1) - idx.view(1, 1, -1) - shift.view(-1, 1, 1)
+    return (1 - offset.abs()).clamp_min(0)
+
+
+def recenter(kernel: Tensor) -> Tensor:
+    """Shift each kernel (bilinear, sub-pixel) so that its centre of mass is ``(k//2, k//2)``.
+
+    Linear interpolation moves the centre of mass by exactly the requested shift as long as no
+    mass leaves the support; the result is re-normalised.
+    """
+    h, w = kernel.shape[-2:]
+    com = center_of_mass(kernel)
+    shift_rows = _linear_shift_matrix(h // 2 - com[:, 0], h)
+    shift_cols = _linear_shift_matrix(w // 2 - com[:, 1], w)
+    flat = kernel.reshape(-1, h, w)
+    shifted = shift_rows @ flat @ shift_cols.transpose(-1, -2)
+    return normalize_kernel(shifted.reshape(kernel.shape))
+
+
+def kernel_mse(estimate: Tensor, truth: Tensor) -> Tensor:
+    """Per-kernel MSE ``(B,)`` over the ``k x k`` support, both normalised to sum 1 and centred by CoM.
+
+    Kernels of different odd/even sizes are compared after zero-padding the smaller one (centred).
+    """
+    if estimate.shape[-1] != truth.shape[-1]:
+        estimate, truth = _pad_to_common(estimate, truth)
+    est = recenter(normalize_kernel(estimate))
+    ref = recenter(normalize_kernel(truth))
+    return ((est - ref) ** 2).mean(dim=(-3, -2, -1))
+
+
+def pad_kernel(kernel: Tensor, size: int) -> Tensor:
+    """Zero-pad (or crop) a ``(…, k, k)`` kernel to ``size x size`` keeping index ``k//2`` at ``size//2``."""
+    k = kernel.shape[-1]
+    if size < k:
+        start = k // 2 - size // 2
+        return kernel[..., start : start + size, start : start + size]
+    before = size // 2 - k // 2
+    after = size - k - before
+    return torch.nn.functional.pad(kernel, (before, after, before, after))
+
+
+def _pad_to_common(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    size = max(a.shape[-1], b.shape[-1])
+    return pad_kernel(a, size), pad_kernel(b, size)

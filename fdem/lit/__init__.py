@@ -1,0 +1,1 @@
+"""LightningModules of the trainable networks (used by ``fdem fit``)."""

@@ -1,0 +1,58 @@
+"""Kernel denoiser: the authors' layout loads strictly, the bias-free net is homogeneous, shipped weights work."""
+
+import pytest
+import torch
+
+from fdem.errors import InputError
+from fdem.kernel_ops import normalize_kernel
+from fdem.nets.kernel_denoiser import KernelDenoiser, denoiser_state_for_export, load_kernel_denoiser
+from tests.helpers import state_dict_from_tsv
+
+
+def test_authors_layout_loads_strictly(tmp_path):
+    state = state_dict_from_tsv("fdncnn_kernel_denoiser")
+    KernelDenoiser(bias=True).load_state_dict(state, strict=True)
+    torch.save(state, tmp_path / "authors.pt")
+    net = load_kernel_denoiser(path=tmp_path / "authors.pt")
+    assert net.model[0].bias is not None and not net.residual
+    assert sum(p.numel() for p in net.parameters()) == 28641
+
+
+def test_bias_free_is_positively_homogeneous():
+    net = KernelDenoiser(bias=False)
+    k = torch.rand(3, 1, 15, 15)
+    assert torch.allclose(net(3.0 * k, 3.0 * 0.01), 3.0 * net(k, 0.01), atol=1e-6)
+    assert all(m.bias is None for m in net.model if isinstance(m, torch.nn.Conv2d))
+
+
+def test_export_round_trip(tmp_path):
+    net = KernelDenoiser(residual=True)
+    torch.save(denoiser_state_for_export(net), tmp_path / "d.pt")
+    back = load_kernel_denoiser(path=tmp_path / "d.pt")
+    k = torch.rand(2, 1, 9, 9)
+    assert back.residual and torch.allclose(back(k, 0.01), net(k, 0.01))
+
+
+def test_bad_weights_file(tmp_path):
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    with pytest.raises(InputError, match="bad.pt"):
+        load_kernel_denoiser(path=tmp_path / "bad.pt")
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(InputError, match="missing"):
+        load_kernel_denoiser(path=tmp_path / "other.pt")
+    with pytest.raises(InputError, match="size 21"):
+        load_kernel_denoiser(size=21)
+
+
+@pytest.mark.parametrize("size,generator", [(33, "camera-shake"), (64, "motion")])
+def test_shipped_denoisers_remove_noise(size, generator):
+    from kernels_gen import make_generator
+
+    net = load_kernel_denoiser(size)
+    clean = make_generator(generator, size).sample(32, seed=123)
+    g = torch.Generator().manual_seed(0)
+    for level in (1e-3, 3e-3, 1e-2):
+        noisy = normalize_kernel(clean + level * torch.randn(clean.shape, generator=g))
+        with torch.no_grad():
+            denoised = normalize_kernel(net(noisy, level))
+        assert ((denoised - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()

@@ -1,0 +1,149 @@
+"""M-step: the Fourier data step against dense least squares, the authors' HQS, recovery, errors."""
+
+import pytest
+import torch
+
+from fdem.errors import InputError
+from fdem.kernel_ops import kernel_mse, normalize_kernel
+from fdem.mstep import KernelDataTerm, estimate_kernel
+from fdem.nets.kernel_denoiser import KernelDenoiser
+from fdem.physics import add_noise, blur
+
+
+def _circulant_conv_matrix(img):
+    """Dense (N, N) matrix of z -> img ⊛ z (circular, z's origin at pixel (0, 0))."""
+    h, w = img.shape
+    cols = []
+    for idx in range(h * w):
+        e = torch.zeros(h * w, dtype=img.dtype)
+        e[idx] = 1
+        spec = torch.fft.fft2(img) * torch.fft.fft2(e.reshape(h, w))
+        cols.append(torch.fft.ifft2(spec).real.reshape(-1))
+    return torch.stack(cols, dim=1)
+
+
+def test_z_update_equals_dense_least_squares():
+    g = torch.Generator().manual_seed(0)
+    h = w = 6
+    ks = 3
+    n, c = 2, 3
+    x = torch.rand(1, n, c, h, w, generator=g, dtype=torch.float64)
+    y = torch.rand(1, c, h, w, generator=g, dtype=torch.float64)
+    k = normalize_kernel(torch.rand(1, 1, ks, ks, generator=g, dtype=torch.float64))
+    alpha = torch.tensor([0.3], dtype=torch.float64)
+    ours = KernelDataTerm(y, x, alpha).solve(k)
+    # dense: per channel, argmin_z Σ_p ||y_c − x_pc ⊛ z||² + α||z − k_full||², then average channels
+    k_full = torch.zeros(h, w, dtype=torch.float64)
+    for i in range(ks):
+        for j in range(ks):
+            k_full[(i - ks // 2) % h, (j - ks // 2) % w] = k[0, 0, i, j]
+    zs = []
+    for ch in range(c):
+        mats = [_circulant_conv_matrix(x[0, p, ch]) for p in range(n)]
+        lhs = sum(m.T @ m for m in mats) + alpha * torch.eye(h * w, dtype=torch.float64)
+        rhs = sum(m.T @ y[0, ch].reshape(-1) for m in mats) + alpha * k_full.reshape(-1)
+        zs.append(torch.linalg.solve(lhs, rhs).reshape(h, w))
+    z_full = torch.stack(zs).mean(0)
+    dense = torch.stack([torch.stack([z_full[(i - ks // 2) % h, (j - ks // 2) % w] for j in range(ks)]) for i in range(ks)])
+    assert torch.allclose(ours[0, 0], dense, atol=1e-10)
+
+
+def _authors_hqs(y, x, sigma, ksize, denoiser, lam, beta, iters):
+    """The authors' M-step written out independently: full complex FFTs, roll-based placement,
+    particles on the first axis, the denoiser called on [k, √(λ/β)] stacked as channels."""
+    h, w = y.shape[-2:]
+
+    def place(k):
+        full = torch.zeros(k.shape[:-2] + (h, w), dtype=k.dtype)
+        full[..., :ksize, :ksize] = k
+        return torch.roll(full, (-(ksize // 2), -(ksize // 2)), dims=(-2, -1))
+
+    def crop(full):
+        return torch.roll(full, (ksize // 2, ksize // 2), dims=(-2, -1))[..., :ksize, :ksize]
+
+    def project(k):
+        k = torch.clamp(k, min=0)
+        return k / k.sum(dim=(-2, -1), keepdim=True)
+
+    alpha = sigma**2 * beta
+    fx = torch.fft.fft2(x)  # (n, C, H, W)
+    num = (fx.conj()).sum(0, keepdim=True) * torch.fft.fft2(y)  # the authors sum conj(X) before multiplying by Y
+    den = (fx * fx.conj()).sum(0, keepdim=True)
+    z = torch.zeros(1, 1, ksize, ksize, dtype=y.dtype)
+    z[..., ksize // 2, ksize // 2] = 1
+    for _ in range(iters):
+        full = torch.fft.ifft2((num + torch.fft.fft2(alpha * place(z))) / (den + alpha)).real
+        k = project(crop(full.mean(dim=1, keepdim=True)))
+        level = torch.ones_like(k) * (lam / beta) ** 0.5
+        z = project(project(denoiser.model(torch.cat([k, level], dim=1))))
+    return z
+
+
+def test_official_mode_reproduces_authors_hqs():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 3, 3, 32, 32, generator=g, dtype=torch.float64)
+    truth = normalize_kernel(torch.rand(1, 1, 7, 7, generator=g, dtype=torch.float64) ** 4)
+    y = add_noise(blur(x[:, 0], truth), 0.02, generator=g)
+    denoiser = KernelDenoiser(bias=True).double()
+    with torch.no_grad():
+        for p in denoiser.parameters():  # keep outputs positive-ish so the projection is meaningful
+            p.copy_(p.abs() * 0.3)
+    ours = estimate_kernel(y, x, 0.02, 7, reg="pnp", lam=1.0, beta=1e5, iters=5, denoiser=denoiser)
+    ref = _authors_hqs(y[0:1], x[0], 0.02, 7, denoiser, 1.0, 1e5, 5)
+    assert torch.allclose(ours, ref, atol=1e-10)
+
+
+@pytest.mark.parametrize("reg,lam", [("l1", 1.0), ("l2", 1e-4), ("pnp", 0.0)])
+def test_known_image_recovers_kernel(reg, lam):
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(2, 3, 48, 48, generator=g).repeat_interleave(1, 0)
+    truth = torch.zeros(2, 1, 9, 9)
+    truth[0, 0, 4, 2:7] = 1  # horizontal line
+    truth[1, 0, 2:7, 4] = 1  # vertical line
+    truth = normalize_kernel(truth)
+    y = add_noise(blur(x, truth), 0.01, generator=g)
+    est = estimate_kernel(y, x, 0.01, 9, reg=reg, lam=lam, iters=10)
+    assert est.shape == (2, 1, 9, 9)
+    assert torch.allclose(est.sum((-2, -1)), torch.ones(2, 1)) and (est >= 0).all()
+    dirac = torch.zeros_like(truth)
+    dirac[..., 4, 4] = 1
+    assert (kernel_mse(est, truth) < 0.05 * kernel_mse(dirac, truth)).all()
+
+
+def test_batch_and_particles_are_independent():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 3, 1, 24, 24, generator=g, dtype=torch.float64)
+    y = torch.rand(2, 1, 24, 24, generator=g, dtype=torch.float64)
+    both = estimate_kernel(y, x, torch.tensor([0.01, 0.05]), 5, reg="l1", lam=1.0)
+    one = estimate_kernel(y[1:], x[1:], 0.05, 5, reg="l1", lam=1.0)
+    assert torch.allclose(both[1:], one, atol=1e-12)
+
+
+def test_paper_mode_differs_and_stays_on_simplex():
+    g = torch.Generator().manual_seed(4)
+    x = torch.rand(1, 4, 3, 24, 24, generator=g)
+    y = torch.rand(1, 3, 24, 24, generator=g)
+    off = estimate_kernel(y, x, 0.05, 5, reg="l1", lam=1.0)
+    pap = estimate_kernel(y, x, 0.05, 5, reg="l1", lam=1.0, mode="paper", r2=0.01)
+    assert not torch.allclose(off, pap)
+    assert torch.allclose(pap.sum(), torch.tensor(1.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(reg="tv"), "regulariser"),
+        (dict(mode="fast"), "mode"),
+        (dict(kernel_size=40), "larger than the image"),
+        (dict(sigma=-1.0), "sigma"),
+        (dict(reg="l1"), "lam must be given"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    args = dict(sigma=0.01, kernel_size=5, reg="pnp", lam=1.0)
+    args.update(kwargs)
+    if kwargs.get("reg") == "l1":
+        args.pop("lam")
+    with pytest.raises(InputError, match=match):
+        estimate_kernel(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), denoiser=lambda k, s: k, **args)
