@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from fdem.errors import InputError
@@ -24,16 +24,26 @@ def ensure_writable_dir(folder: str | Path) -> Path:
 
 @contextmanager
 def atomic_path(path: str | Path):
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed."""
+    """Yield a temporary sibling of ``path`` (same suffix, so writers infer the format); on success
+    it replaces ``path``, on any error it is deleted. Parent folders are created; an OS error
+    becomes an :class:`InputError` naming ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from err
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it an ordinary file's mode
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from err
     finally:
-        if os.path.exists(tmp):
+        with suppress(FileNotFoundError):
             os.remove(tmp)
 
 

@@ -1,0 +1,217 @@
+"""Diffusion schedule maths: betas, respacing, and the DDPM / DDIM update rules.
+
+Everything is computed in float64 and stored as float32 buffers of a `Schedule` module, indexed
+by the *respaced* step i ∈ {0, …, S−1} (sampling runs i = S−1 … 0); `Schedule.timesteps[i]` is the
+original timestep τ_i that the network receives. Every method accepts i as a Python int or as a
+(B,) LongTensor of per-sample steps, broadcasts over (B, C, H, W), and never synchronises with
+the host.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from fdem.errors import InputError
+
+__all__ = ["Schedule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps"]
+
+VARIANCE_KINDS = ("fixed_small", "learned_range")
+
+
+def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:
+    """DDPM's linear schedule: T betas evenly spaced from `start` to `end` (float64)."""
+    return torch.linspace(start, end, T, dtype=torch.float64)
+
+
+def cosine_betas(T: int = 1000, offset: float = 0.008, max_beta: float = 0.999) -> Tensor:
+    """Improved-DDPM cosine schedule: ᾱ(s) = cos²((s+offset)/(1+offset)·π/2), betas capped at `max_beta`."""
+    s = torch.arange(T + 1, dtype=torch.float64) / T
+    abar = torch.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
+    return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta)
+
+
+def respaced_timesteps(T: int, steps: int) -> Tensor:
+    """The kept timesteps τ_j = round(j·(T−1)/(S−1)), j = 0..S−1, as a LongTensor (S,).
+
+    Rounding is half-up, done in exact integer arithmetic: ⌊(2j(T−1) + (S−1)) / (2(S−1))⌋.
+    A tie (fractional part exactly .5) needs 2j(T−1) ≡ S−1 mod 2(S−1); for T = 1000 and
+    S = 100 the fractions are multiples of 1/11, so there is none and Python's banker's
+    round() would give the same list: 0, 10, 20, …, 989, 999.
+    """
+    if not 2 <= steps <= T:
+        raise InputError(f"the number of sampling steps must be in [2, {T}], got {steps}")
+    j = torch.arange(steps, dtype=torch.int64)
+    return (2 * j * (T - 1) + (steps - 1)) // (2 * (steps - 1))
+
+
+def respace(betas: Tensor, steps: int) -> tuple[Tensor, Tensor]:
+    """Keep `steps` of the T timesteps and recompute betas so the kept ᾱ are unchanged.
+
+    Returns (timesteps (S,) int64, new_betas (S,) float64) with new_beta_i = 1 − ᾱ(τ_i)/ᾱ(τ_{i−1})
+    and ᾱ(τ_{−1}) = 1.
+    """
+    betas = betas.to(torch.float64)
+    timesteps = respaced_timesteps(betas.shape[0], steps)
+    abar = torch.cumprod(1 - betas, dim=0)[timesteps]
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    return timesteps, 1 - abar / abar_prev
+
+
+def _at(buffer: Tensor, i: int | Tensor, ndim: int) -> Tensor:
+    """buffer[i], shaped to broadcast against a batch-first tensor of `ndim` dims."""
+    if isinstance(i, int):
+        return buffer[i]
+    return buffer[i].reshape(-1, *([1] * (ndim - 1)))
+
+
+def _not_last(i: int | Tensor, like: Tensor) -> Tensor | float:
+    """1 where the step adds noise (i > 0), 0 at the final step i = 0."""
+    if isinstance(i, int):
+        return float(i > 0)
+    return (i > 0).to(like.dtype).reshape(-1, *([1] * (like.ndim - 1)))
+
+
+class Schedule(nn.Module):
+    """A (respaced) diffusion schedule with its derived coefficients as float32 buffers.
+
+    Buffers (all of length S): timesteps (int64, original τ_i), betas, alphas_cumprod,
+    alphas_cumprod_prev, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
+    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod, posterior_variance (β̃_i),
+    posterior_log_variance_clipped (log β̃ with β̃_0 replaced by β̃_1), log_betas,
+    posterior_mean_coef1 (on x̂0) and posterior_mean_coef2 (on x_i). The buffers are not
+    saved in state_dicts: they are rebuilt from (T, steps, kind).
+    """
+
+    def __init__(self, betas: Tensor, steps: int | None = None):
+        super().__init__()
+        betas = betas.to(torch.float64)
+        self.T = int(betas.shape[0])
+        timesteps, b = respace(betas, steps or self.T)
+        abar = torch.cumprod(1 - b, dim=0)
+        abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        post_var = b * (1 - abar_prev) / (1 - abar)
+        coefs = {
+            "betas": b,
+            "alphas_cumprod": abar,
+            "alphas_cumprod_prev": abar_prev,
+            "sqrt_alphas_cumprod": abar.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(),
+            "sqrt_recip_alphas_cumprod": (1 / abar).sqrt(),
+            "sqrt_recipm1_alphas_cumprod": (1 / abar - 1).sqrt(),
+            "posterior_variance": post_var,
+            # β̃_0 = 0: its log would be -inf, so it borrows β̃_1 (only used for i ≥ 1 anyway).
+            "posterior_log_variance_clipped": torch.cat([post_var[1:2], post_var[1:]]).log(),
+            "log_betas": b.log(),
+            "posterior_mean_coef1": b * abar_prev.sqrt() / (1 - abar),
+            "posterior_mean_coef2": (1 - abar_prev) * (1 - b).sqrt() / (1 - abar),
+        }
+        self.register_buffer("timesteps", timesteps, persistent=False)
+        for name, value in coefs.items():
+            self.register_buffer(name, value.to(torch.float32), persistent=False)
+
+    @classmethod
+    def make(
+        cls,
+        T: int = 1000,
+        steps: int | None = None,
+        kind: str = "linear",
+        device: torch.device | str | None = None,
+    ) -> Schedule:
+        """A `kind` ("linear" or "cosine") schedule of T steps respaced to `steps` (default T)."""
+        makers = {"linear": linear_betas, "cosine": cosine_betas}
+        if kind not in makers:
+            raise InputError(f"unknown beta schedule {kind!r}; valid: {', '.join(makers)}")
+        return cls(makers[kind](T), steps).to(device)
+
+    @property
+    def num_steps(self) -> int:
+        """S, the number of respaced steps."""
+        return int(self.timesteps.shape[0])
+
+    def eps_to_x0(self, x: Tensor, eps: Tensor, i: int | Tensor, clip: bool = False) -> Tensor:
+        """x̂0 = (x_i − √(1−ᾱ_i)·ε)/√ᾱ_i, optionally clamped to [−1, 1]."""
+        x0 = _at(self.sqrt_recip_alphas_cumprod, i, x.ndim) * x - _at(
+            self.sqrt_recipm1_alphas_cumprod, i, x.ndim
+        ) * eps
+        return x0.clamp(-1, 1) if clip else x0
+
+    def x0_to_eps(self, x: Tensor, x0: Tensor, i: int | Tensor) -> Tensor:
+        """The ε that maps x_i to x0: (x_i/√ᾱ_i − x0)/√(1/ᾱ_i − 1)."""
+        return (_at(self.sqrt_recip_alphas_cumprod, i, x.ndim) * x - x0) / _at(
+            self.sqrt_recipm1_alphas_cumprod, i, x.ndim
+        )
+
+    def q_sample(self, x0: Tensor, i: int | Tensor, noise: Tensor) -> Tensor:
+        """Draw x_i ~ q(x_i | x0) = N(√ᾱ_i·x0, (1−ᾱ_i)·I) with the given noise."""
+        return _at(self.sqrt_alphas_cumprod, i, x0.ndim) * x0 + _at(
+            self.sqrt_one_minus_alphas_cumprod, i, x0.ndim
+        ) * noise
+
+    def posterior_mean_var(self, x0: Tensor, x: Tensor, i: int | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean, variance β̃_i and clipped log-variance of q(x_{i−1} | x_i, x0)."""
+        n = x.ndim
+        mean = _at(self.posterior_mean_coef1, i, n) * x0 + _at(self.posterior_mean_coef2, i, n) * x
+        return mean, _at(self.posterior_variance, i, n), _at(self.posterior_log_variance_clipped, i, n)
+
+    def model_variance(
+        self, var_values: Tensor | None, i: int | Tensor, kind: str = "fixed_small", ndim: int = 4
+    ) -> tuple[Tensor, Tensor]:
+        """(variance, log-variance) of p(x_{i−1} | x_i).
+
+        "fixed_small": β̃_i, shaped to broadcast over `ndim`-dim tensors (var_values may be None).
+        "learned_range" (improved DDPM): log σ² = f·log β_i + (1−f)·log β̃_i (clipped) with
+        f = (v+1)/2 and v the network's variance channels.
+        """
+        if kind == "fixed_small":
+            n = ndim if var_values is None else var_values.ndim
+            return _at(self.posterior_variance, i, n), _at(self.posterior_log_variance_clipped, i, n)
+        if kind == "learned_range":
+            if var_values is None:
+                raise InputError("learned_range variance needs the network's variance channels")
+            n = var_values.ndim
+            frac = (var_values + 1) / 2
+            log_var = frac * _at(self.log_betas, i, n) + (1 - frac) * _at(self.posterior_log_variance_clipped, i, n)
+            return log_var.exp(), log_var
+        raise InputError(f"unknown variance kind {kind!r}; valid: {', '.join(VARIANCE_KINDS)}")
+
+    def ddpm_step(
+        self,
+        x: Tensor,
+        x0: Tensor,
+        i: int | Tensor,
+        noise: Tensor | None,
+        var_kind: str = "fixed_small",
+        var_values: Tensor | None = None,
+    ) -> Tensor:
+        """Ancestral step x_i → x_{i−1}: posterior mean plus σ_i·noise (no noise at i = 0 or if None)."""
+        mean, _, _ = self.posterior_mean_var(x0, x, i)
+        if noise is None:
+            return mean
+        _, log_var = self.model_variance(var_values, i, var_kind, ndim=x.ndim)
+        return mean + _not_last(i, x) * (0.5 * log_var).exp() * noise
+
+    def ddim_step(
+        self,
+        x: Tensor,
+        x0: Tensor,
+        eps: Tensor,
+        i: int | Tensor,
+        noise: Tensor | None = None,
+        eta: float = 0.0,
+    ) -> Tensor:
+        """DDIM step x_i → x_{i−1} = √ᾱ_{i−1}·x0 + √(1−ᾱ_{i−1}−σ²)·ε + σ·noise.
+
+        σ = η·√((1−ᾱ_{i−1})/(1−ᾱ_i))·√(1−ᾱ_i/ᾱ_{i−1}); η (a Python float) = 0 is deterministic.
+        No noise at i = 0.
+        """
+        n = x.ndim
+        abar = _at(self.alphas_cumprod, i, n)
+        abar_prev = _at(self.alphas_cumprod_prev, i, n)
+        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
+        out = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
+        if noise is None or eta == 0:
+            return out
+        return out + _not_last(i, x) * sigma * noise

@@ -1,0 +1,98 @@
+"""The fdem command: kernel banks, blur / estimate-kernel round trip, and bad input (one line, exit 2)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from fdem.cli import main
+from fdem.imageio import save_image
+
+
+def run_cli(args, capsys):
+    """Run ``fdem args``; return (exit code, stdout, stderr)."""
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as stop:
+        code = stop.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def sharp_png(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(3, 8, 8, generator=g).repeat_interleave(8, -1).repeat_interleave(8, -2)
+    save_image(tmp_path / "sharp.png", img)
+    return tmp_path / "sharp.png"
+
+
+def test_kernels_bank_is_deterministic(tmp_path, capsys):
+    for name in ("a", "b"):
+        code, _, _ = run_cli(["kernels", "--generator", "motion", "--size", "17", "--count", "5", "--seed", "3",
+                              "--out", tmp_path / f"{name}.npz", "--preview", tmp_path / f"{name}.png"], capsys)
+        assert code == 0
+    a, b = np.load(tmp_path / "a.npz"), np.load(tmp_path / "b.npz")
+    assert a["kernels"].dtype == np.float32 and a["kernels"].shape == (5, 17, 17)
+    assert a["kernels"].tobytes() == b["kernels"].tobytes()
+    assert (tmp_path / "a.png").stat().st_size > 0
+
+
+def test_blur_then_estimate_kernel(tmp_path, sharp_png, capsys):
+    bank = tmp_path / "bank.npz"
+    assert run_cli(["kernels", "--size", "9", "--count", "1", "--out", bank], capsys)[0] == 0
+    assert run_cli(["blur", sharp_png, "--kernels", bank, "--sigma", "2", "--out", tmp_path / "obs"], capsys)[0] == 0
+    code, out, err = run_cli(["estimate-kernel", "--sharp", sharp_png, "--blurry", tmp_path / "obs" / "sharp_blurry.npy",
+                              "--sigma", "2", "--kernel-size", "9", "--out", tmp_path / "k.npy"], capsys)
+    assert code == 0, err
+    est = torch.from_numpy(np.load(tmp_path / "k.npy"))[None, None]
+    truth = torch.from_numpy(np.load(tmp_path / "obs" / "sharp_kernel.npy"))[None, None]
+    from fdem.kernel_ops import dirac, kernel_mse
+
+    assert kernel_mse(est, truth) < 0.2 * kernel_mse(dirac(1, 9), truth)
+
+
+def _bad_cases(tmp_path, sharp_png):
+    (tmp_path / "notimage.png").write_text("hello")
+    (tmp_path / "empty").mkdir()
+    big = tmp_path / "big.npz"
+    np.savez(big, kernels=np.ones((1, 80, 80), np.float32))
+    nan = tmp_path / "nan.mat"
+    k = np.ones((5, 5))
+    k[2, 2] = np.nan
+    scipy.io.savemat(nan, {"kernel": k})
+    nokernel = tmp_path / "nokernel.mat"
+    scipy.io.savemat(nokernel, {"name": "levin"})
+    bank = tmp_path / "ok.npz"
+    np.savez(bank, kernels=np.ones((1, 5, 5), np.float32))
+    out = tmp_path / "out"
+    return {
+        "non-image file": (["blur", tmp_path / "notimage.png", "--kernels", bank, "--out", out], "notimage.png"),
+        "empty folder": (["kernel-bench", "--images", tmp_path / "empty", "--out", out], "empty"),
+        "kernel larger than image": (["blur", sharp_png, "--kernels", big, "--out", out], "larger"),
+        "negative sigma": (["blur", sharp_png, "--kernels", bank, "--sigma", "-1", "--out", out], "--sigma"),
+        "NaN in a kernel": (["blur", sharp_png, "--kernels", nan, "--out", out], "nan.mat"),
+        ".mat without kernels": (["blur", sharp_png, "--kernels", nokernel, "--out", out], "nokernel.mat"),
+        "unknown generator": (["kernels", "--generator", "wobble", "--out", tmp_path / "k.npz"], "wobble"),
+    }
+
+
+@pytest.mark.parametrize("case", ["non-image file", "empty folder", "kernel larger than image", "negative sigma",
+                                  "NaN in a kernel", ".mat without kernels", "unknown generator"])
+def test_bad_input_gives_one_line_and_exit_2(tmp_path, sharp_png, capsys, case):
+    args, needle = _bad_cases(tmp_path, sharp_png)[case]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("fdem: error:") and needle in lines[0], err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "fdem.cli", "kernels", "--size", "2", "--out", str(tmp_path / "k.npz")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "size" in proc.stderr and not (tmp_path / "k.npz").exists()
