@@ -106,10 +106,10 @@ def make_cases(images: list[tuple[str, torch.Tensor]], cfg: KernelBenchConfig, s
     return Cases(sharp, bank, ids, list(range(len(ids))))
 
 
-def observe(cases: Cases, sigma: float, seed: int) -> torch.Tensor:
-    """Blurry, noisy observations; the noise depends only on ``seed`` (fixed per σ)."""
-    g = torch.Generator().manual_seed(seed)
-    return add_noise(blur(cases.sharp, cases.kernels), sigma, generator=g)
+def observe(cases: Cases, sigma255: float, split_seed: int) -> torch.Tensor:
+    """Blurry, noisy observations; the noise depends only on the split and the value of σ."""
+    g = torch.Generator().manual_seed(split_seed + round(sigma255 * 1000))
+    return add_noise(blur(cases.sharp, cases.kernels), sigma255 / 255, generator=g)
 
 
 def errors_for(cases: Cases, y: torch.Tensor, sigma: float, reg: str, lam: float, cfg: KernelBenchConfig) -> torch.Tensor:
@@ -126,8 +126,8 @@ def tune(cfg: KernelBenchConfig, val: Cases) -> dict:
     jobs = [(s, reg, lam) for s in cfg.sigmas for reg in REGULARISERS for lam in cfg.lambda_grid[reg]]
     scores: dict = {}
     with tqdm(total=len(jobs), desc="tuning λ", unit="run") as bar:
-        for si, s in enumerate(cfg.sigmas):
-            y = observe(val, s / 255, seed=1000 + si)
+        for s in cfg.sigmas:
+            y = observe(val, s, split_seed=1_000_000)
             for reg in REGULARISERS:
                 for lam in cfg.lambda_grid[reg]:
                     scores[(s, reg, lam)] = errors_for(val, y, s / 255, reg, lam, cfg).mean().item()
@@ -140,8 +140,8 @@ def run(cfg: KernelBenchConfig, test: Cases) -> list[dict]:
     """Rows ``(regulariser, sigma, image, kernel, lambda, kernel_mse)`` of the test split."""
     rows = []
     with tqdm(total=len(cfg.sigmas) * len(REGULARISERS), desc="kernel estimation", unit="run") as bar:
-        for si, s in enumerate(cfg.sigmas):
-            y = observe(test, s / 255, seed=si)
+        for s in cfg.sigmas:
+            y = observe(test, s, split_seed=0)
             for reg in REGULARISERS:
                 lam = lambda_for(cfg, reg, s)
                 err = errors_for(test, y, s / 255, reg, lam, cfg)

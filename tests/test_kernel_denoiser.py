@@ -5,6 +5,7 @@ import torch
 
 from fdem.errors import InputError
 from fdem.kernel_ops import normalize_kernel
+from fdem.mstep import default_lambda
 from fdem.nets.kernel_denoiser import KernelDenoiser, denoiser_state_for_export, load_kernel_denoiser
 from tests.helpers import state_dict_from_tsv
 
@@ -51,7 +52,8 @@ def test_shipped_denoisers_remove_noise(size, generator):
     net = load_kernel_denoiser(size)
     clean = make_generator(generator, size).sample(32, seed=123)
     g = torch.Generator().manual_seed(0)
-    for level in (1e-3, 3e-3, 1e-2):
+    level_md = default_lambda(size) ** 0.5 / 1e5**0.5  # the M-step's σ_d = √(λ/β)
+    for level in (level_md / 3, level_md, 3 * level_md):
         noisy = normalize_kernel(clean + level * torch.randn(clean.shape, generator=g))
         with torch.no_grad():
             denoised = normalize_kernel(net(noisy, level))
