@@ -31,6 +31,21 @@ def cmd_kernels(args: argparse.Namespace) -> None:
     if args.preview:
         save_preview(kernels[:64], args.preview)
     print(f"wrote {args.count} {args.generator} kernels of {args.size}x{args.size} to {args.out}")
+    if args.stats:
+        print(stats_table(kernels))
+
+
+def stats_table(kernels) -> str:
+    """Markdown min / median / max of :func:`kernels_gen.kernel_stats` over a bank."""
+    import pandas as pd
+
+    from kernels_gen import kernel_stats
+
+    stats = pd.DataFrame([kernel_stats(k) for k in kernels]).drop(columns=["com_row", "com_col"])
+    lines = ["| statistic | min | median | max |", "|---|---|---|---|"]
+    for name, col in stats.items():
+        lines.append(f"| {name} | {col.min():.3g} | {col.median():.3g} | {col.max():.3g} |")
+    return "\n".join(lines)
 
 
 def cmd_kernel_bench(args: argparse.Namespace) -> None:
@@ -135,6 +150,21 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cmd_kernel_bench(args)
 
 
+def cmd_deblur(args: argparse.Namespace) -> None:
+    """Deblur images with a diffusion prior (blind: Fast EM / Diffusion EM; non-blind: DPS / ΠGDM)."""
+    from fdem.deblur import deblur_files
+
+    sigma = _sigma255(args.sigma)
+    trace_every = (args.trace_every or 10) if args.trace else 0
+    deblur_files(
+        args.images, args.out, prior=args.prior, method=args.method, sigma=sigma,
+        prior_config=args.prior_config, prior_prefix=args.prior_prefix, kernel_size=args.kernel_size,
+        particles=args.particles, steps=args.steps, seed=args.seed, device=args.device,
+        true_kernel=args.true_kernel, mode=args.mode, lam=args.lam, em_iters=args.em_iters,
+        kernel_denoiser=args.kernel_denoiser, trace_every=trace_every, trace_format=args.trace_format,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fdem",
@@ -150,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", type=_key_value, action="append", metavar="KEY=VALUE", help="generator parameter")
     p.add_argument("--out", required=True)
     p.add_argument("--preview", help="PNG grid of (up to 64 of) the kernels")
+    p.add_argument("--stats", action="store_true", help="print min/median/max shape statistics of the bank")
     p.set_defaults(func=cmd_kernels)
 
     for name, func in (("kernel-bench", cmd_kernel_bench), ("demo", cmd_demo)):
@@ -181,6 +212,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--out", required=True, help="kernel .npy (a viewable .png is written beside it)")
     p.set_defaults(func=cmd_estimate_kernel)
+
+    p = sub.add_parser("deblur", help="deblur images with a diffusion prior (Fast EM, Diffusion EM, DPS, PiGDM)")
+    p.add_argument("images", nargs="+", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit)")
+    p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale")
+    p.add_argument("--method", default="fastem-pigdm", help="fastem-pigdm (default), fastem-dps, diffem-pigdm, diffem-dps, pigdm, dps")
+    p.add_argument("--prior", required=True, help="score UNet: guided-diffusion .pt state_dict (e.g. ffhq_10m.pt) or a `fdem fit` checkpoint")
+    p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default), kernel64 or a YAML of ADMConfig fields")
+    p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
+    p.add_argument("--kernel-size", type=int, default=33, help="size of the estimated kernel (blind methods)")
+    p.add_argument("--particles", type=int, default=1, help="posterior samples per image; the output is their mean")
+    p.add_argument("--steps", type=int, help="diffusion steps (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    p.add_argument("--seed", type=int, default=0, help="image j uses seed + j")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the accelerator if there is one)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
+    p.add_argument("--mode", default="official", help="official (the authors' code, default) or paper (the paper's equations)")
+    p.add_argument("--lam", type=float, help="M-step PnP weight (default: 1 for kernels up to 48 px, 0.2 above)")
+    p.add_argument("--em-iters", type=int, default=10, help="outer iterations of Diffusion EM")
+    p.add_argument("--kernel-denoiser", help="kernel denoiser state_dict (default: the shipped one)")
+    p.add_argument("--trace", action="store_true", help="also save the progress (x0 estimate and kernel)")
+    p.add_argument("--trace-every", type=int, help="steps between trace frames (default 10; needs --trace)")
+    p.add_argument("--trace-format", default="gif", help="gif (animation) or png (grid of frames)")
+    p.set_defaults(func=cmd_deblur)
 
     p = sub.add_parser("export", help="write a checkpoint's network weights as a state_dict .pt")
     p.add_argument("checkpoint")

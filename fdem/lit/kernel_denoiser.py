@@ -24,9 +24,10 @@ class KernelDenoiserModule(L.LightningModule):
     """Learns ``D(k + σn, σ) ≈ k`` for σ log-uniform in ``[sigma_min, sigma_max]``.
 
     The M-step hands the denoiser an estimate that was clipped at 0 and renormalised, so a fraction
-    ``project_prob`` of the noisy training inputs gets that same projection. The loss is the MSE
-    divided by σ² (every noise level weighs alike); validation logs the plain kernel MSE at fixed,
-    seeded noise levels spread over the range.
+    ``project_prob`` of the noisy training inputs gets that same projection (see :meth:`corrupt`).
+    The loss is the MSE divided by the input's noise variance (every noise level weighs alike);
+    validation logs the kernel MSE of the normalised output at fixed, seeded noise levels spread
+    over the range.
     """
 
     def __init__(
@@ -44,11 +45,20 @@ class KernelDenoiserModule(L.LightningModule):
         self.save_hyperparameters()
         self.net = KernelDenoiser(channels=channels, bias=bias, residual=residual)
 
-    def corrupt(self, kernels: Tensor, sigma: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def corrupt(self, kernels: Tensor, sigma: Tensor, generator: torch.Generator | None = None):
+        """``(input, target, level)``: the noisy kernel, the clean one and the noise level of the input.
+
+        A projected input ``clip(k + σn)/s`` (``s`` its sum) comes with target ``k/s`` and level
+        ``σ/s``, so the task stays "remove noise of this level" at the input's own scale; the
+        overall scale is immaterial since the M-step renormalises the output.
+        """
         noise = torch.randn(kernels.shape, generator=generator, device=kernels.device, dtype=kernels.dtype)
         noisy = kernels + sigma.view(-1, 1, 1, 1) * noise
-        project = torch.rand(kernels.shape[0], 1, 1, 1, generator=generator, device=kernels.device)
-        return torch.where(project < self.hparams.project_prob, normalize_kernel(noisy), noisy)
+        project = torch.rand(kernels.shape[0], 1, 1, 1, generator=generator, device=kernels.device) < self.hparams.project_prob
+        clipped = noisy.clamp_min(0)
+        scale = torch.where(project, clipped.sum(dim=(-2, -1), keepdim=True).clamp_min(1e-12), torch.ones_like(sigma).view(-1, 1, 1, 1))
+        noisy = torch.where(project, clipped, noisy) / scale
+        return noisy, kernels / scale, sigma / scale.view(-1)
 
     def _log_uniform(self, u: Tensor) -> Tensor:
         lo, hi = math.log(self.hparams.sigma_min), math.log(self.hparams.sigma_max)
@@ -57,8 +67,8 @@ class KernelDenoiserModule(L.LightningModule):
     def training_step(self, kernels: Tensor, batch_idx: int) -> Tensor:
         kernels = random_dihedral(kernels)
         sigma = self._log_uniform(torch.rand(kernels.shape[0], device=kernels.device))
-        pred = self.net(self.corrupt(kernels, sigma), sigma)
-        loss = (((pred - kernels) / sigma.view(-1, 1, 1, 1)) ** 2).mean()
+        noisy, target, level = self.corrupt(kernels, sigma)
+        loss = (((self.net(noisy, level) - target) / level.view(-1, 1, 1, 1)) ** 2).mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -66,10 +76,10 @@ class KernelDenoiserModule(L.LightningModule):
         g = torch.Generator(device=kernels.device).manual_seed(batch_idx)
         n = kernels.shape[0]
         sigma = self._log_uniform((torch.arange(n, device=kernels.device) + 0.5) / n)
-        pred = normalize_kernel(self.net(self.corrupt(kernels, sigma, generator=g), sigma))
-        err = ((pred - kernels) ** 2).mean(dim=(1, 2, 3))
-        self.log("val/kernel_mse", err.mean(), prog_bar=True)
-        self.log("val/loss", (err / sigma**2).mean())
+        noisy, target, level = self.corrupt(kernels, sigma, generator=g)
+        pred = self.net(noisy, level)
+        self.log("val/kernel_mse", ((normalize_kernel(pred) - kernels) ** 2).mean(), prog_bar=True)
+        self.log("val/loss", (((pred - target) / level.view(-1, 1, 1, 1)) ** 2).mean())
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,118 @@
+"""Load a diffusion prior (an ADM score UNet) from a file, strictly.
+
+Two kinds of file are accepted, both read with ``torch.load(..., weights_only=True)``:
+
+* a guided-diffusion state_dict ``.pt`` (e.g. the public FFHQ-256 ``ffhq_10m.pt``), possibly with a
+  ``module.`` prefix;
+* a checkpoint written by ``fdem fit``: a dict with ``state_dict`` (UNet weights under a prefix
+  such as ``net.`` or ``ema.``) and ``hyper_parameters``.
+
+The architecture is a named config (``ffhq256``, ``kernel64``), a YAML file of
+:class:`~fdem.nets.unet.ADMConfig` fields, or, for a checkpoint whose hyper-parameters hold a
+``unet`` entry (a name or a field dict), that entry; the default is ``ffhq256``, the paper's
+prior. The UNet's prefix is found by looking for the key ``time_embed.0.weight`` (an ``ema``
+copy wins over the raw weights); pass ``prefix`` to choose. Loading is strict: a mismatch raises
+:class:`InputError` listing missing and unexpected keys and differing shapes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from fdem.errors import InputError
+from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, ADMUNet, build_unet
+
+DEFAULT_CONFIG = "ffhq256"
+ANCHOR_KEY = "time_embed.0.weight"  # present in every ADM UNet
+LISTED = 6  # keys shown per category in a mismatch message
+
+
+def unet_config(config: str | Path | ADMConfig | dict) -> ADMConfig | dict | str:
+    """A named config, an ``ADMConfig``/dict, or the fields read from a YAML file."""
+    if isinstance(config, (ADMConfig, dict)) or config in NAMED_CONFIGS:
+        return config
+    path = Path(config)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise InputError(f"unknown UNet config {str(config)!r}: use one of {', '.join(NAMED_CONFIGS)} or a .yaml file")
+    if not path.is_file():
+        raise InputError(f"UNet config file not found: {path}")
+    import yaml
+
+    try:
+        fields = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise InputError(f"cannot read UNet config {path}: {str(err).splitlines()[0]}") from err
+    if not isinstance(fields, dict):
+        raise InputError(f"UNet config {path} must be a mapping of ADMConfig fields")
+    return fields
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
+    """(tensors, hyper-parameters) of a state_dict file or a Lightning checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"prior checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, or a pickle that needs arbitrary objects
+        raise InputError(f"cannot read prior checkpoint {path}: {str(err).splitlines()[0]}") from err
+    if not isinstance(obj, dict):
+        raise InputError(f"{path} holds a {type(obj).__name__}, not a state_dict or a checkpoint")
+    hparams = obj.get("hyper_parameters") or {}
+    state = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
+    return {k: v for k, v in state.items() if isinstance(v, Tensor)}, dict(hparams)
+
+
+def find_prefix(keys: list[str]) -> str:
+    """The prefix of the UNet keys: the one before ``time_embed.0.weight``, preferring an EMA copy."""
+    found = sorted(k[: -len(ANCHOR_KEY)] for k in keys if k.endswith(ANCHOR_KEY))
+    found = [p for p in found if p == "" or p.endswith(".")]
+    if len(found) <= 1:
+        return found[0] if found else ""
+    ema = [p for p in found if "ema" in p.lower()]
+    if len(ema) == 1:
+        return ema[0]
+    raise InputError(f"the checkpoint holds several UNets (prefixes {', '.join(repr(p) for p in found)}); choose one with a prefix")
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:LISTED])
+    return shown + (f", ... and {len(items) - LISTED} more" if len(items) > LISTED else "")
+
+
+def check_state(net: ADMUNet, state: dict[str, Tensor], source: str) -> None:
+    """Raise an InputError naming every difference between ``state`` and ``net``'s parameters."""
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    missing = [f"{k} {expected[k]}" for k in expected if k not in state]
+    unexpected = [f"{k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
+    wrong = [f"{k} {tuple(v.shape)} vs {expected[k]}" for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
+    parts = [
+        f"{len(items)} {what}: {_listing(items)}"
+        for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (file vs model)", wrong))
+        if items
+    ]
+    if parts:
+        raise InputError(f"{source} does not match the UNet architecture: " + "; ".join(parts) + " (choose the architecture with a named config or a YAML)")
+
+
+def load_prior(
+    path: str | Path,
+    config: str | Path | ADMConfig | dict | None = None,
+    prefix: str | None = None,
+    device: torch.device | str | None = None,
+) -> ADMUNet:
+    """The ADM UNet of ``path`` in eval mode with frozen parameters, on ``device``."""
+    state, hparams = read_checkpoint(path)
+    if config is None:
+        config = hparams.get("unet", DEFAULT_CONFIG)
+    net = build_unet(unet_config(config))
+    prefix = find_prefix(list(state)) if prefix is None else prefix
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if not weights:
+        raise InputError(f"{path} has no keys under the prefix {prefix!r}")
+    check_state(net, weights, f"{path}" + (f" (prefix {prefix!r})" if prefix else ""))
+    net.load_state_dict(weights, strict=True)
+    return net.to(device).eval().requires_grad_(False)

@@ -1,0 +1,23 @@
+"""Guided diffusion samplers: DPS, ΠGDM, Fast EM and Diffusion EM on one shared DDPM loop."""
+
+from fdem.sampling.guidance import DPS, PiGDM, make_guidance, r2_schedule
+from fdem.sampling.loop import guided_step, run_loop
+from fdem.sampling.methods import METHODS, MStepConfig, run_method, total_steps
+from fdem.sampling.result import SamplingResult, Trace, TraceRecorder, save_trace
+
+__all__ = [
+    "DPS",
+    "METHODS",
+    "MStepConfig",
+    "PiGDM",
+    "SamplingResult",
+    "Trace",
+    "TraceRecorder",
+    "guided_step",
+    "make_guidance",
+    "r2_schedule",
+    "run_loop",
+    "run_method",
+    "save_trace",
+    "total_steps",
+]

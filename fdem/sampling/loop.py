@@ -1,0 +1,115 @@
+"""THE sampler loop: ancestral DDPM steps with a pluggable guidance rule and optional M-step.
+
+Every method of :mod:`fdem.sampling.methods` is this loop with a different guidance rule and
+per-step kernel update. One step at respaced index ``i`` (DESIGN.md §4, the authors' order):
+
+1. the network predicts ε̂ at ``x_i`` for all ``B·n`` particles in one call (channels past ``C``,
+   a learned variance, are used only by ``var_kind="learned_range"``); ``x̂0`` is clamped to
+   ``[−1, 1]`` and ``u = clamp((x̂0 + 1)/2, 0, 1)``;
+2. the unguided ancestral step ``x'_{i−1}`` (posterior mean + σ_i·noise, no noise at ``i = 0``);
+3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel;
+4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP).
+
+Particles are laid out image-major, ``(B·n, C, H, W)`` ↔ ``(B, n, C, H, W)``. Image ``b`` draws
+all its noise from its own generator, so its result does not depend on the other images of the
+batch. Nothing in the loop reads tensors back to the host; autograd is on only for the network
+call of a guided step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fdem.diffusion import Schedule
+
+MStepHook = Callable[[Tensor, Tensor, int], Tensor]  # (u (B,n,C,H,W), kernel, i) -> kernel
+StepCallback = Callable[[Tensor, "Tensor | None"], None]  # (u (B,n,C,H,W), kernel) after each step
+
+
+class Guidance(Protocol):
+    """What the loop needs from a rule (see :mod:`fdem.sampling.guidance`): host-side step weights
+    and the direction in ``u``-space that the VJP carries back to ``x_i``."""
+
+    weights: list[float]
+
+    def direction(self, u: Tensor, y: Tensor, kernel: Tensor, sigma: Tensor, i: int) -> Tensor: ...
+
+
+def per_image_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``(B·n, C, H, W)`` standard normal noise, image ``b``'s ``n`` particles from ``generators[b]``."""
+    return torch.cat(
+        [torch.randn(shape, generator=g, device=like.device, dtype=like.dtype) for g in generators]
+    )
+
+
+def predict_x0(net: nn.Module, schedule: Schedule, x: Tensor, i: int) -> tuple[Tensor, Tensor | None]:
+    """Clamped ``x̂0`` at step ``i`` and the network's extra (variance) channels, if any."""
+    out = net(x, schedule.timesteps[i].expand(x.shape[0]))
+    channels = x.shape[1]
+    extra = out[:, channels:] if out.shape[1] > channels else None
+    return schedule.eps_to_x0(x, out[:, :channels], i, clip=True), extra
+
+
+def guided_step(
+    net: nn.Module,
+    schedule: Schedule,
+    x: Tensor,
+    i: int,
+    y: Tensor,
+    sigma: Tensor,
+    kernel: Tensor,
+    guidance: Guidance,
+    noise: Tensor | None,
+    mstep: MStepHook | None = None,
+    var_kind: str = "fixed_small",
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One step ``x_i → x_{i−1}``; returns ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
+    batch = y.shape[0]
+    weight = guidance.weights[i]
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(weight != 0.0)
+        x0, extra = predict_x0(net, schedule, x_in, i)
+        u = ((x0 + 1) / 2).clamp(0, 1)
+    var_values = extra.detach() if var_kind == "learned_range" and extra is not None else None
+    x_next = schedule.ddpm_step(x, x0.detach(), i, noise, var_kind, var_values)
+    particles = u.detach().unflatten(0, (batch, -1))
+    if mstep is not None:
+        kernel = mstep(particles, kernel, i)
+    if weight != 0.0:
+        direction = guidance.direction(particles, y, kernel, sigma, i)
+        (vjp,) = torch.autograd.grad(u, x_in, direction.flatten(0, 1))
+        x_next = x_next + weight * vjp
+    return x_next, kernel, particles
+
+
+@torch.no_grad()
+def run_loop(
+    net: nn.Module,
+    schedule: Schedule,
+    y: Tensor,
+    sigma: Tensor,
+    guidance: Guidance,
+    kernel: Tensor,
+    generators: Sequence[torch.Generator],
+    particles: int = 1,
+    mstep: MStepHook | None = None,
+    var_kind: str = "fixed_small",
+    callbacks: Sequence[StepCallback] = (),
+) -> tuple[Tensor, Tensor]:
+    """Sample ``n = particles`` posterior draws per image of ``y (B, C, H, W)`` in ``[0, 1]``.
+
+    ``sigma (B,)`` is the noise level in ``[0, 1]`` units, ``kernel (B, 1, k, k)`` the (initial)
+    kernel of each image, ``generators`` one per image. Returns ``(particles (B, n, C, H, W) in
+    [0, 1], kernel)``; ``callbacks`` are called after every step with ``(u, kernel)``.
+    """
+    shape = (particles,) + tuple(y.shape[1:])
+    x = per_image_noise(generators, shape, y)
+    for i in reversed(range(schedule.num_steps)):
+        noise = per_image_noise(generators, shape, y) if i > 0 else None
+        x, kernel, u = guided_step(net, schedule, x, i, y, sigma, kernel, guidance, noise, mstep, var_kind)
+        for callback in callbacks:
+            callback(u, kernel)
+    return ((x + 1) / 2).clamp(0, 1).unflatten(0, (y.shape[0], particles)), kernel
