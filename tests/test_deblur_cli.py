@@ -9,7 +9,7 @@ from PIL import Image
 from fdem.cli import main
 from fdem.deblur import reflect_pad
 from fdem.nets.kernel_denoiser import KernelDenoiser, denoiser_state_for_export
-from tests.test_sampling import one_thread, tiny_unet  # noqa: F401 (autouse fixture)
+from tests.test_sampling import tiny_unet
 
 # four levels: the middle block (which always has attention) works at 1/8 of the image size
 CLI_UNET = dict(image_size=32, model_channels=32, channel_mult=[1, 1, 1, 1], attention_resolutions=[], num_head_channels=32)

@@ -47,14 +47,20 @@ def test_bad_weights_file(tmp_path):
 
 @pytest.mark.parametrize("size,generator", [(33, "camera-shake"), (64, "motion")])
 def test_shipped_denoisers_remove_noise(size, generator):
+    """Around the M-step's level σ_d = √(λ/β): Gaussian noise, and clipped + renormalised noisy
+    kernels (what the M-step feeds it, the level scaled alike) are both cleaned at least 2×."""
     from kernels_gen import make_generator
 
     net = load_kernel_denoiser(size)
     clean = make_generator(generator, size).sample(32, seed=123)
     g = torch.Generator().manual_seed(0)
-    level_md = default_lambda(size) ** 0.5 / 1e5**0.5  # the M-step's σ_d = √(λ/β)
+    level_md = (default_lambda(size) / 1e5) ** 0.5
     for level in (level_md / 3, level_md, 3 * level_md):
-        noisy = normalize_kernel(clean + level * torch.randn(clean.shape, generator=g))
+        noisy = clean + level * torch.randn(clean.shape, generator=g)
+        scale = noisy.clamp_min(0).sum(dim=(-2, -1), keepdim=True)
+        projected = noisy.clamp_min(0) / scale
         with torch.no_grad():
-            denoised = normalize_kernel(net(noisy, level))
-        assert ((denoised - clean) ** 2).mean() < 0.5 * ((noisy - clean) ** 2).mean()
+            plain = normalize_kernel(net(noisy, level))
+            from_projected = normalize_kernel(net(projected, level / scale.view(-1)))
+        assert ((plain - clean) ** 2).mean() < 0.5 * ((normalize_kernel(noisy) - clean) ** 2).mean()
+        assert ((from_projected - clean) ** 2).mean() < 0.5 * ((projected - clean) ** 2).mean()

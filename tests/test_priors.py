@@ -8,7 +8,7 @@ import yaml
 from fdem.errors import InputError
 from fdem.nets.unet import build_unet
 from fdem.priors import find_prefix, load_prior
-from tests.test_sampling import TINY_UNET, one_thread, tiny_unet  # noqa: F401 (autouse fixture)
+from tests.test_sampling import TINY_UNET, tiny_unet
 
 
 @pytest.fixture

@@ -58,16 +58,6 @@ class GaussianPrior(nn.Module):
         return mean, pu * sigma**2 / (pu * otf.abs() ** 2 + sigma**2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tests run thousands of small steps: with several threads, hand-offs dominate and crawl
-    (10x and worse) on a loaded machine, so they run on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _motion_kernel() -> torch.Tensor:
     k = torch.zeros(1, 1, 7, 7)
     k[0, 0, 3, 1:6] = 1.0
