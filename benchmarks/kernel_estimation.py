@@ -11,6 +11,7 @@ a plot of mean kernel MSE against σ.
 from __future__ import annotations
 
 import math
+from itertools import takewhile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -193,10 +194,10 @@ def plot(table, path: Path) -> None:
 
 
 def write_config_with_lambdas(cfg: KernelBenchConfig, path: Path) -> None:
-    """Rewrite the config file with the tuned λ table (other keys unchanged)."""
-    data = asdict(cfg)
-    header = "# Figure-4 kernel-estimation benchmark (fdem kernel-bench). `lambdas` written by --tune.\n"
-    atomic_write_text(path, header + yaml.safe_dump(data, sort_keys=False))
+    """Rewrite the config file with the tuned λ table, keeping its leading comment lines."""
+    old = Path(path).read_text().splitlines() if Path(path).is_file() else []
+    header = list(takewhile(lambda line: line.startswith("#"), old)) or ["# Figure-4 kernel-estimation benchmark (fdem kernel-bench). `lambdas` written by --tune."]
+    atomic_write_text(path, "\n".join(header) + "\n" + yaml.safe_dump(asdict(cfg), sort_keys=False))
 
 
 def markdown_table(table) -> str:

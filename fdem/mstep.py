@@ -33,8 +33,17 @@ REGULARISERS = ("pnp", "l1", "l2")
 MODES = ("official", "paper")
 
 
-def default_lambda(kernel_size: int) -> float:
-    """The authors' PnP weight: λ = 1 for their 33×33 kernels, 0.2 for Blind-DPS's 64×64 ones."""
+def default_lambda(kernel_size: int, shipped: bool = True) -> float:
+    """The PnP weight λ that goes with the denoiser.
+
+    ``shipped=True``: the value tuned for the denoisers shipped here (``SHIPPED_LAMBDA``, from the
+    Figure-4 benchmark); ``shipped=False``: the authors' λ for their own denoiser, 1 for 33×33
+    kernels and 0.2 for Blind-DPS's 64×64 ones.
+    """
+    if shipped:
+        from fdem.nets.kernel_denoiser import SHIPPED_LAMBDA
+
+        return SHIPPED_LAMBDA[33 if kernel_size <= 48 else 64]
     return 1.0 if kernel_size <= 48 else 0.2
 
 
@@ -103,7 +112,8 @@ def estimate_kernel(
     """Estimate ``(B, 1, k, k)`` kernels from blurry ``y (B,C,H,W)`` and sharp ``x (B,n,C,H,W)``.
 
     ``sigma`` is the noise level in ``[0, 1]`` units (float or one per image); ``lam`` defaults to
-    :func:`default_lambda` for ``pnp`` and must be given for ``l1``/``l2``; ``init`` warm-starts
+    :func:`default_lambda` for ``pnp`` (the shipped denoiser's λ, or the authors' λ when a
+    ``denoiser`` is passed) and must be given for ``l1``/``l2``; ``init`` warm-starts
     (default: Dirac); ``denoiser`` defaults to the shipped one for the kernel size; ``r2`` is the
     particles' posterior variance used by ``mode="paper"``.
     """
@@ -111,7 +121,7 @@ def estimate_kernel(
     if lam is None:
         if reg != "pnp":
             raise InputError(f"lam must be given for the {reg} regulariser")
-        lam = default_lambda(kernel_size)
+        lam = default_lambda(kernel_size, shipped=denoiser is None)
     if lam < 0 or beta <= 0:
         raise InputError(f"need lam >= 0 and beta > 0, got lam={lam}, beta={beta}")
     batch, particles = x.shape[:2]
