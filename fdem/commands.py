@@ -143,6 +143,25 @@ def cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def cmd_sample(args: argparse.Namespace) -> None:
+    """Draw unconditional samples from a score prior and write them as a PNG grid."""
+    import torch
+
+    from fdem.imageio import save_image
+    from fdem.priors import load_prior, read_checkpoint
+    from fdem.sampling.unconditional import sample_grid, sample_unconditional
+
+    if args.n < 1:
+        raise InputError(f"--n must be >= 1, got {args.n}")
+    hparams = read_checkpoint(args.prior)[1]  # a `fdem fit` checkpoint knows its schedule
+    T = args.T or hparams.get("T", 1000)
+    schedule = args.schedule or hparams.get("schedule", "linear")
+    net = load_prior(args.prior, config=args.prior_config, device=torch.device(args.device))
+    samples = sample_unconditional(net, args.n, steps=args.steps, T=T, schedule=schedule, seed=args.seed)
+    save_image(args.out, sample_grid(samples))
+    print(f"wrote {args.n} samples ({args.steps} steps) to {args.out}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     """The demo on the shipped models (for now: the Figure-4 kernel-estimation benchmark)."""
     args.config = str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml")
@@ -163,6 +182,19 @@ def cmd_deblur(args: argparse.Namespace) -> None:
         true_kernel=args.true_kernel, mode=args.mode, lam=args.lam, em_iters=args.em_iters,
         kernel_denoiser=args.kernel_denoiser, trace_every=trace_every, trace_format=args.trace_format,
     )
+
+
+def cmd_speed(args: argparse.Namespace) -> None:
+    """Time the samplers on a random-weight UNet and a random blurry batch (median wall time)."""
+    from benchmarks.speed import markdown_table, parse_list, run_speed, write_csv
+
+    rows = run_speed(
+        parse_list(args.methods, "--methods"), args.unet, args.size, parse_list(args.batch, "--batch", int),
+        particles=args.particles, steps=args.steps, device=args.device, repeats=args.repeats,
+        warmup=args.warmup, seed=args.seed, threads=args.threads,
+    )
+    print(markdown_table(rows))
+    print(f"rows: {write_csv(rows, args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -240,6 +272,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sample", help="unconditional samples of a score prior as a PNG grid")
+    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict or a `fdem fit` checkpoint")
+    p.add_argument("--prior-config", help="UNet architecture: a named config or a YAML of ADMConfig fields (default: from the checkpoint, else ffhq256)")
+    p.add_argument("--n", type=int, default=16, help="number of samples")
+    p.add_argument("--steps", type=int, default=100, help="respaced DDPM steps")
+    p.add_argument("--T", type=int, help="training timesteps (default: the checkpoint's, else 1000)")
+    p.add_argument("--schedule", help="linear or cosine (default: the checkpoint's, else linear)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", required=True, help="PNG grid")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("speed", help="time the samplers (random-weight UNet, random blurry batch); CSV + Markdown table")
+    p.add_argument("--unet", default="small64", help="small64 (default), ffhq256, kernel64 or a YAML of ADMConfig fields")
+    p.add_argument("--size", type=int, default=64, help="image side (a multiple of the UNet's 2^(levels-1))")
+    p.add_argument("--methods", default="fastem-pigdm,pigdm", help="comma-separated method names")
+    p.add_argument("--batch", default="1,4", help="comma-separated batch sizes")
+    p.add_argument("--particles", type=int, default=1)
+    p.add_argument("--steps", type=int, help="respaced steps (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per row (the median is reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--out", default="speed.csv", help="CSV of the rows")
+    p.set_defaults(func=cmd_speed)
     return parser
 
 

@@ -1,0 +1,198 @@
+"""Images for training score priors: any image folder, FFHQ with its evaluation split held out,
+and generated blur kernels seen as 1-channel images. Every item is a float32 (C, H, W) in [−1, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.kernels import KernelBatches
+from fdem.errors import InputError
+from fdem.imageio import center_crop, list_images, load_image
+from kernels_gen import make_generator
+
+CROPS = ("center", "random")
+FFHQ_EVAL = range(0, 1000)  # file stems 00000–00999: the paper's test images, never trained on
+
+
+def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize (C, H, W) so that min(H, W) == size (bicubic, antialiased, aspect kept, clamped to [0, 1])."""
+    h, w = img.shape[-2:]
+    if min(h, w) == size:
+        return img
+    scale = size / min(h, w)
+    new = (max(size, round(h * scale)), max(size, round(w * scale)))
+    return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def random_crop(img: torch.Tensor, size: int) -> torch.Tensor:
+    """A uniformly placed size×size window (the image is enlarged first if it is smaller)."""
+    img = center_crop(img, (max(size, img.shape[-2]), max(size, img.shape[-1])), upscale=True)
+    h, w = img.shape[-2:]
+    top = int(torch.randint(0, h - size + 1, ()))
+    left = int(torch.randint(0, w - size + 1, ()))
+    return img[..., top:top + size, left:left + size]
+
+
+class ImageFiles(Dataset):
+    """Item ``j`` is file ``j % len(files)`` cropped to ``resolution`` and mapped to [−1, 1].
+
+    ``crop="center"``: resize the short side to ``resolution``, then take the central square.
+    ``crop="random"``: a random square, after resizing the short side to ``resize`` if given.
+    ``repeat`` lengthens an epoch over a small folder (random crops differ each time).
+    """
+
+    def __init__(self, files: list[Path], resolution: int, crop: str, channels: int, resize: int | None, repeat: int = 1):
+        self.files, self.resolution, self.crop = files, resolution, crop
+        self.channels, self.resize, self.repeat = channels, resize, repeat
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeat
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        img = load_image(self.files[index % len(self.files)], self.channels)
+        if self.crop == "center":
+            img = center_crop(resize_short_side(img, self.resolution), self.resolution)
+        else:
+            img = random_crop(resize_short_side(img, self.resize) if self.resize else img, self.resolution)
+        return img.contiguous() * 2 - 1
+
+
+class ImageFolderDataModule(L.LightningDataModule):
+    """Every image under ``root`` (recursive; RGB, RGBA or gray, read by :func:`fdem.imageio.load_image`).
+
+    Train/val split over the sorted file list: ``val_files`` (paths relative to ``root``) if given,
+    else a ``val_fraction`` drawn with ``seed``. Training uses ``crop`` (and ``repeat``), validation
+    always the deterministic centre crop.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        resolution: int = 64,
+        crop: str = "center",
+        resize: int | None = None,
+        val_fraction: float = 0.05,
+        val_files: list[str] | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        channels: int = 3,
+        repeat: int = 1,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if crop not in CROPS:
+            raise InputError(f"unknown crop {crop!r}; valid: {', '.join(CROPS)}")
+        if not 0 <= val_fraction < 1:
+            raise InputError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        self.save_hyperparameters()
+        self.train_files: list[Path] = []
+        self.val_files: list[Path] = []
+
+    def split(self, files: list[Path]) -> tuple[list[Path], list[Path]]:
+        """(train, val) lists of the sorted image files."""
+        h, root = self.hparams, Path(self.hparams.root)
+        if h.val_files is not None:
+            wanted = {Path(f).as_posix() for f in h.val_files}
+            missing = wanted - {f.relative_to(root).as_posix() for f in files}
+            if missing:
+                raise InputError(f"val_files not found under {root}: {', '.join(sorted(missing))}")
+            is_val = [f.relative_to(root).as_posix() in wanted for f in files]
+        else:
+            order = torch.randperm(len(files), generator=torch.Generator().manual_seed(h.seed))
+            chosen = set(order[: round(h.val_fraction * len(files))].tolist())
+            is_val = [j in chosen for j in range(len(files))]
+        return [f for f, v in zip(files, is_val) if not v], [f for f, v in zip(files, is_val) if v]
+
+    def setup(self, stage: str | None = None) -> None:
+        self.train_files, self.val_files = self.split(list_images(self.hparams.root))
+        if not self.train_files:
+            raise InputError(f"no training images left in {self.hparams.root} after the validation split")
+
+    def _loader(self, data: Dataset, train: bool) -> DataLoader:
+        h = self.hparams
+        return DataLoader(data, batch_size=h.batch_size, shuffle=train, drop_last=train, num_workers=h.num_workers,
+                          persistent_workers=h.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader(ImageFiles(self.train_files, h.resolution, h.crop, h.channels, h.resize, h.repeat), True)
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader(ImageFiles(self.val_files, h.resolution, "center", h.channels, None), False)
+
+
+def stem_number(path: Path) -> int | None:
+    """The file stem as an integer (``01234.png`` → 1234), None if it is not a number."""
+    return int(path.stem) if path.stem.isdigit() else None
+
+
+class FFHQDataModule(ImageFolderDataModule):
+    """FFHQ under the paper's protocol: images 00000–00999 (by file stem) are the evaluation set.
+
+    They are never in the training set; validation uses the first ``val_count`` of them that are
+    present (none present: no validation). Files whose stem is not a number are trained on.
+    """
+
+    def __init__(self, root: str, resolution: int = 256, val_count: int = 16, **kwargs):
+        super().__init__(root, resolution=resolution, val_fraction=0.0, **kwargs)
+
+    def split(self, files: list[Path]) -> tuple[list[Path], list[Path]]:
+        reserved = [f for f in files if stem_number(f) in FFHQ_EVAL]
+        train = [f for f in files if stem_number(f) not in FFHQ_EVAL]
+        return train, sorted(reserved, key=stem_number)[: self.hparams.val_count]
+
+
+def kernels_to_images(kernels: torch.Tensor) -> torch.Tensor:
+    """(B, 1, k, k) kernels → images in [−1, 1]: each divided by its maximum, then x·2 − 1.
+
+    Sum-1 normalisation undoes the scaling (Blind-DPS reads k̂ = (x + 1)/2 normalised to sum 1).
+    """
+    return kernels / kernels.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12) * 2 - 1
+
+
+class KernelImageBatches(KernelBatches):
+    """:class:`KernelBatches` with every kernel mapped by :func:`kernels_to_images`."""
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return kernels_to_images(super().__getitem__(index))
+
+
+class KernelImageDataModule(L.LightningDataModule):
+    """Generated kernels (``kernels_gen``) as 1-channel images, for the Blind-DPS kernel prior.
+
+    ``num_batches`` fresh batches per epoch (new seeds each epoch, sharded across DDP processes);
+    validation on a fixed bank of ``val_count`` kernels drawn with ``val_seed``.
+    """
+
+    def __init__(
+        self,
+        generator: str = "motion",
+        size: int = 64,
+        params: dict | None = None,
+        batch_size: int = 32,
+        num_batches: int = 200,
+        val_count: int = 64,
+        seed: int = 0,
+        val_seed: int = 10_000_000,
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        data = KernelImageBatches(h.generator, h.size, h.params or {}, h.batch_size, h.num_batches,
+                                  seed=h.seed + epoch * h.num_batches)
+        return DataLoader(data, batch_size=None, shuffle=False, num_workers=h.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        bank = make_generator(h.generator, h.size, **(h.params or {})).sample(h.val_count, seed=h.val_seed)
+        return DataLoader(kernels_to_images(bank), batch_size=h.batch_size, shuffle=False)
