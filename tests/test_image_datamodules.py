@@ -93,3 +93,14 @@ def test_kernel_images_are_scaled_by_their_max_to_minus_one_one():
     assert val.shape == (3, 1, 32, 32) and torch.allclose(val.amax(dim=(-2, -1)), torch.ones(3, 1))
     kernels = (val + 1) / 2
     assert (kernels >= 0).all() and (kernels.sum(dim=(-2, -1)) > 1).all()
+
+
+def test_bundled_photos_are_available_offline():
+    from datamodules.images import BUNDLED_TRAINING_PHOTOS, BundledPhotosDataModule
+
+    dm = BundledPhotosDataModule(resolution=32, batch_size=4, repeat=1)
+    dm.setup("fit")
+    assert len(dm.train_files) == len(BUNDLED_TRAINING_PHOTOS)
+    assert not {"coffee.png", "rocket.jpg", "motorcycle_left.png"} & {f.name for f in dm.train_files}
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.shape == (4, 3, 32, 32) and batch.min() >= -1 and batch.max() <= 1
