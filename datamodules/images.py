@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.kernels import KernelBatches
+from datamodules.kernels import KernelDataModule
 from fdem.errors import InputError
 from fdem.imageio import center_crop, list_images, load_image
 from kernels_gen import make_generator
@@ -156,19 +156,11 @@ def kernels_to_images(kernels: torch.Tensor) -> torch.Tensor:
     return kernels / kernels.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12) * 2 - 1
 
 
-class KernelImageBatches(KernelBatches):
-    """:class:`KernelBatches` with every kernel mapped by :func:`kernels_to_images`."""
+class KernelImageDataModule(KernelDataModule):
+    """Generated kernels (``kernels_gen``) as 1-channel images (:func:`kernels_to_images`), for the
+    Blind-DPS kernel prior; batches and seeds as in :class:`KernelDataModule`."""
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return kernels_to_images(super().__getitem__(index))
-
-
-class KernelImageDataModule(L.LightningDataModule):
-    """Generated kernels (``kernels_gen``) as 1-channel images, for the Blind-DPS kernel prior.
-
-    ``num_batches`` fresh batches per epoch (new seeds each epoch, sharded across DDP processes);
-    validation on a fixed bank of ``val_count`` kernels drawn with ``val_seed``.
-    """
+    transform = staticmethod(kernels_to_images)
 
     def __init__(
         self,
@@ -182,20 +174,7 @@ class KernelImageDataModule(L.LightningDataModule):
         val_seed: int = 10_000_000,
         num_workers: int = 0,
     ):
-        super().__init__()
-        self.save_hyperparameters()
-
-    def train_dataloader(self) -> DataLoader:
-        h = self.hparams
-        epoch = self.trainer.current_epoch if self.trainer is not None else 0
-        data = KernelImageBatches(h.generator, h.size, h.params or {}, h.batch_size, h.num_batches,
-                                  seed=h.seed + epoch * h.num_batches)
-        return DataLoader(data, batch_size=None, shuffle=False, num_workers=h.num_workers)
-
-    def val_dataloader(self) -> DataLoader:
-        h = self.hparams
-        bank = make_generator(h.generator, h.size, **(h.params or {})).sample(h.val_count, seed=h.val_seed)
-        return DataLoader(kernels_to_images(bank), batch_size=h.batch_size, shuffle=False)
+        super().__init__(generator, size, params, batch_size, num_batches, val_count, seed, val_seed, num_workers)
 
 
 # scikit-image's photographs and textures that ship inside its wheel (no download). The three

@@ -16,20 +16,26 @@ class KernelBatches(Dataset):
     shards the batch indices, so every process sees different kernels.
     """
 
-    def __init__(self, generator: str, size: int, params: dict, batch_size: int, num_batches: int, seed: int):
+    def __init__(self, generator: str, size: int, params: dict, batch_size: int, num_batches: int, seed: int,
+                 transform=None):
         self.generator = make_generator(generator, size, **params)
         self.batch_size, self.num_batches, self.seed = batch_size, num_batches, seed
+        self.transform = transform
 
     def __len__(self) -> int:
         return self.num_batches
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        return self.generator.sample(self.batch_size, seed=self.seed + index)
+        kernels = self.generator.sample(self.batch_size, seed=self.seed + index)
+        return kernels if self.transform is None else self.transform(kernels)
 
 
 class KernelDataModule(L.LightningDataModule):
     """Camera-shake (or any ``kernels_gen``) kernels: ``num_batches`` fresh batches per epoch, each
-    epoch with new seeds; validation on a fixed bank of ``val_count`` kernels drawn with ``val_seed``."""
+    epoch with new seeds; validation on a fixed bank of ``val_count`` kernels drawn with ``val_seed``.
+    Subclasses set ``transform`` to hand the kernels over in another form."""
+
+    transform = None
 
     def __init__(
         self,
@@ -50,11 +56,11 @@ class KernelDataModule(L.LightningDataModule):
         h = self.hparams
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         data = KernelBatches(h.generator, h.size, h.params or {}, h.batch_size, h.num_batches,
-                             seed=h.seed + epoch * h.num_batches)
+                             seed=h.seed + epoch * h.num_batches, transform=self.transform)
         return DataLoader(data, batch_size=None, shuffle=False, num_workers=h.num_workers,
                           persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:
         h = self.hparams
         bank = make_generator(h.generator, h.size, **(h.params or {})).sample(h.val_count, seed=h.val_seed)
-        return DataLoader(bank, batch_size=h.batch_size, shuffle=False)
+        return DataLoader(bank if self.transform is None else self.transform(bank), batch_size=h.batch_size, shuffle=False)
