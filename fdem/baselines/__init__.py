@@ -1,0 +1,1 @@
+"""Blind-deconvolution methods that are not diffusion samplers."""
