@@ -1,0 +1,103 @@
+"""The ℓ0-gradient blind-deblurring baseline (Anger et al., IPOL 2019) on synthetic data."""
+
+import math
+
+import pytest
+import torch
+
+from fdem.baselines.l0_anger import clean_kernel, l0_anger
+from fdem.errors import InputError
+from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel, recenter
+from fdem.physics import add_noise, blur
+
+
+def _rectangles(size: int, channels: int, generator: torch.Generator) -> torch.Tensor:
+    """Piecewise-constant image: random flat rectangles on grey (the ℓ0 prior's ideal case)."""
+    x = torch.full((1, channels, size, size), 0.5)
+    for _ in range(25):
+        r0, c0 = torch.randint(0, size - 8, (2,), generator=generator).tolist()
+        h, w = torch.randint(8, 48, (2,), generator=generator).tolist()
+        x[..., r0 : r0 + h, c0 : c0 + w] = torch.rand(channels, 1, 1, generator=generator)
+    return x
+
+
+def _curve_kernel(size: int = 11) -> torch.Tensor:
+    """A thin curved motion-blur kernel rasterised on ``size x size``."""
+    kernel = torch.zeros(1, 1, size, size)
+    for t in torch.linspace(0, 1, 200):
+        kernel[0, 0, int(1.5 + 7 * t), int(5 + 3.5 * math.sin(3 * t))] += 1
+    return recenter(normalize_kernel(kernel))
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (-10 * torch.log10(((a - b) ** 2).mean())).item()
+
+
+@pytest.fixture(scope="module")
+def problem():
+    generator = torch.Generator().manual_seed(0)
+    x = _rectangles(128, 3, generator)
+    kernel = _curve_kernel()
+    y = add_noise(blur(x, kernel), 0.01, generator)
+    image, estimate, seconds = l0_anger(y, 11, sigma=0.01)
+    return x, kernel, y, image, estimate, seconds
+
+
+def test_kernel_beats_dirac_start(problem):
+    _, kernel, _, _, estimate, _ = problem
+    mse = kernel_mse(estimate, kernel).item()
+    start = kernel_mse(dirac(1, 11), kernel).item()
+    assert mse * 5 < start, (mse, start)
+
+
+def test_restored_image_beats_blurry_input(problem):
+    x, _, y, image, _, _ = problem
+    assert _psnr(image, x) > _psnr(y.clamp(0, 1), x) + 1.0
+
+
+def test_output_shapes_and_simplex(problem):
+    _, _, y, image, estimate, seconds = problem
+    assert image.shape == y.shape and estimate.shape == (1, 1, 11, 11)
+    assert image.min() >= 0 and image.max() <= 1
+    assert estimate.min() >= 0
+    assert torch.allclose(estimate.sum(dim=(-2, -1)), torch.ones(1), atol=1e-5)
+    assert seconds > 0
+
+
+def test_batch_and_even_kernel_size():
+    y = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(1))
+    image, kernel, _ = l0_anger(y, 8, iters=1, tv_iters=5)
+    assert image.shape == y.shape and kernel.shape == (2, 1, 8, 8)
+    assert torch.allclose(kernel.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+
+
+def test_clean_kernel_drops_isolated_speck():
+    kernel = torch.zeros(1, 1, 9, 9)
+    kernel[0, 0, 3:6, 4] = 1.0
+    kernel[0, 0, 0, 0] = 0.2  # isolated: 0.2 / 3.2 of the mass < 10 %
+    kernel[0, 0, 8, 8] = 0.01  # below 5 % of the max
+    cleaned = clean_kernel(kernel, threshold=0.05, min_component_mass=0.1)
+    assert cleaned[0, 0, 0, 0] == 0 and cleaned[0, 0, 8, 8] == 0
+    assert torch.allclose(cleaned[0, 0, 3:6, 4], torch.full((3,), 1 / 3), atol=1e-5)
+
+
+def test_timing_256_rgb_33():
+    y = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
+    _, _, seconds = l0_anger(y, 33)
+    assert seconds < 5.0, seconds
+
+
+@pytest.mark.parametrize(
+    "shape, kernel_size, params",
+    [
+        ((1, 3, 16, 16), 33, {}),
+        ((1, 3, 64, 64), 2, {}),
+        ((3, 64, 64), 9, {}),
+        ((1, 3, 64, 64), 9, {"gamma": -1.0}),
+        ((1, 3, 64, 64), 9, {"scale": 1.5}),
+        ((1, 3, 64, 64), 9, {"no_such_parameter": 1}),
+    ],
+)
+def test_bad_input_raises(shape, kernel_size, params):
+    with pytest.raises(InputError):
+        l0_anger(torch.rand(shape), kernel_size, **params)
