@@ -163,7 +163,7 @@ def lambda_for(cfg: KernelBenchConfig, reg: str, sigma: float) -> float:
     raise InputError(f"no tuned λ for {reg} at σ={sigma}: run `fdem kernel-bench --tune` first")
 
 
-def summarise(rows: list[dict]) -> "pandas.DataFrame":  # noqa: F821
+def summarise(rows: list[dict]):
     """Mean kernel MSE per noise level (rows) and regulariser (columns)."""
     import pandas as pd
 

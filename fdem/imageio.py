@@ -23,10 +23,8 @@ a half-written image under the final name.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
-import uuid
 import zlib
 from importlib import resources
 from pathlib import Path

@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
+from fdem.nets.checkpoints import mismatch_report, read_weights, shapes
 from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, ADMUNet, build_unet
 
 DEFAULT_CONFIG = "ffhq256"
 ANCHOR_KEY = "time_embed.0.weight"  # present in every ADM UNet
-LISTED = 6  # keys shown per category in a mismatch message
 
 
 def unet_config(config: str | Path | ADMConfig | dict) -> ADMConfig | dict | str:
@@ -52,18 +52,7 @@ def unet_config(config: str | Path | ADMConfig | dict) -> ADMConfig | dict | str
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict]:
     """(tensors, hyper-parameters) of a state_dict file or a Lightning checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"prior checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, or a pickle that needs arbitrary objects
-        raise InputError(f"cannot read prior checkpoint {path}: {str(err).splitlines()[0]}") from err
-    if not isinstance(obj, dict):
-        raise InputError(f"{path} holds a {type(obj).__name__}, not a state_dict or a checkpoint")
-    hparams = obj.get("hyper_parameters") or {}
-    state = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
-    return {k: v for k, v in state.items() if isinstance(v, Tensor)}, dict(hparams)
+    return read_weights(path, "prior checkpoint")
 
 
 def find_prefix(keys: list[str]) -> str:
@@ -78,24 +67,11 @@ def find_prefix(keys: list[str]) -> str:
     raise InputError(f"the checkpoint holds several UNets (prefixes {', '.join(repr(p) for p in found)}); choose one with a prefix")
 
 
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:LISTED])
-    return shown + (f", ... and {len(items) - LISTED} more" if len(items) > LISTED else "")
-
-
 def check_state(net: ADMUNet, state: dict[str, Tensor], source: str) -> None:
     """Raise an InputError naming every difference between ``state`` and ``net``'s parameters."""
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    missing = [f"{k} {expected[k]}" for k in expected if k not in state]
-    unexpected = [f"{k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
-    wrong = [f"{k} {tuple(v.shape)} vs {expected[k]}" for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
-    parts = [
-        f"{len(items)} {what}: {_listing(items)}"
-        for what, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (file vs model)", wrong))
-        if items
-    ]
-    if parts:
-        raise InputError(f"{source} does not match the UNet architecture: " + "; ".join(parts) + " (choose the architecture with a named config or a YAML)")
+    problems = mismatch_report(shapes(net), state)
+    if problems:
+        raise InputError(f"{source} does not match the UNet architecture: {problems} (choose the architecture with a named config or a YAML)")
 
 
 def load_prior(

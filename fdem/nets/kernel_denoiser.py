@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
+from fdem.nets.checkpoints import mismatch_report, read_weights, shapes
 
 SHIPPED_SIZES = (33, 64)
 # PnP weight λ (β = 1e5) that goes with each shipped denoiser, tuned on the validation split of
@@ -62,18 +63,13 @@ def load_kernel_denoiser(size: int = 33, path: str | Path | None = None, device=
         if size not in SHIPPED_SIZES:
             raise InputError(f"no shipped kernel denoiser for size {size}: choose one of {SHIPPED_SIZES} or pass a path")
         path = shipped_weights_path(size)
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"kernel denoiser weights not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise InputError(f"cannot read kernel denoiser weights {path}: {err}") from err
-    residual = bool(state.pop("residual", torch.tensor(False)).item()) if "residual" in state else False
+    state, _ = read_weights(path, "kernel denoiser weights")
+    residual = bool(state.pop("residual").item()) if "residual" in state else False
     net = KernelDenoiser(bias="model.0.bias" in state, residual=residual)
-    missing, unexpected = net.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise InputError(f"{path} is not a kernel denoiser state_dict: missing {missing}, unexpected {unexpected}")
+    problems = mismatch_report(shapes(net), state)
+    if problems:
+        raise InputError(f"{path} is not a kernel denoiser state_dict: {problems}")
+    net.load_state_dict(state, strict=True)
     return net.to(device).eval().requires_grad_(False)
 
 

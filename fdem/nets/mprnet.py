@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fdem.errors import InputError
+from fdem.nets.checkpoints import mismatch_report, read_weights, shapes
 
 __all__ = ["MPRNet", "load_mprnet"]
 
 MULTIPLE = 8  # stage-1 patches are H/2 × W/2 and their U-Net halves them twice
-LISTED = 4  # keys shown per kind of mismatch in load errors
 
 
 def conv(c_in: int, c_out: int, size: int, bias: bool = False) -> nn.Conv2d:
@@ -258,20 +258,6 @@ class MPRNet(nn.Module):
         return self(padded)[0][..., :h, :w].clamp(0, 1)
 
 
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:LISTED])
-    return shown + (f", ... and {len(items) - LISTED} more" if len(items) > LISTED else "")
-
-
-def _mismatch(expected: dict[str, tuple], state: dict[str, Tensor]) -> str:
-    """Human-readable differences between a state_dict and the expected key -> shape layout ('' if none)."""
-    missing = [f"{k} {s}" for k, s in expected.items() if k not in state]
-    unexpected = [f"{k} {tuple(v.shape)}" for k, v in state.items() if k not in expected]
-    wrong = [f"{k} {tuple(v.shape)} vs {expected[k]}" for k, v in state.items() if k in expected and tuple(v.shape) != expected[k]]
-    groups = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches (file vs model)", wrong))
-    return "; ".join(f"{len(items)} {what}: {_listing(items)}" for what, items in groups if items)
-
-
 def load_mprnet(path: str | Path, device: torch.device | str | None = None) -> MPRNet:
     """The released deblurring MPRNet from ``path``, in eval mode with frozen parameters, on ``device``.
 
@@ -279,20 +265,11 @@ def load_mprnet(path: str | Path, device: torch.device | str | None = None) -> M
     prefixed with ``module.``. The network is built on the meta device so a bad file costs
     nothing; loading is strict and ``weights_only``.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"MPRNet weights not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt or foreign files
-        raise InputError(f"cannot read MPRNet weights {path}: {str(err).splitlines()[0]}") from err
-    if not isinstance(obj, dict):
-        raise InputError(f"{path} holds a {type(obj).__name__}, not an MPRNet state_dict")
-    state = obj["state_dict"] if isinstance(obj.get("state_dict"), dict) else obj
-    state = {k.removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
+    state, _ = read_weights(path, "MPRNet weights")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
     with torch.device("meta"):
         net = MPRNet()
-    problems = _mismatch({k: tuple(v.shape) for k, v in net.state_dict().items()}, state)
+    problems = mismatch_report(shapes(net), state)
     if problems:
         raise InputError(f"{path} is not an MPRNet deblurring state_dict: {problems}")
     net = net.to_empty(device="cpu")
