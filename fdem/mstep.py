@@ -33,17 +33,20 @@ REGULARISERS = ("pnp", "l1", "l2")
 MODES = ("official", "paper")
 
 
-def default_lambda(kernel_size: int, shipped: bool = True) -> float:
+def default_lambda(kernel_size: int, denoiser=None) -> float:
     """The PnP weight λ that goes with the denoiser.
 
-    ``shipped=True``: the value tuned for the denoisers shipped here (``SHIPPED_LAMBDA``, from the
-    Figure-4 benchmark); ``shipped=False``: the authors' λ for their own denoiser, 1 for 33×33
-    kernels and 0.2 for Blind-DPS's 64×64 ones.
+    No denoiser (the shipped one is loaded) or a shipped one: the λ tuned for it
+    (``SHIPPED_LAMBDA``, from the Figure-4 benchmark, carried as ``denoiser.recommended_lambda``);
+    any other network, e.g. the authors': their λ, 1 for 33×33 kernels and 0.2 for 64×64.
     """
-    if shipped:
+    if denoiser is None:
         from fdem.nets.kernel_denoiser import SHIPPED_LAMBDA
 
         return SHIPPED_LAMBDA[33 if kernel_size <= 48 else 64]
+    recommended = getattr(denoiser, "recommended_lambda", None)
+    if recommended is not None:
+        return recommended
     return 1.0 if kernel_size <= 48 else 0.2
 
 
@@ -121,7 +124,7 @@ def estimate_kernel(
     if lam is None:
         if reg != "pnp":
             raise InputError(f"lam must be given for the {reg} regulariser")
-        lam = default_lambda(kernel_size, shipped=denoiser is None)
+        lam = default_lambda(kernel_size, denoiser)
     if lam < 0 or beta <= 0:
         raise InputError(f"need lam >= 0 and beta > 0, got lam={lam}, beta={beta}")
     batch, particles = x.shape[:2]

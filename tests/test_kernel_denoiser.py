@@ -64,3 +64,13 @@ def test_shipped_denoisers_remove_noise(size, generator):
             from_projected = normalize_kernel(net(projected, level / scale.view(-1)))
         assert ((plain - clean) ** 2).mean() < 0.5 * ((normalize_kernel(noisy) - clean) ** 2).mean()
         assert ((from_projected - clean) ** 2).mean() < 0.5 * ((projected - clean) ** 2).mean()
+
+
+def test_lambda_follows_the_denoiser(tmp_path):
+    from fdem.mstep import default_lambda
+    from fdem.nets.kernel_denoiser import SHIPPED_LAMBDA
+
+    assert default_lambda(33) == SHIPPED_LAMBDA[33] == default_lambda(33, load_kernel_denoiser(33))
+    torch.save(state_dict_from_tsv("fdncnn_kernel_denoiser"), tmp_path / "authors.pt")
+    assert default_lambda(33, load_kernel_denoiser(path=tmp_path / "authors.pt")) == 1.0
+    assert default_lambda(64, lambda k, s: k) == 0.2

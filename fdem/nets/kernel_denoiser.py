@@ -59,7 +59,8 @@ def load_kernel_denoiser(size: int = 33, path: str | Path | None = None, device=
     The layout (bias or not, residual or not) is read from the file: a state_dict with
     ``model.0.bias`` is the authors' biased network. Loading is strict and ``weights_only``.
     """
-    if path is None:
+    shipped = path is None
+    if shipped:
         if size not in SHIPPED_SIZES:
             raise InputError(f"no shipped kernel denoiser for size {size}: choose one of {SHIPPED_SIZES} or pass a path")
         path = shipped_weights_path(size)
@@ -70,6 +71,7 @@ def load_kernel_denoiser(size: int = 33, path: str | Path | None = None, device=
     if problems:
         raise InputError(f"{path} is not a kernel denoiser state_dict: {problems}")
     net.load_state_dict(state, strict=True)
+    net.recommended_lambda = SHIPPED_LAMBDA[size] if shipped else None  # read by fdem.mstep.default_lambda
     return net.to(device).eval().requires_grad_(False)
 
 
