@@ -14,14 +14,13 @@ import argparse
 import torch
 
 from fdem.baselines.alternation import wiener_alternation
-from fdem.imageio import center_crop, default_images
+from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images
 from fdem.kernel_ops import kernel_mse
 from fdem.physics import add_noise, blur
 from fdem.priors import load_prior
 from fdem.sampling.methods import MStepConfig, run_method
 from kernels_gen import make_generator
 
-TEST_IMAGES = ("coffee", "rocket", "motorcycle")
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -30,7 +29,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def make_problems(size: int, kernel_size: int, per_image: int, sigma: float, seed: int = 0):
     """Sharp crops, true kernels and observations, deterministic from ``seed``."""
-    crops = [center_crop(img, size, upscale=False) for name, img in default_images(size=256) if name in TEST_IMAGES]
+    crops = [center_crop(img, size, upscale=False) for name, img in default_images(size=256) if name in HELD_OUT_IMAGES]
     sharp = torch.stack([c for c in crops for _ in range(per_image)])
     kernels = make_generator("camera-shake", kernel_size).sample(len(sharp), seed=seed)
     y = add_noise(blur(sharp, kernels), sigma, generator=torch.Generator().manual_seed(seed))

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from fdem.deblur import MAX_STEPS, network_multiple
+from fdem.deblur import network_multiple
+from fdem.diffusion import MAX_STEPS
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path
 from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, build_unet
 from fdem.physics import add_noise, blur
 from fdem.priors import unet_config
+from fdem.restorers import synchronize
 from fdem.sampling.methods import DEFAULT_STEPS, MStepConfig, parse_method, run_method, total_steps
 from kernels_gen import make_generator
 
@@ -98,11 +100,6 @@ def device_name(device: torch.device) -> str:
     return get_name(device) if get_name else str(device)
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type != "cpu":
-        torch.accelerator.synchronize(device)
-
-
 @lru_cache(maxsize=None)
 def _shipped_denoiser(device: torch.device) -> nn.Module:
     from fdem.nets.kernel_denoiser import load_kernel_denoiser
@@ -150,10 +147,10 @@ def time_method(
         call()
     times = []
     for _ in range(repeats):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         call()
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     return {

@@ -162,25 +162,69 @@ def cmd_sample(args: argparse.Namespace) -> None:
     print(f"wrote {args.n} samples ({args.steps} steps) to {args.out}")
 
 
+def cmd_bench(args: argparse.Namespace) -> dict:
+    """Run a benchmark config: methods × images × kernels × σ → rows, tables, plots (resumable)."""
+    from benchmarks.run import BenchConfig, run_benchmark
+
+    cfg = BenchConfig.from_yaml(args.config)
+    if args.out:
+        cfg.out = args.out
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise InputError(f"--max-images must be >= 1, got {args.max_images}")
+        cfg.data["num_images"] = args.max_images
+    if args.methods:
+        cfg.methods = _select_methods(cfg.methods, args.methods, args.config)
+    for key in ("accelerator", "devices", "strategy", "num_nodes"):
+        value = getattr(args, key)
+        if value is not None:
+            cfg.trainer[key] = value
+    written = run_benchmark(cfg, progress=not args.no_progress)
+    if written:
+        print()
+        if "table1.md" in written:
+            print(written["table1.md"].read_text())
+        for name, path in written.items():
+            print(f"{name}: {path}")
+    return written
+
+
+def _select_methods(entries: list, wanted_text: str, config: str) -> list:
+    """The config's method entries whose name or label is in the comma-separated ``wanted_text``."""
+    wanted = {w.strip() for w in wanted_text.split(",") if w.strip()}
+
+    def names(entry) -> set[str]:
+        return {entry} if isinstance(entry, str) else {entry.get("method"), entry.get("label")}
+
+    chosen = [e for e in entries if names(e) & wanted]
+    missing = sorted(wanted - set().union(*(names(e) for e in entries)))
+    if missing or not chosen:
+        raise InputError(f"--methods: {missing or sorted(wanted)} not in {config}")
+    return chosen
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
-    """The demo on the shipped models (for now: the Figure-4 kernel-estimation benchmark)."""
-    args.config = str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml")
-    args.tune = False
-    cmd_kernel_bench(args)
+    """The whole benchmark on the shipped models and bundled photos, on a CPU, in minutes."""
+    args.config = str(REPO_CONFIGS / "bench" / "demo.yaml")
+    cmd_bench(args)
+
+
+DEBLUR_OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
+                  "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior")
 
 
 def cmd_deblur(args: argparse.Namespace) -> None:
-    """Deblur images with a diffusion prior (blind: Fast EM / Diffusion EM; non-blind: DPS / ΠGDM)."""
+    """Deblur your images with any method (default: Fast EM ΠGDM on the shipped prior)."""
     from fdem.deblur import deblur_files
 
-    sigma = _sigma255(args.sigma)
-    trace_every = (args.trace_every or 10) if args.trace else 0
+    options = {k: getattr(args, k) for k in DEBLUR_OPTIONS if getattr(args, k) is not None}
+    if args.trace:
+        options["trace_every"] = args.trace_every or 10
+    elif args.trace_every is not None:
+        raise InputError("--trace-every needs --trace")
     deblur_files(
-        args.images, args.out, prior=args.prior, method=args.method, sigma=sigma,
-        prior_config=args.prior_config, prior_prefix=args.prior_prefix, kernel_size=args.kernel_size,
-        particles=args.particles, steps=args.steps, seed=args.seed, device=args.device,
-        true_kernel=args.true_kernel, mode=args.mode, lam=args.lam, em_iters=args.em_iters,
-        kernel_denoiser=args.kernel_denoiser, trace_every=trace_every, trace_format=args.trace_format,
+        args.images, args.out, method=args.method, sigma=_sigma255(args.sigma), seed=args.seed, device=args.device,
+        true_kernel=args.true_kernel, trace_format=args.trace_format, **options,
     )
 
 
@@ -215,15 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", action="store_true", help="print min/median/max shape statistics of the bank")
     p.set_defaults(func=cmd_kernels)
 
-    for name, func in (("kernel-bench", cmd_kernel_bench), ("demo", cmd_demo)):
+    p = sub.add_parser("kernel-bench", help=cmd_kernel_bench.__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml"))
+    p.add_argument("--tune", action="store_true", help="re-tune λ on the validation split and write it into the config")
+    p.add_argument("--out", help="output folder (overrides the config)")
+    p.add_argument("--images", help="folder of sharp images (overrides the config)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (overrides the config)")
+    p.add_argument("--max-images", type=int, help="use only the first N images")
+    p.set_defaults(func=cmd_kernel_bench)
+
+    for name, func in (("bench", cmd_bench), ("demo", cmd_demo)):
         p = sub.add_parser(name, help=func.__doc__.splitlines()[0])
-        if name == "kernel-bench":
-            p.add_argument("--config", default=str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml"))
-            p.add_argument("--tune", action="store_true", help="re-tune λ on the validation split and write it into the config")
-        p.add_argument("--out", help="output folder (overrides the config)")
-        p.add_argument("--images", help="folder of sharp images (overrides the config)")
-        p.add_argument("--device", help="cpu, cuda, cuda:1, ... (overrides the config)")
-        p.add_argument("--max-images", type=int, help="use only the first N images")
+        if name == "bench":
+            p.add_argument("--config", required=True, help="benchmark YAML (configs/bench/*.yaml)")
+        p.add_argument("--out", help="output folder (overrides the config's out)")
+        p.add_argument("--max-images", type=int, help="use only the first N images (overrides data.num_images)")
+        p.add_argument("--methods", help="comma-separated subset of the config's methods (names or labels)")
+        p.add_argument("--accelerator", help="cpu, gpu, auto (overrides trainer.accelerator)")
+        p.add_argument("--devices", type=int, help="processes / GPUs per node (overrides trainer.devices)")
+        p.add_argument("--strategy", help="auto, ddp, ddp_spawn (overrides trainer.strategy)")
+        p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes (overrides trainer.num_nodes)")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
 
     p = sub.add_parser("blur", help="blur (and add noise to) images with kernels from a bank")
@@ -245,28 +301,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="kernel .npy (a viewable .png is written beside it)")
     p.set_defaults(func=cmd_estimate_kernel)
 
-    p = sub.add_parser("deblur", help="deblur images with a diffusion prior (Fast EM, Diffusion EM, DPS, PiGDM)")
+    p = sub.add_parser("deblur", help="deblur your images with any method (default: Fast EM PiGDM, shipped prior)")
     p.add_argument("images", nargs="+", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit)")
     p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale")
-    p.add_argument("--method", default="fastem-pigdm", help="fastem-pigdm (default), fastem-dps, diffem-pigdm, diffem-dps, pigdm, dps")
-    p.add_argument("--prior", required=True, help="score UNet: guided-diffusion .pt state_dict (e.g. ffhq_10m.pt) or a `fdem fit` checkpoint")
-    p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default), kernel64 or a YAML of ADMConfig fields")
+    p.add_argument("--method", default="fastem-pigdm", help="fastem-pigdm (default), fastem-dps, diffem-pigdm, diffem-dps, "
+                   "pigdm, dps, blind-dps, l0-anger, selfdeblur, mprnet, alternation")
+    p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt) or a `fdem fit` checkpoint "
+                   "(default: the shipped small natural-image prior)")
+    p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), small64, kernel64 or a YAML of ADMConfig fields")
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
-    p.add_argument("--kernel-size", type=int, default=33, help="size of the estimated kernel (blind methods)")
-    p.add_argument("--particles", type=int, default=1, help="posterior samples per image; the output is their mean")
+    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet (default: the shipped one)")
+    p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
+    p.add_argument("--kernel-size", type=int, help="size of the estimated kernel (blind methods; default 33)")
+    p.add_argument("--particles", type=int, help="posterior samples per image; the output is their mean (default 1)")
     p.add_argument("--steps", type=int, help="diffusion steps (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="image j uses seed + j")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the accelerator if there is one)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
-    p.add_argument("--mode", default="official", help="official (the authors' code, default) or paper (the paper's equations)")
-    p.add_argument("--lam", type=float, help="M-step PnP weight (default: 1 for kernels up to 48 px, 0.2 above)")
-    p.add_argument("--em-iters", type=int, default=10, help="outer iterations of Diffusion EM")
+    p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
+    p.add_argument("--lam", type=float, help="M-step PnP weight (default: tuned for the shipped kernel denoiser)")
+    p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM (default 10)")
     p.add_argument("--kernel-denoiser", help="kernel denoiser state_dict (default: the shipped one)")
     p.add_argument("--trace", action="store_true", help="also save the progress (x0 estimate and kernel)")
     p.add_argument("--trace-every", type=int, help="steps between trace frames (default 10; needs --trace)")
     p.add_argument("--trace-format", default="gif", help="gif (animation) or png (grid of frames)")
     p.set_defaults(func=cmd_deblur)
+
+    from fdem.metrics.cli import add_parser as add_metrics_parser
+
+    add_metrics_parser(sub)
+    from fdem.bench_data_cli import add_parser as add_bench_data_parser
+
+    add_bench_data_parser(sub)
 
     p = sub.add_parser("export", help="write a checkpoint's network weights as a state_dict .pt")
     p.add_argument("checkpoint")

@@ -1,4 +1,4 @@
-"""Deblur image files with a diffusion prior: the library side of ``fdem deblur``.
+"""Deblur image files with any method: the library side of ``fdem deblur``.
 
 Any image size: the observation is reflect-padded (split between the two sides) to the UNet's
 multiple ``2^(levels−1)`` and the result cropped back. The forward model stays the circular
@@ -18,11 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
-from fdem.sampling.guidance import R_RULES
-from fdem.sampling.methods import MStepConfig, parse_method, run_method, total_steps
+from fdem.restorers import Restoration
+from fdem.sampling.methods import run_method
 from fdem.sampling.result import TRACE_FORMATS, SamplingResult, save_trace
-
-MAX_STEPS = 1000  # the T of the schedules the priors were trained with
 
 
 def network_multiple(net: nn.Module) -> int:
@@ -102,9 +100,10 @@ def default_device() -> torch.device:
     return accelerator or torch.device("cpu")
 
 
-def save_outputs(obs: Observation, result: SamplingResult, out: Path, trace_format: str = "gif") -> list[Path]:
-    """Write ``<stem>_restored.png``, for blind methods ``<stem>_kernel.png`` (scaled to its maximum,
-    enlarged) and ``<stem>_kernel.npy`` (float32 k×k, sum 1), and ``<stem>_trace.<gif|png>``."""
+def save_outputs(obs: Observation, result: Restoration, out: Path, trace_format: str = "gif") -> list[Path]:
+    """Write ``<stem>_restored.png``, for methods that estimate a kernel ``<stem>_kernel.png``
+    (scaled to its maximum, enlarged) and ``<stem>_kernel.npy`` (float32 k×k, sum 1), and
+    ``<stem>_trace.<gif|png>`` when the result carries a trace."""
     from fdem.imageio import save_image
     from fdem.io_utils import atomic_path
     from kernels_gen import save_preview
@@ -120,104 +119,74 @@ def save_outputs(obs: Observation, result: SamplingResult, out: Path, trace_form
         save_preview(kernel, written[1], ncol=1)
         with atomic_path(written[2]) as tmp:
             np.save(tmp, kernel.numpy())
-    if result.trace is not None:
-        written.append(save_trace(result.trace, out / f"{obs.path.stem}_trace.{trace_format}"))
+    trace = result.extras.get("trace")
+    if trace is not None:
+        written.append(save_trace(trace, out / f"{obs.path.stem}_trace.{trace_format}"))
     return written
 
 
-def _check_options(
-    method: str, sigma: float, particles: int, steps: int | None, kernel_size: int, mode: str, em_iters: int, trace_every: int, trace_format: str
-) -> None:
-    parse_method(method)
-    if mode not in R_RULES:
-        raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(R_RULES)}")
-    if not sigma >= 0:
-        raise InputError(f"sigma must be >= 0, got {sigma}")
-    if particles < 1 or em_iters < 1 or trace_every < 0:
-        raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
-    if steps is not None and not 2 <= steps <= MAX_STEPS:
-        raise InputError(f"the number of steps must be in [2, {MAX_STEPS}], got {steps}")
-    if kernel_size < 3:
-        raise InputError(f"kernel size must be >= 3, got {kernel_size}")
-    if trace_format not in TRACE_FORMATS:
-        raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
+def resolve_device(device: str | None) -> torch.device:
+    """``device`` (default: the accelerator if any), checked to exist on this machine."""
+    try:
+        device = torch.device(device) if device else default_device()
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError) as err:  # unknown name, or a device this machine lacks
+        raise InputError(f"device {str(device)!r} is not available: {str(err).splitlines()[0]}") from err
+    return device
 
 
 def deblur_files(
     images: list[str],
     out: str | Path,
     *,
-    prior: str | Path,
     method: str,
     sigma: float,
-    prior_config: str | None = None,
-    prior_prefix: str | None = None,
-    kernel_size: int = 33,
-    particles: int = 1,
-    steps: int | None = None,
     seed: int = 0,
     device: str | None = None,
     true_kernel: str | Path | None = None,
-    mode: str = "official",
-    lam: float | None = None,
-    em_iters: int = 10,
-    kernel_denoiser: str | Path | None = None,
-    trace_every: int = 0,
     trace_format: str = "gif",
     progress: bool = True,
+    **options,
 ) -> list[Path]:
-    """Deblur files, image ``j`` with seed ``seed + j``; ``sigma`` in ``[0, 1]`` units.
+    """Deblur files with any method of :mod:`fdem.restorers`, image ``j`` with seed ``seed + j``;
+    ``sigma`` in ``[0, 1]`` units; ``options`` go to the method (e.g. ``prior``, ``kernel_size``,
+    ``particles``, ``steps``; ``prior=None`` is the shipped natural-image prior).
 
     Non-blind methods (``dps``, ``pigdm``) need ``true_kernel`` (a ``.npy`` or any kernel bank; image
     ``j`` takes kernel ``j`` cyclically). For the blind methods a true kernel is optional and only
-    used to print the kernel MSE of the estimate. Everything is checked before the prior is
-    loaded, and every input is read before anything is written. Returns the files written.
+    used to print the kernel MSE of the estimate. Every input is read and every option checked
+    before a network is loaded or anything is written. Returns the files written.
     """
     from tqdm import tqdm
 
     from fdem.imageio import convert_channels
     from fdem.io_utils import ensure_writable_dir
     from fdem.kernel_ops import kernel_mse
-    from fdem.priors import load_prior
+    from fdem.restorers import build_restorer, restorer_class
     from kernels_gen import load_bank
 
-    _check_options(method, sigma, particles, steps, kernel_size, mode, em_iters, trace_every, trace_format)
-    _, em = parse_method(method)
+    blind = restorer_class(method).is_blind(method)
+    if not sigma >= 0:
+        raise InputError(f"sigma must be >= 0, got {sigma}")
+    if trace_format not in TRACE_FORMATS:
+        raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
     truths = load_bank(true_kernel) if true_kernel is not None else None
-    if em is None and truths is None:
+    if not blind and truths is None:
         raise InputError(f"method {method} is non-blind: give the true kernel (--true-kernel FILE)")
-    observations = load_observations(images, kernel_size if em else truths.shape[-1])
+    observations = load_observations(images, options.get("kernel_size", 33) if blind else truths.shape[-1])
     out = ensure_writable_dir(out)
-    try:
-        device = torch.device(device) if device else default_device()
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:  # unknown name, or a device this machine lacks
-        raise InputError(f"device {str(device)!r} is not available: {str(err).splitlines()[0]}") from err
-    net = load_prior(prior, prior_config, prior_prefix, device)
-    mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=_kernel_denoiser(em, kernel_size, lam, kernel_denoiser, device))
-    channels = net.cfg.in_channels
+    restorer = build_restorer(method, resolve_device(device), **options)
     written = []
     for j, obs in enumerate(observations):
-        y = convert_channels(obs.image, channels)[None].to(device)
+        y = convert_channels(obs.image, restorer.channels or 3)[None]
         truth = None if truths is None else truths[j % len(truths)][None]
-        with tqdm(total=total_steps(method, steps, em_iters), desc=obs.path.name, unit="step", disable=not progress) as bar:
-            result = deblur(
-                net, y, sigma, method,
-                kernel=None if em else truth, mstep=mstep, particles=particles, steps=steps, seed=seed + j,
-                mode=mode, em_iters=em_iters, trace_every=trace_every, callback=lambda u, k: bar.update(),
-            )
-        if channels == 1:
+        with tqdm(total=restorer.total_steps(), desc=obs.path.name, unit="step", disable=not progress) as bar:
+            result = restorer.restore(y, sigma, kernel=truth, seed=seed + j, callback=bar.update)
+        if y.shape[1] == 1:
             obs = replace(obs, gray=True)
         written += save_outputs(obs, result, out, trace_format)
-        note = f", kernel MSE {kernel_mse(result.kernel.cpu(), truth).item():.3g}" if em and truth is not None else ""
+        note = ""
+        if result.kernel is not None and truth is not None:
+            note = f", kernel MSE {kernel_mse(result.kernel.cpu(), truth).item():.3g}"
         print(f"{obs.path.name}: {method} in {result.seconds:.1f} s{note}")
     return written
-
-
-def _kernel_denoiser(em: str | None, kernel_size: int, lam: float | None, path: str | Path | None, device: torch.device):
-    """The M-step's PnP denoiser (loaded once): ``path`` or the shipped one; None when unused."""
-    from fdem.nets.kernel_denoiser import load_kernel_denoiser
-
-    if em is None or lam == 0:
-        return None
-    return load_kernel_denoiser(33 if kernel_size <= 48 else 64, path=path, device=device)

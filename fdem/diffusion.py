@@ -19,6 +19,7 @@ from fdem.errors import InputError
 __all__ = ["Schedule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
+MAX_STEPS = 1000  # the T of the schedules the priors are trained with: the most steps a sampler can take
 
 
 def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:

@@ -50,6 +50,8 @@ DEFAULT_IMAGES = (
     ("rocket", "rocket.jpg"),
     ("motorcycle", "motorcycle_left.png"),
 )
+# The built-in photographs that no shipped prior was trained on (evaluations and the demo use them).
+HELD_OUT_IMAGES = ("coffee", "rocket", "motorcycle")
 
 LUMA_BT601 = (0.299, 0.587, 0.114)
 

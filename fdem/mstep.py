@@ -77,9 +77,9 @@ class KernelDataTerm:
 
 @lru_cache(maxsize=8)
 def _shipped_denoiser(kernel_size: int, device: str):
-    from fdem.nets.kernel_denoiser import load_kernel_denoiser
+    from fdem.nets.kernel_denoiser import denoiser_for_kernel
 
-    return load_kernel_denoiser(33 if kernel_size <= 48 else 64, device=device)
+    return denoiser_for_kernel(kernel_size, device=device)
 
 
 def _check_inputs(y: Tensor, x: Tensor, kernel_size: int, reg: str, mode: str) -> Tensor:

@@ -28,6 +28,22 @@ from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, ADMUNet, build_unet
 
 DEFAULT_CONFIG = "ffhq256"
 ANCHOR_KEY = "time_embed.0.weight"  # present in every ADM UNet
+WEIGHTS = Path(__file__).parent / "nets" / "weights"
+# The priors trained here and shipped with the package (README, "Shipped models"): file, architecture.
+SHIPPED_PRIORS = {
+    "image": (WEIGHTS / "prior_small64.pt", "small64"),
+    "kernel": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
+}
+
+
+def resolve_prior(path: str | Path | None, config=None, kind: str = "image"):
+    """``(path, config)``: the given prior, or the shipped ``kind`` prior (and its architecture) if ``path`` is None."""
+    if path is not None:
+        return path, config
+    shipped, shipped_config = SHIPPED_PRIORS[kind]
+    if not shipped.is_file():
+        raise InputError(f"the shipped {kind} prior {shipped} is missing from this installation: pass a prior file")
+    return shipped, config or shipped_config
 
 
 def unet_config(config: str | Path | ADMConfig | dict) -> ADMConfig | dict | str:
@@ -75,12 +91,14 @@ def check_state(net: ADMUNet, state: dict[str, Tensor], source: str) -> None:
 
 
 def load_prior(
-    path: str | Path,
+    path: str | Path | None,
     config: str | Path | ADMConfig | dict | None = None,
     prefix: str | None = None,
     device: torch.device | str | None = None,
 ) -> ADMUNet:
-    """The ADM UNet of ``path`` in eval mode with frozen parameters, on ``device``."""
+    """The ADM UNet of ``path`` (None: the shipped natural-image prior) in eval mode with frozen
+    parameters, on ``device``."""
+    path, config = resolve_prior(path, config)
     state, hparams = read_checkpoint(path)
     if config is None:
         config = hparams.get("unet", DEFAULT_CONFIG)

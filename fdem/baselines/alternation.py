@@ -12,9 +12,11 @@ import time
 import torch
 from torch import Tensor
 
+from fdem.errors import InputError
 from fdem.kernel_ops import dirac
 from fdem.mstep import estimate_kernel
 from fdem.physics import wiener_deconv
+from fdem.restorers import Restoration, Restorer
 
 
 @torch.no_grad()
@@ -35,3 +37,24 @@ def wiener_alternation(
         kernel = estimate_kernel(y, x, sigma, kernel_size, lam=lam, iters=mstep_iters, init=kernel, denoiser=denoiser)
     image = wiener_deconv(y, kernel, sigma).clamp(0, 1)
     return image, kernel, time.perf_counter() - start
+
+
+class AlternationRestorer(Restorer):
+    """:func:`wiener_alternation` as a method of the benchmark (label ``alternation``)."""
+
+    def __init__(self, method: str, device: torch.device | str = "cpu", kernel_size: int = 33, rounds: int = 30,
+                 mstep_iters: int = 10, lam: float | None = None, kernel_denoiser: str | None = None):
+        from fdem.nets.kernel_denoiser import denoiser_for_kernel
+
+        super().__init__(method, device)
+        if kernel_size < 3 or rounds < 1 or mstep_iters < 1:
+            raise InputError("alternation: kernel_size must be >= 3, rounds and mstep_iters >= 1")
+        self.options = dict(kernel_size=kernel_size, rounds=rounds, mstep_iters=mstep_iters, lam=lam)
+        self.denoiser = None if lam == 0 else denoiser_for_kernel(kernel_size, kernel_denoiser, self.device)
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.options.items() if v is not None}
+
+    def _restore(self, y, sigma, kernel, seed, callback) -> Restoration:
+        image, estimate, _ = wiener_alternation(y, sigma, denoiser=self.denoiser, **self.options)
+        return Restoration(image, estimate)

@@ -75,6 +75,12 @@ def load_kernel_denoiser(size: int = 33, path: str | Path | None = None, device=
     return net.to(device).eval().requires_grad_(False)
 
 
+def denoiser_for_kernel(kernel_size: int, path: str | Path | None = None, device=None) -> KernelDenoiser:
+    """The denoiser that the M-step uses for ``kernel_size`` kernels: the shipped 33 up to 48 px, the
+    shipped 64 above (or the file at ``path``)."""
+    return load_kernel_denoiser(33 if kernel_size <= 48 else 64, path=path, device=device)
+
+
 def denoiser_state_for_export(net: KernelDenoiser) -> dict[str, Tensor]:
     """The state_dict written to disk: weights plus a ``residual`` flag so loading needs no config."""
     state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}

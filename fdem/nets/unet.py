@@ -117,6 +117,16 @@ NAMED_CONFIGS: dict[str, ADMConfig] = {
         resblock_updown=True,
         learn_sigma=True,
     ),
+    # The kernel prior shipped with fdem (`kernel_prior_small64.pt`): small64 on 1-channel kernels.
+    "kernel-small64": ADMConfig(
+        image_size=64,
+        in_channels=1,
+        model_channels=32,
+        channel_mult=(1, 2, 2, 2),
+        num_res_blocks=1,
+        attention_resolutions=(16,),
+        num_head_channels=32,
+    ),
 }
 
 

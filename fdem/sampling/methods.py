@@ -32,6 +32,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel, recenter
 from fdem.mstep import estimate_kernel
 from fdem.physics import as_batch_sigma, check_kernel_fits
+from fdem.restorers import synchronize
 from fdem.sampling.guidance import R_RULES, make_guidance, r2_schedule
 from fdem.sampling.loop import StepCallback, run_loop
 from fdem.sampling.result import SamplingResult, TraceRecorder
@@ -95,11 +96,6 @@ def _initial_kernel(kernel: Tensor | None, batch: int, size: int, like: Tensor, 
     return normalize_kernel(kernel.to(like.device, like.dtype)).expand(batch, -1, -1, -1).contiguous()
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type != "cpu":
-        torch.accelerator.synchronize(device)
-
-
 def run_method(
     method: str,
     net: nn.Module,
@@ -160,7 +156,7 @@ def run_method(
             kernel = mstep.update(y, samples, sigma, kernel, mode, 0.0, recentre)
     else:
         samples, _ = loop(kernel)
-    _synchronize(device)
+    synchronize(device)
     return SamplingResult(
         method=method,
         image=samples.mean(dim=1),

@@ -1,0 +1,161 @@
+"""``BenchmarkModule``: a Lightning ``predict`` step that runs every configured method on a batch
+of benchmark samples and returns one metrics row per (method, sample).
+
+Restorers are built once per process on its device (:func:`fdem.restorers.build_restorer`); rows
+whose key is already on disk are skipped, which is what makes a rerun resume. Seeds come from the
+samples (``seed + index``), so results do not depend on how samples are split across processes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+
+from fdem.errors import InputError
+from fdem.kernel_ops import kernel_mse
+from fdem.restorers import Restoration, build_restorer, restorer_class
+
+FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
+
+
+@dataclass
+class MethodSpec:
+    """One column group of the tables: a method name, its options, and the label rows carry
+    (default: the name, plus ``n=<particles>`` when particles are set)."""
+
+    method: str
+    options: dict = field(default_factory=dict)
+    label: str | None = None
+
+    def __post_init__(self) -> None:
+        import inspect
+
+        cls = restorer_class(self.method)
+        valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "method", "device")]
+        unknown = sorted(set(self.options) - set(valid))
+        if unknown:
+            raise InputError(f"method {self.method}: unknown option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
+        for key in FILE_OPTIONS:
+            value = self.options.get(key)
+            if value is not None and not Path(value).is_file():
+                raise InputError(f"method {self.method}: {key} file not found: {value}")
+        if self.label is None:
+            n = self.options.get("particles")
+            self.label = self.method if n is None else f"{self.method} n={n}"
+
+
+def parse_methods(entries: list) -> list[MethodSpec]:
+    """Config entries (a name, or a mapping with ``method``, ``options``, ``label``) → specs."""
+    specs = []
+    for entry in entries:
+        if isinstance(entry, str):
+            entry = {"method": entry}
+        if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "options", "label"}:
+            raise InputError(f"a method entry is a name or a mapping with method, options, label; got {entry!r}")
+        specs.append(MethodSpec(entry["method"], dict(entry.get("options") or {}), entry.get("label")))
+    labels = [s.label for s in specs]
+    repeated = sorted({x for x in labels if labels.count(x) > 1})
+    if repeated:
+        raise InputError(f"several methods share the label(s) {repeated}: give each a distinct label")
+    if not specs:
+        raise InputError("the benchmark lists no methods")
+    return specs
+
+
+def _particles(result: Restoration) -> Tensor:
+    return result.particles if result.particles is not None else result.image[:, None]
+
+
+class BenchmarkModule(L.LightningModule):
+    """Runs ``methods`` on each predict batch and returns the rows (see :mod:`benchmarks.rows`)."""
+
+    def __init__(self, methods: list, out: str, metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe", "brisque"),
+                 save_images: bool = False, done: set | None = None):
+        super().__init__()
+        self.specs = parse_methods(methods)
+        self.out = Path(out)
+        self.metric_names = tuple(metrics)
+        self.save_images = save_images
+        self.done = set(done or ())
+        self.restorers: dict = {}
+        self.suite = None
+
+    def on_predict_start(self) -> None:
+        from fdem.metrics import MetricSuite
+
+        self.suite = MetricSuite(self.metric_names, device=self.device)
+        self.restorers = {s.label: build_restorer(s.method, self.device, **s.options) for s in self.specs}
+
+    @torch.no_grad()
+    def predict_step(self, batch: dict, batch_idx: int = 0) -> list[dict]:
+        rows = []
+        indices = [int(i) for i in batch["index"]]
+        for spec in self.specs:
+            todo = [b for b, i in enumerate(indices) if (spec.label, i) not in self.done]
+            if todo:
+                rows += self._run(spec, batch, todo)
+        return rows
+
+    def _run(self, spec: MethodSpec, batch: dict, todo: list[int]) -> list[dict]:
+        restorer = self.restorers[spec.label]
+        pick = torch.tensor(todo)
+        sub = {k: (v[pick] if isinstance(v, Tensor) else [v[b] for b in todo]) for k, v in batch.items()}
+        sigma = sub["sigma"].to(self.device, torch.float32)
+        seeds = [int(s) for s in sub["seed"]]
+        result = restorer.restore(sub["y"], sigma, kernel=sub["kernel"], seed=seeds)
+        metrics = self._metrics(result, sub, sigma)
+        rows = []
+        for j, b in enumerate(todo):
+            row = {
+                "method": spec.label, "method_name": spec.method, "params": json.dumps(restorer.params(), sort_keys=True),
+                "index": int(sub["index"][j]), "image_id": sub["image_id"][j], "kernel_id": int(sub["kernel_id"][j]),
+                "sigma255": float(sub["sigma255"][j]), "seed": seeds[j], "seconds": result.seconds / len(todo),
+            }
+            row.update({name: float(values[j]) for name, values in metrics.items()})
+            rows.append(row)
+            self._save_extras(spec.label, sub, j, result)
+        return rows
+
+    def _metrics(self, result: Restoration, sub: dict, sigma: Tensor) -> dict[str, Tensor]:
+        from fdem.metrics import psnr, reblur_loss
+
+        sharp = sub["sharp"].to(self.device)
+        particles = _particles(result)
+        n = particles.shape[1]
+        per_particle = self.suite.image_metrics(particles.flatten(0, 1), sharp.repeat_interleave(n, dim=0))
+        metrics = {name: v.reshape(-1, n).float().mean(dim=1).cpu() for name, v in per_particle.items()}
+        metrics["psnr_sa"] = psnr(result.image, sharp).cpu()
+        nan = torch.full((len(sharp),), float("nan"))
+        metrics["kernel_mse"], metrics["reblur"], metrics["reblur_per_pixel"] = nan, nan, nan
+        if result.kernel is not None:
+            truth = sub["kernel"].to(self.device)
+            metrics["kernel_mse"] = kernel_mse(result.kernel, truth).cpu()
+            total, per_pixel = reblur_loss(result.image, result.kernel, sub["y"].to(self.device), sigma)
+            metrics["reblur"], metrics["reblur_per_pixel"] = total.cpu(), per_pixel.cpu()
+        return metrics
+
+    def _save_extras(self, label: str, sub: dict, j: int, result: Restoration) -> None:
+        """Restored image and kernel (``save_images``) and FID features (when FID is available)."""
+        from fdem.imageio import save_image
+        from fdem.io_utils import atomic_path
+
+        index = int(sub["index"][j])
+        stem = f"{index:06d}_{sub['image_id'][j]}"
+        if self.save_images:
+            folder = self.out / "images" / label
+            save_image(folder / f"{stem}.png", result.image[j].float().cpu())
+            if result.kernel is not None:
+                with atomic_path(folder / f"{stem}_kernel.npy") as tmp:
+                    np.save(tmp, result.kernel[j, 0].float().cpu().numpy())
+        if self.suite.has_fid:
+            for name, image in ((label, result.image[j]), ("_sharp", sub["sharp"][j])):
+                path = self.out / "features" / name / f"{index:06d}.npy"
+                if not path.exists():
+                    with atomic_path(path) as tmp:
+                        np.save(tmp, self.suite.fid_features(image[None].to(self.device))[0])

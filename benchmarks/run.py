@@ -1,0 +1,164 @@
+"""``fdem bench``: read a benchmark config, run it with Lightning ``predict``, write rows and tables.
+
+A config (``configs/bench/*.yaml``) has::
+
+    title: a name for plots
+    out: outputs/folder          # rows, tables, plots, manifest
+    data: {...}                  # datamodules.blur_benchmark.BlurBenchmarkDataModule arguments
+    methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
+    metrics: [psnr, ssim, lpips, niqe, brisque]
+    save_images: false
+    trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
+
+Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
+``out/rows.csv`` and writes the tables (:mod:`benchmarks.tables`) and ``manifest.json``. Rerunning
+the same command skips finished rows; changing ``data`` for an existing ``out`` is refused (the
+sample indices would mean different things).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fdem.errors import InputError
+from fdem.io_utils import atomic_write_text, ensure_writable_dir
+
+TRAINER_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+DEFAULT_METRICS = ["psnr", "ssim", "lpips", "niqe", "brisque"]
+
+
+@dataclass
+class BenchConfig:
+    out: str
+    data: dict
+    methods: list
+    title: str = "fdem bench"
+    metrics: list = field(default_factory=lambda: list(DEFAULT_METRICS))
+    save_images: bool = False
+    trainer: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "BenchConfig":
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"benchmark config not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            raise InputError(f"cannot parse {path}: {str(err).splitlines()[0]}") from err
+        if not isinstance(raw, dict):
+            raise InputError(f"{path} must be a mapping with out, data and methods")
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - known)
+        missing = sorted({"out", "data", "methods"} - set(raw))
+        if unknown or missing:
+            raise InputError(f"{path}: unknown keys {unknown}, missing keys {missing} (valid: {', '.join(sorted(known))})")
+        cfg = cls(**raw)
+        bad = sorted(set(cfg.trainer) - set(TRAINER_KEYS))
+        if bad:
+            raise InputError(f"{path}: unknown trainer keys {bad}; valid: {', '.join(TRAINER_KEYS)}")
+        return cfg
+
+
+def _check_same_data(out: Path, data: dict) -> None:
+    """Refuse to mix results of different data configurations in one folder."""
+    record = out / "bench_data.json"
+    if record.is_file():
+        previous = json.loads(record.read_text())
+        if previous != json.loads(json.dumps(data)):
+            raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
+    else:
+        atomic_write_text(record, json.dumps(data, indent=2, sort_keys=True))
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in ("fdem", "torch", "torchvision", "lightning", "numpy", "scipy", "lpips", "pytorch-fid", "pyiqa"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _device_name(trainer) -> str:
+    import torch
+
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        return torch.cuda.get_device_name(root)
+    return f"{root.type}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def write_manifest(out: Path, cfg: BenchConfig, trainer, summary: str) -> Path:
+    manifest = {
+        "config": asdict(cfg), "samples": summary, "versions": _versions(), "git_commit": _git_commit(),
+        "device": _device_name(trainer), "world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
+    }
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
+    return out / "manifest.json"
+
+
+def write_skipped(out: Path, skipped: list[tuple[str, str]]) -> None:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    writer.writerows(skipped)
+    atomic_write_text(out / "skipped.csv", buffer.getvalue())
+
+
+def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
+    """Run (or resume) ``cfg``; returns the written tables and plots by name (on rank 0)."""
+    import lightning as L
+
+    from benchmarks.module import BenchmarkModule, parse_methods
+    from benchmarks.rows import done_keys, merge_rows
+    from benchmarks.tables import write_tables
+    from benchmarks.writer import RowWriter
+    from datamodules.blur_benchmark import BlurBenchmarkDataModule
+
+    specs = parse_methods(cfg.methods)
+    out = ensure_writable_dir(cfg.out)
+    try:
+        data = BlurBenchmarkDataModule(**cfg.data)
+    except TypeError as err:
+        raise InputError(f"bad data settings: {err}") from err
+    data.setup("predict")
+    _check_same_data(out, cfg.data)
+    if data.skipped:
+        write_skipped(out, data.skipped)
+        print(f"skipped {len(data.skipped)} unreadable image(s): see {out / 'skipped.csv'}")
+    module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done_keys(out))
+    trainer = L.Trainer(
+        logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
+        inference_mode=False,  # guided samplers need autograd (a VJP through the UNet) inside predict
+        callbacks=[RowWriter(out)], **{"accelerator": "auto", "devices": 1, **cfg.trainer},
+    )
+    print(f"{cfg.title}: {data.samples_summary()} × {len(specs)} methods → {out}")
+    trainer.predict(module, datamodule=data, return_predictions=False)
+    trainer.strategy.barrier()
+    if trainer.global_rank != 0:
+        return {}
+    merge_rows(out, [s.label for s in specs])
+    written = write_tables(out, cfg.title)
+    written["manifest.json"] = write_manifest(out, cfg, trainer, data.samples_summary())
+    return written

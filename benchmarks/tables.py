@@ -1,0 +1,203 @@
+"""From ``rows.csv`` to the paper's tables and figures.
+
+* ``table1.csv`` / ``table1.md``: mean ± std over images of every metric, per method and σ, and
+  pooled over σ ("all"); FID per method × σ over the set (when Inception features exist).
+* ``table2.csv``: Diffusion EM and Fast EM by number of particles n, PSNR and PSNR of the particle
+  mean ("PSNR SA").
+* ``pareto.png``: PSNR against seconds per image (log x), one point per method, Pareto front drawn
+  (the paper's Figure 1); ``kernel_mse.png``: kernel MSE against σ (the paper's Figure 4).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fdem.io_utils import atomic_path, atomic_write_text
+
+# (column in rows.csv, header in the tables, format)
+TABLE1_COLUMNS = (
+    ("seconds", "s/img", "{:.3g}"),
+    ("psnr", "PSNR", "{:.2f}"),
+    ("ssim", "SSIM", "{:.3f}"),
+    ("lpips", "LPIPS", "{:.3f}"),
+    ("fid", "FID", "{:.2f}"),
+    ("niqe", "NIQE", "{:.2f}"),
+    ("brisque", "BRISQUE", "{:.2f}"),
+    ("kernel_mse", "kernel MSE", "{:.2e}"),
+    ("reblur_per_pixel", "L_reblur", "{:.2e}"),
+)
+POOLED = "all"
+
+
+def load_rows(path: Path) -> pd.DataFrame:
+    rows = pd.read_csv(path, dtype={"method": str, "method_name": str, "image_id": str, "params": str})
+    rows["particles"] = [json.loads(p).get("particles", 1) if isinstance(p, str) else 1 for p in rows["params"]]
+    return rows
+
+
+def fid_by_group(rows: pd.DataFrame, out: Path) -> dict[tuple[str, str], float]:
+    """FID of each method × σ (and pooled) from the saved Inception features; empty if none."""
+    folder = out / "features"
+    if not (folder / "_sharp").is_dir():
+        return {}
+    from fdem.metrics import fid_from_features
+
+    result = {}
+    for (method, sigma), group in _groups(rows):
+        indices = list(group["index"])
+        fake = [folder / method / f"{i:06d}.npy" for i in indices]
+        real = [folder / "_sharp" / f"{i:06d}.npy" for i in indices]
+        if len(indices) >= 2 and all(p.is_file() for p in fake + real):
+            result[(method, sigma)] = float(fid_from_features(np.stack([np.load(p) for p in fake]),
+                                                              np.stack([np.load(p) for p in real])))
+    return result
+
+
+def _groups(rows: pd.DataFrame):
+    """((method, σ label), rows) per σ and pooled, methods in their order of appearance."""
+    for method in dict.fromkeys(rows["method"]):
+        of_method = rows[rows["method"] == method]
+        for sigma in sorted(of_method["sigma255"].unique()):
+            yield (method, f"{sigma:g}"), of_method[of_method["sigma255"] == sigma]
+        if of_method["sigma255"].nunique() > 1:
+            yield (method, POOLED), of_method
+
+
+def table1(rows: pd.DataFrame, fid: dict) -> pd.DataFrame:
+    """One line per method × σ: count, then mean and std of every metric."""
+    lines = []
+    for (method, sigma), group in _groups(rows):
+        line = {"method": method, "sigma255": sigma, "images": len(group)}
+        for column, _, _ in TABLE1_COLUMNS:
+            if column == "fid":
+                line["fid_mean"], line["fid_std"] = fid.get((method, sigma), math.nan), math.nan
+            else:
+                line[f"{column}_mean"] = group[column].mean()
+                line[f"{column}_std"] = group[column].std(ddof=0)
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def _cell(mean: float, std: float, fmt: str) -> str:
+    if math.isnan(mean):
+        return "–"
+    return fmt.format(mean) if math.isnan(std) or std == 0 else f"{fmt.format(mean)} ± {fmt.format(std)}"
+
+
+def table1_markdown(table: pd.DataFrame) -> str:
+    """Markdown: one section per σ (then pooled), columns of DESIGN.md §6; empty columns dropped."""
+    present = [(c, h, f) for c, h, f in TABLE1_COLUMNS if table[f"{c}_mean"].notna().any()]
+    parts = []
+    for sigma in dict.fromkeys(table["sigma255"]):
+        block = table[table["sigma255"] == sigma]
+        title = "pooled over σ" if sigma == POOLED else f"σ = {sigma}/255"
+        header = "| method | images | " + " | ".join(h for _, h, _ in present) + " |"
+        lines = [f"**{title}**", "", header, "|" + "---|" * (len(present) + 2)]
+        for _, line in block.iterrows():
+            cells = [_cell(line[f"{c}_mean"], line[f"{c}_std"], f) for c, _, f in present]
+            lines.append(f"| {line['method']} | {line['images']} | " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def table2(rows: pd.DataFrame) -> pd.DataFrame:
+    """Diffusion EM / Fast EM by particles n: mean PSNR and PSNR SA per σ and pooled."""
+    em = rows[rows["method_name"].str.startswith(("diffem-", "fastem-"))]
+    lines = []
+    for (name, n), group in em.groupby(["method_name", "particles"], sort=False):
+        for (_, sigma), sub in _groups(group.assign(method=name)):
+            lines.append({"method": name, "particles": int(n), "sigma255": sigma, "images": len(sub),
+                          "psnr": sub["psnr"].mean(), "psnr_sa": sub["psnr_sa"].mean()})
+    return pd.DataFrame(lines, columns=["method", "particles", "sigma255", "images", "psnr", "psnr_sa"])
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points (seconds, PSNR) not beaten by a faster-and-better one, by time."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_plot(rows: pd.DataFrame, path: Path, title: str) -> Path:
+    """PSNR against seconds per image (pooled over σ), log x, Pareto front as a step line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    means = rows.groupby("method", sort=False)[["seconds", "psnr"]].mean()
+    points = list(zip(means["seconds"], means["psnr"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    ax.scatter(means["seconds"], means["psnr"], zorder=3)
+    for name, (s, p) in zip(means.index, points):
+        ax.annotate(name, (s, p), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="C3",
+                alpha=0.6, label="Pareto front")
+        ax.legend(loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per image (log scale)")
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def kernel_plot(rows: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Mean kernel MSE against σ for the methods that estimate a kernel (Figure 4 style)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blind = rows[rows["kernel_mse"].notna()]
+    if blind.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method, group in blind.groupby("method", sort=False):
+        curve = group.groupby("sigma255")["kernel_mse"].mean()
+        ax.plot(curve.index, curve.values, marker="o", label=method)
+    ax.set_yscale("log")
+    ax.set_xlabel("σ (/255)")
+    ax.set_ylabel("kernel MSE")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_tables(out: Path, title: str = "fdem bench") -> dict[str, Path]:
+    """Every table and plot of ``out/rows.csv``; returns their paths by name."""
+    rows = load_rows(out / "rows.csv")
+    if rows.empty:
+        return {}
+    t1 = table1(rows, fid_by_group(rows, out))
+    written = {"table1.csv": out / "table1.csv", "table1.md": out / "table1.md", "table2.csv": out / "table2.csv"}
+    atomic_write_text(written["table1.csv"], t1.to_csv(index=False))
+    atomic_write_text(written["table1.md"], table1_markdown(t1))
+    atomic_write_text(written["table2.csv"], table2(rows).to_csv(index=False))
+    written["pareto.png"] = pareto_plot(rows, out / "pareto.png", title)
+    kernels = kernel_plot(rows, out / "kernel_mse.png", title)
+    if kernels is not None:
+        written["kernel_mse.png"] = kernels
+    return written

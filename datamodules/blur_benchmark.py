@@ -1,0 +1,300 @@
+"""Blur benchmarks: sharp images × blur kernels × noise levels → (sharp, blurry, kernel, σ) samples.
+
+Sample order. With N listed images, R = ``kernels_per_image`` and the σ list in the order given,
+the *grid index* of (σ number s, image number i, repetition r) is ``(s·N + i)·R + r``: all images
+at the first σ, then at the second, and so on. Image i gets kernel ``i·R + r`` at every σ. An image
+skipped at setup (unreadable) leaves a hole: the others keep their index, kernel and noise, so a
+damaged file changes nothing else. The dataset enumerates the remaining grid in the same order.
+
+Observation. ``y = k ⊛ x + σ·n``: circular FFT blur (:func:`fdem.physics.blur`), Gaussian noise
+drawn from ``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index
+(1 and N processes, any batch size or order give the same observations). The sharp image is
+8-bit quantised first (``quantize``, as the authors did); the observation is not clipped.
+
+Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
+They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 when quantised:
+1000 FFHQ-256 images take 197 MB); otherwise each is decoded again in ``__getitem__``.
+``size`` resizes the short side to ``size`` (bicubic, antialiased) and crops the centre square.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.images import resize_short_side
+from fdem.errors import InputError
+from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images, list_images, load_image
+from fdem.physics import add_noise, blur
+from fdem.testcases import open_testcases
+from kernels_gen import GENERATORS, load_bank, make_generator
+
+BUNDLED = "bundled"  # every built-in photograph (fdem.imageio.default_images)
+BUNDLED_HELD_OUT = "bundled-held-out"  # only those no shipped prior was trained on (HELD_OUT_IMAGES)
+BUNDLED_SIZE = 256  # the photographs bundled with scikit-image differ in size: crop them to this by default
+PAPER_SIGMAS = (5.0, 10.0, 20.0)
+DEFAULT_KERNEL_SIZE = 33
+CACHE_BYTES = 256 * 2**20
+
+
+def quantize8(img: Tensor) -> Tensor:
+    """Round to the 8-bit grid (values in [0, 1] stay in [0, 1])."""
+    return (img * 255).round() / 255
+
+
+@dataclass
+class ImageEntry:
+    """One usable image: its id, its position in the listing, and its pixels or file."""
+
+    image_id: str
+    position: int
+    shape: tuple[int, int]
+    path: Path | None = None
+    pixels: Tensor | None = None  # uint8 when quantised, else float32; None: decode from path
+
+
+class BlurBenchmarkDataset(Dataset):
+    """The samples of a benchmark (see the module notes for the order and the noise)."""
+
+    def __init__(self, images: list[ImageEntry], num_listed: int, kernels: Tensor, sigmas255: list[float],
+                 kernels_per_image: int, seed: int, size: int | None, quantize: bool):
+        self.images, self.num_listed, self.kernels = images, num_listed, kernels
+        self.sigmas255, self.reps, self.seed = list(sigmas255), kernels_per_image, seed
+        self.size, self.quantize = size, quantize
+
+    def __len__(self) -> int:
+        return len(self.sigmas255) * len(self.images) * self.reps
+
+    def locate(self, i: int) -> tuple[int, ImageEntry, int, int]:
+        """Dataset position → (σ number, image entry, repetition, grid index)."""
+        if not 0 <= i < len(self):
+            raise IndexError(f"sample {i} out of range (dataset of {len(self)})")
+        s, rest = divmod(i, len(self.images) * self.reps)
+        u, r = divmod(rest, self.reps)
+        entry = self.images[u]
+        return s, entry, r, (s * self.num_listed + entry.position) * self.reps + r
+
+    def sharp(self, entry: ImageEntry) -> Tensor:
+        if entry.pixels is not None:
+            return entry.pixels.float() / 255 if entry.pixels.dtype == torch.uint8 else entry.pixels
+        return prepare_image(load_image(entry.path), self.size, self.quantize)
+
+    def __getitem__(self, i: int) -> dict:
+        s, entry, r, index = self.locate(i)
+        sharp = self.sharp(entry)
+        kernel_id = (entry.position * self.reps + r) % len(self.kernels)
+        kernel = self.kernels[kernel_id]
+        sigma255 = float(self.sigmas255[s])
+        sigma = sigma255 / 255
+        generator = torch.Generator().manual_seed(self.seed + index)
+        y = add_noise(blur(sharp[None], kernel[None]), sigma, generator=generator)[0]
+        return {"index": index, "image_id": entry.image_id, "sharp": sharp, "y": y, "kernel": kernel,
+                "kernel_id": kernel_id, "sigma": sigma, "sigma255": sigma255, "seed": self.seed + index}
+
+
+class TestcaseDataset(Dataset):
+    """Fixed test cases (:func:`fdem.testcases.open_testcases`) as benchmark samples."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, cases):
+        self.cases = cases
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.cases[i]
+
+
+def prepare_image(img: Tensor, size: int | None, quantize: bool) -> Tensor:
+    """Resize and centre-crop to ``size`` (if given), then quantise (if asked)."""
+    if size is not None:
+        img = center_crop(resize_short_side(img, size), size).contiguous()
+    return quantize8(img) if quantize else img
+
+
+def _check_int(value, name: str, low: int, none_ok: bool = False) -> None:
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise InputError(f"{name} must be an integer >= {low}{' or null' if none_ok else ''}, got {value!r}")
+
+
+def _check_sigmas(sigmas) -> list[float]:
+    values = [sigmas] if isinstance(sigmas, (int, float)) else list(sigmas)
+    if not values:
+        raise InputError("sigmas must list at least one noise level (255 scale, e.g. [5, 10, 20])")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise InputError(f"sigmas must be finite numbers >= 0 (255 scale), got {v!r}")
+    return [float(v) for v in values]
+
+
+class BlurBenchmarkDataModule(L.LightningDataModule):
+    """A blur benchmark for ``trainer.predict`` / ``trainer.test``: images × kernels × σ, or fixed test cases.
+
+    ``images``: a folder (every image under it, sorted by path), ``"bundled"`` (scikit-image's
+    photographs, centre-cropped to ``size`` or 256) or ``"bundled-held-out"`` (only the three that
+    no shipped prior saw in training); ``num_images`` keeps the first N (the FFHQ protocol:
+    00000–00999). ``kernels``: a ``kernels_gen`` generator name (``kernel_size``, default 33,
+    ``kernel_params``, ``kernel_seed``; kernel j of the bank depends only on (kernel_seed, j)) or a
+    kernel-bank file or folder (:func:`kernels_gen.load_bank`, padded to ``kernel_size`` if given;
+    a bank with too few kernels is reused cyclically). ``sigmas`` on the 255 scale (default
+    5, 10, 20). ``testcases``: our exported folder or the authors' pickle(s) instead of images,
+    kernels and σ. Each sample is a dict (see :class:`BlurBenchmarkDataset`), default-collated.
+    """
+
+    def __init__(
+        self,
+        images: str | None = None,
+        num_images: int | None = None,
+        size: int | None = None,
+        kernels: str = "camera-shake",
+        kernel_size: int | None = None,
+        kernel_params: dict | None = None,
+        kernel_seed: int = 0,
+        kernels_per_image: int = 1,
+        sigmas: list[float] | None = None,
+        seed: int = 0,
+        testcases: str | None = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        quantize: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        if (images is None) == (testcases is None):
+            raise InputError("give exactly one of images (a folder or 'bundled') and testcases")
+        for name, value, low in (("num_images", num_images, 1), ("size", size, 1), ("kernel_size", kernel_size, 3)):
+            _check_int(value, name, low, none_ok=True)
+        for name, value, low in (("kernel_seed", kernel_seed, 0), ("kernels_per_image", kernels_per_image, 1),
+                                 ("seed", seed, 0), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
+            _check_int(value, name, low)
+        self.sigmas255 = _check_sigmas(PAPER_SIGMAS if sigmas is None else sigmas)
+        self.generator = None
+        if testcases is None and kernels in GENERATORS:
+            self.generator = make_generator(kernels, kernel_size or DEFAULT_KERNEL_SIZE, **(kernel_params or {}))
+        elif testcases is None:
+            if not isinstance(kernels, str) or not Path(kernels).exists():
+                raise InputError(f"kernels: {kernels!r} is neither a kernel generator ({', '.join(GENERATORS)}) "
+                                 "nor an existing kernel-bank file or folder")
+            if kernel_params:
+                raise InputError(f"kernel_params apply to a generator, not to the bank file {kernels}")
+        self.dataset: Dataset | None = None
+        self.skipped: list[tuple[str, str]] = []
+        self.num_listed = 0
+
+    # --- setup ---
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        h = self.hparams
+        if h.testcases is not None:
+            self.dataset = TestcaseDataset(open_testcases(h.testcases))
+            return
+        entries = self._read_images()
+        kernels = self._kernel_bank(self.num_listed * h.kernels_per_image)
+        self._check_shapes(entries, kernels.shape[-1])
+        self.dataset = BlurBenchmarkDataset(entries, self.num_listed, kernels, self.sigmas255, h.kernels_per_image,
+                                            h.seed, h.size, h.quantize)
+
+    def _read_images(self) -> list[ImageEntry]:
+        """Read every listed image once: keep the good ones (in memory if small), record the bad."""
+        h = self.hparams
+        if h.images in (BUNDLED, BUNDLED_HELD_OUT):
+            photos = default_images(h.size or BUNDLED_SIZE)
+            if h.images == BUNDLED_HELD_OUT:
+                photos = [(name, img) for name, img in photos if name in HELD_OUT_IMAGES]
+            photos = photos[: h.num_images]
+            self.num_listed = len(photos)
+            return [ImageEntry(name, j, tuple(img.shape[-2:]), pixels=prepare_image(img, None, h.quantize))
+                    for j, (name, img) in enumerate(photos)]
+        root = Path(h.images)
+        try:
+            files = list_images(root)
+        except InputError as err:
+            raise InputError(f"images: {err}") from err
+        if h.num_images is not None and len(files) < h.num_images:
+            rank_zero_warn(f"images: asked for {h.num_images} images, {root} holds {len(files)}")
+        files = files[: h.num_images]
+        self.num_listed = len(files)
+        entries, self.skipped, nbytes, caching = [], [], 0, True
+        for position, path in enumerate(files):
+            try:
+                img = prepare_image(load_image(path), h.size, h.quantize)
+            except InputError as err:
+                self.skipped.append((str(path), str(err).splitlines()[0]))
+                continue
+            pixels = (img * 255).round().to(torch.uint8) if h.quantize else img
+            nbytes += pixels.numel() * pixels.element_size()
+            if caching and nbytes > CACHE_BYTES:  # too big to hold: decode in __getitem__ instead
+                caching = False
+                for entry in entries:
+                    entry.pixels = None
+            image_id = path.relative_to(root).with_suffix("").as_posix()
+            entries.append(ImageEntry(image_id, position, tuple(img.shape[-2:]), path=path,
+                                      pixels=pixels if caching else None))
+        if not entries:
+            raise InputError(f"images: none of the {len(files)} files in {root} is readable "
+                             f"(first: {self.skipped[0][1]})")
+        if self.skipped:
+            more = f" (and {len(self.skipped) - 1} more, listed in .skipped)" if len(self.skipped) > 1 else ""
+            rank_zero_warn(f"skipping unreadable image {self.skipped[0][0]}: {self.skipped[0][1]}{more}")
+        return entries
+
+    def _kernel_bank(self, count: int) -> Tensor:
+        h = self.hparams
+        if self.generator is not None:
+            return self.generator.sample(count, seed=h.kernel_seed)
+        return load_bank(h.kernels, size=h.kernel_size)
+
+    def _check_shapes(self, entries: list[ImageEntry], k: int) -> None:
+        """Kernels must fit every image; a batch needs images of one size."""
+        shapes: dict[tuple[int, int], ImageEntry] = {}
+        for entry in entries:
+            shapes.setdefault(entry.shape, entry)
+        for (height, width), entry in shapes.items():
+            if k > min(height, width):
+                where = entry.path or entry.image_id
+                raise InputError(f"kernel_size: kernels of {k}x{k} are larger than image {where} ({height}x{width})")
+        if len(shapes) > 1 and self.hparams.batch_size > 1:
+            listed = ", ".join(f"{e.path or e.image_id} {s[0]}x{s[1]}" for s, e in list(shapes.items())[:2])
+            raise InputError(f"batch_size {self.hparams.batch_size} needs images of one size, found {listed}; "
+                             "set size or batch_size 1")
+
+    # --- loaders and summary ---
+
+    def _loader(self) -> DataLoader:
+        if self.dataset is None:
+            self.setup("predict")
+        h = self.hparams
+        return DataLoader(self.dataset, batch_size=h.batch_size, shuffle=False, num_workers=h.num_workers)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader()
+
+    def samples_summary(self) -> str:
+        """One line: how many images, kernels and noise levels make how many samples."""
+        if self.dataset is None:
+            self.setup("predict")
+        h, n = self.hparams, len(self.dataset)
+        if h.testcases is not None:
+            return f"{n} test case{'s' * (n != 1)} from {h.testcases}"
+        images, reps, sig = len(self.dataset.images), h.kernels_per_image, len(self.sigmas255)
+        line = (f"{images} image{'s' * (images != 1)} × {reps} kernel{'s' * (reps != 1)} × "
+                f"{sig} σ = {n} sample{'s' * (n != 1)}")
+        return line + (f" ({len(self.skipped)} unreadable image{'s' * (len(self.skipped) != 1)} skipped)"
+                       if self.skipped else "")

@@ -1,0 +1,88 @@
+"""The diffusion methods (dps, pigdm, fastem-*, diffem-*) as restorers of :mod:`fdem.restorers`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from fdem.diffusion import MAX_STEPS
+from fdem.errors import InputError
+from fdem.restorers import Restoration, Restorer
+from fdem.sampling.guidance import R_RULES
+from fdem.sampling.methods import DEFAULT_STEPS, MStepConfig, parse_method, total_steps
+
+
+
+class DiffusionRestorer(Restorer):
+    """Posterior sampling with a score prior (``prior=None``: the shipped natural-image prior).
+
+    Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.deblur.deblur`).
+    The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
+    the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
+    """
+
+    def __init__(
+        self,
+        method: str,
+        device: torch.device | str = "cpu",
+        prior: str | Path | None = None,
+        prior_config: str | None = None,
+        prior_prefix: str | None = None,
+        kernel_size: int = 33,
+        particles: int = 1,
+        steps: int | None = None,
+        mode: str = "official",
+        em_iters: int = 10,
+        lam: float | None = None,
+        kernel_denoiser: str | Path | None = None,
+        trace_every: int = 0,
+    ):
+        from fdem.nets.kernel_denoiser import denoiser_for_kernel
+        from fdem.priors import load_prior
+
+        super().__init__(method, device)
+        guidance, em = parse_method(method)
+        self.blind = em is not None
+        if mode not in R_RULES:
+            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(R_RULES)}")
+        if particles < 1 or em_iters < 1 or trace_every < 0:
+            raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
+        if steps is not None and not 2 <= steps <= MAX_STEPS:
+            raise InputError(f"the number of steps must be in [2, {MAX_STEPS}], got {steps}")
+        if kernel_size < 3:
+            raise InputError(f"kernel size must be >= 3, got {kernel_size}")
+        self.options = dict(particles=particles, steps=steps or DEFAULT_STEPS[guidance], mode=mode,
+                            em_iters=em_iters if em == "diffem" else None)
+        self.kernel_size, self.trace_every, self.lam = kernel_size, trace_every, lam
+        self.net = load_prior(prior, prior_config, prior_prefix, self.device)
+        uses_denoiser = self.blind and lam != 0
+        denoiser = denoiser_for_kernel(kernel_size, kernel_denoiser, self.device) if uses_denoiser else None
+        self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser)
+
+    @classmethod
+    def is_blind(cls, method: str) -> bool:
+        return parse_method(method)[1] is not None
+
+    @property
+    def channels(self) -> int:
+        return self.net.cfg.in_channels
+
+    def params(self) -> dict:
+        return {k: v for k, v in self.options.items() if v is not None}
+
+    def total_steps(self) -> int:
+        return total_steps(self.method, self.options["steps"], self.options["em_iters"] or 1)
+
+    def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
+        from fdem.deblur import deblur
+
+        result = deblur(
+            self.net, y, sigma, self.method, kernel=None if self.blind else kernel, mstep=self.mstep,
+            particles=self.options["particles"], steps=self.options["steps"], seed=seed,
+            mode=self.options["mode"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
+            callback=callback and (lambda u, k: callback()),
+        )
+        return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})
