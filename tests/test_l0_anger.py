@@ -5,10 +5,16 @@ import math
 import pytest
 import torch
 
-from fdem.baselines.l0_anger import clean_kernel, l0_anger
+from fdem.baselines.l0_anger import (
+    L0AngerRestorer,
+    center_integer,
+    clean_kernel,
+    l0_anger,
+)
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel, recenter
 from fdem.physics import add_noise, blur
+from fdem.restorers import Restoration, build_restorer
 
 
 def _rectangles(size: int, channels: int, generator: torch.Generator) -> torch.Tensor:
@@ -81,9 +87,56 @@ def test_clean_kernel_drops_isolated_speck():
     assert torch.allclose(cleaned[0, 0, 3:6, 4], torch.full((3,), 1 / 3), atol=1e-5)
 
 
+def test_center_integer_moves_by_whole_pixels():
+    kernel = torch.zeros(1, 1, 7, 7)
+    kernel[0, 0, 1, 5] = 1.0
+    centred = center_integer(kernel)
+    assert centred[0, 0, 3, 3] == 1 and centred.sum() == 1
+
+
+def test_constant_image_gives_dirac_not_nan():
+    image, kernel, _ = l0_anger(torch.full((1, 3, 32, 32), 0.3), 5, iters=1, tv_iters=3)
+    assert torch.isfinite(image).all() and torch.allclose(kernel, dirac(1, 5))
+
+
+def test_restorer_batch_per_image_sigma_and_callback():
+    restorer = build_restorer("l0-anger", kernel_size=9, iters=2, tv_iters=5)
+    assert isinstance(restorer, L0AngerRestorer) and restorer.blind
+    assert restorer.params()["kernel_size"] == 9 and restorer.params()["iters"] == 2
+    y = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(3))
+    calls = []
+    result = restorer.restore(y, torch.tensor([0.01, 0.05]), callback=lambda: calls.append(1))
+    assert isinstance(result, Restoration) and result.seconds > 0
+    assert result.image.shape == y.shape and result.kernel.shape == (2, 1, 9, 9)
+    assert torch.allclose(result.kernel.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+    assert len(calls) == restorer.total_steps() == 2 * 3  # two alternations at sizes 9, 5, 3
+
+
+def test_restorer_matches_function():
+    y = torch.rand(1, 3, 48, 48, generator=torch.Generator().manual_seed(4))
+    result = build_restorer("l0-anger", kernel_size=7, iters=2, tv_iters=5).restore(y, 0.02)
+    image, kernel, _ = l0_anger(y, 7, sigma=0.02, iters=2, tv_iters=5)
+    assert torch.equal(result.image, image) and torch.equal(result.kernel, kernel)
+
+
+@pytest.mark.parametrize("options", [{"no_such_option": 1}, {"gamma": 0.0}, {"kernel_size": 2}, {"iters": 0}])
+def test_restorer_rejects_bad_options(options):
+    with pytest.raises(InputError):
+        build_restorer("l0-anger", **options)
+
+
+@pytest.mark.slow
 def test_timing_256_rgb_33():
-    y = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(2))
-    _, _, seconds = l0_anger(y, 33)
+    """One 256x256 colour image with a 33x33 kernel in under 5 s on one CPU thread."""
+    generator = torch.Generator().manual_seed(2)
+    y = add_noise(blur(_rectangles(256, 3, generator), _curve_kernel()), 10 / 255, generator)
+    restorer = build_restorer("l0-anger", kernel_size=33)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seconds = min(restorer.restore(y, 10 / 255).seconds for _ in range(2))
+    finally:
+        torch.set_num_threads(threads)
     assert seconds < 5.0, seconds
 
 

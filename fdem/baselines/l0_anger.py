@@ -2,14 +2,17 @@
 
 Re-implemented from the article's description (Pan et al.'s ℓ0 model as analysed by Anger et al.):
 
-* kernel estimation on the grey image, coarse to fine (kernel and image scaled by ``scale`` while
-  the kernel stays ≥ 3 px); at each scale ``iters`` alternations of
-  (a) ``min_x ||k ⊛ x − y||² + λ||∇x||₀`` by half-quadratic splitting (β from 2λ, doubled up to
-  ``beta_max``; the auxiliary gradients are hard-thresholded at ``|g|² < λ/β``, i.e. ``√(λ/β)``), and
-  (b) ``min_k ||∇x ⊛ k − ∇y||² + γ||k||²`` in closed form, then cleaned (threshold at ``threshold``·max,
-  small connected components removed, re-centred, normalised); λ ← max(λ / ``lam_decay``, ``lam_min``)
-  after each alternation (λ restarts from ``lam`` at each scale);
-* final non-blind total-variation deconvolution of the colour image (ADMM, FFT solves).
+* kernel estimation on the grey image (channel mean, stretched to ``[0, 1]`` as the article's
+  pre-processing does), coarse to fine: image and kernel scaled by ``scale`` while the kernel stays
+  ≥ 3 px; at each scale ``iters`` alternations of
+  (a) ``min_x ||k ⊛ x − y||² + λ||∇x||₀`` by half-quadratic splitting (β from 2λ, doubled while
+  below ``beta_max``; the auxiliary gradients are hard-thresholded where ``|g|² < λ/β``), and
+  (b) ``min_k ||∇x ⊛ k − ∇y||² + γ||k||²`` in closed form, then cleaned (clipped at 0, zeroed below
+  ``threshold``·max, 8-connected components holding less than ``min_component_mass`` of the mass
+  removed, shifted by the rounded centre of mass, normalised);
+  λ ← max(λ / ``lam_decay``, ``lam_min``) after every alternation, carried from scale to scale;
+* the final kernel is re-centred by its sub-pixel centre of mass (the project's convention), then
+  the colour image is deconvolved with total variation (ADMM, i.e. split Bregman, FFT solves).
 
 Boundaries are circular everywhere (the benchmark blur is a true circular convolution), so every
 linear solve is one division in the Fourier domain; no edge tapering is needed.
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -27,10 +32,59 @@ from scipy import ndimage
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_ops import dirac, normalize_kernel, recenter
-from fdem.physics import check_kernel_fits, otf2psf, psf2otf
+from fdem.kernel_ops import center_of_mass, dirac, normalize_kernel, recenter
+from fdem.physics import as_batch_sigma, check_kernel_fits, otf2psf, psf2otf
+from fdem.restorers import Restoration, Restorer
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
+
+
+@dataclass(frozen=True)
+class L0Params:
+    """The method's parameters; the defaults are the IPOL article's (TV weight: see :func:`l0_anger`)."""
+
+    lam: float = 4e-3
+    lam_min: float = 1e-4
+    lam_decay: float = 1.1
+    beta_max: float = 1e5
+    gamma: float = 20.0
+    iters: int = 5
+    scale: float = 0.5
+    threshold: float = 0.05
+    min_component_mass: float = 0.1
+    tv_weight: float | None = None
+    tv_iters: int = 60
+    tv_rho: float | None = None
+
+    def check(self) -> None:
+        """Raise :class:`InputError` naming the first out-of-range parameter."""
+        rules = {
+            "lam": self.lam > 0, "lam_min": self.lam_min > 0, "lam_decay": self.lam_decay >= 1,
+            "beta_max": self.beta_max > 0, "gamma": self.gamma > 0, "iters": int(self.iters) >= 1,
+            "scale": 0 < self.scale < 1, "threshold": 0 <= self.threshold < 1,
+            "min_component_mass": 0 <= self.min_component_mass <= 1,
+            "tv_weight": self.tv_weight is None or self.tv_weight > 0,
+            "tv_iters": int(self.tv_iters) >= 1, "tv_rho": self.tv_rho is None or self.tv_rho > 0,
+        }
+        for name, ok in rules.items():
+            if not ok:
+                raise InputError(f"bad l0-anger parameter {name}={getattr(self, name)!r}")
+
+
+DEFAULTS = asdict(L0Params())
+
+
+def make_params(**params) -> L0Params:
+    """:class:`L0Params` from keywords, checked (unknown names are an :class:`InputError`)."""
+    unknown = sorted(set(params) - {f.name for f in fields(L0Params)})
+    if unknown:
+        raise InputError(f"unknown l0-anger parameter(s) {unknown}; valid: {', '.join(DEFAULTS)}")
+    p = L0Params(**params)
+    p.check()
+    return p
+
+
+# --- linear operators on the rFFT grid ----------------------------------------------------------
 
 
 def _difference_otfs(shape: tuple[int, int], like: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,36 +101,52 @@ def _ifft(spectrum: Tensor, shape) -> Tensor:
     return torch.fft.irfft2(spectrum, s=tuple(shape))
 
 
-def l0_image_step(y: Tensor, kernel: Tensor, lam: float, beta_max: float) -> Tensor:
-    """ℓ0-gradient deconvolution by HQS: ``argmin_x ||k ⊛ x − y||² + λ||∇x||₀`` (circular)."""
-    shape = y.shape[-2:]
-    otf = psf2otf(kernel, shape)
-    dh, dv = _difference_otfs(shape, y)
-    numerator_data = otf.conj() * torch.fft.rfft2(y)
-    kernel_power = otf.abs() ** 2
-    gradient_power = dh.abs() ** 2 + dv.abs() ** 2
-    x = y
-    beta = 2 * lam
+@dataclass
+class _Scale:
+    """The FFTs of one scale's observation, computed once and shared by its alternations."""
+
+    y: Tensor
+    fy: Tensor
+    dh: Tensor
+    dv: Tensor
+    gradient_power: Tensor
+
+    @classmethod
+    def of(cls, y: Tensor) -> _Scale:
+        dh, dv = _difference_otfs(y.shape[-2:], y)
+        return cls(y, torch.fft.rfft2(y), dh, dv, dh.abs() ** 2 + dv.abs() ** 2)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.y.shape[-2:])
+
+
+def l0_image_step(y: Tensor | _Scale, kernel: Tensor, lam: float, beta_max: float) -> Tensor:
+    """ℓ0-gradient deconvolution by HQS: ``argmin_x ||k ⊛ x − y||² + λ||∇x||₀`` (circular), from ``x = y``."""
+    s = y if isinstance(y, _Scale) else _Scale.of(y)
+    otf = psf2otf(kernel, s.shape)
+    numerator_data = otf.conj() * s.fy
+    denominator_base = otf.abs() ** 2
+    spectrum, beta = s.fy, 2 * lam
     while beta < beta_max:
-        spectrum = torch.fft.rfft2(x)
-        gh, gv = _ifft(dh * spectrum, shape), _ifft(dv * spectrum, shape)
+        gh, gv = _ifft(s.dh * spectrum, s.shape), _ifft(s.dv * spectrum, s.shape)
         keep = (gh**2 + gv**2) >= lam / beta
-        gh, gv = gh * keep, gv * keep
-        divergence = dh.conj() * torch.fft.rfft2(gh) + dv.conj() * torch.fft.rfft2(gv)
-        x = _ifft((numerator_data + beta * divergence) / (kernel_power + beta * gradient_power), shape)
+        divergence = s.dh.conj() * torch.fft.rfft2(gh * keep) + s.dv.conj() * torch.fft.rfft2(gv * keep)
+        spectrum = (numerator_data + beta * divergence) / (denominator_base + beta * s.gradient_power)
         beta *= 2
-    return x
+    return _ifft(spectrum, s.shape)
 
 
-def kernel_step(x: Tensor, y: Tensor, kernel_size: int, gamma: float) -> Tensor:
+def kernel_step(x: Tensor, y: Tensor | _Scale, kernel_size: int, gamma: float) -> Tensor:
     """Gradient-domain ℓ2 least squares ``argmin_k Σ_d ||∂_d x ⊛ k − ∂_d y||² + γ||k||²``, cropped to k×k."""
-    shape = y.shape[-2:]
-    dh, dv = _difference_otfs(shape, y)
-    fx, fy = torch.fft.rfft2(x), torch.fft.rfft2(y)
-    gradient_power = dh.abs() ** 2 + dv.abs() ** 2
-    numerator = gradient_power * fx.conj() * fy
-    denominator = gradient_power * fx.abs() ** 2 + gamma
-    return otf2psf(numerator / denominator, shape, kernel_size)
+    s = y if isinstance(y, _Scale) else _Scale.of(y)
+    fx = torch.fft.rfft2(x)
+    numerator = s.gradient_power * fx.conj() * s.fy
+    denominator = s.gradient_power * fx.abs() ** 2 + gamma
+    return otf2psf(numerator / denominator, s.shape, kernel_size)
+
+
+# --- kernel cleaning ------------------------------------------------------------------------------
 
 
 def _significant_components(kernel: np.ndarray, min_mass: float) -> np.ndarray:
@@ -90,12 +160,25 @@ def _significant_components(kernel: np.ndarray, min_mass: float) -> np.ndarray:
     return keep[labels - 1] & (labels > 0)
 
 
+def center_integer(kernel: Tensor) -> Tensor:
+    """Shift each kernel by whole pixels (zero fill) so that its rounded centre of mass is ``(k//2, k//2)``.
+
+    A whole-pixel shift keeps thin kernels sharp, which a sub-pixel (interpolating) shift would not.
+    """
+    size = kernel.shape[-1]
+    offsets = (center_of_mass(kernel).round() - size // 2).long().tolist()
+    padded = F.pad(kernel, (size, size, size, size))
+    rows = [padded[b, :, size + dr : 2 * size + dr, size + dc : 2 * size + dc] for b, (dr, dc) in enumerate(offsets)]
+    return torch.stack(rows)
+
+
 def clean_kernel(kernel: Tensor, threshold: float, min_component_mass: float) -> Tensor:
-    """Clip, zero values below ``threshold``·max, drop isolated small components, re-centre, normalise.
+    """Clip, zero values below ``threshold``·max, drop isolated small components, centre, normalise.
 
     Component rule: a component (8-connectivity) survives when it holds at least
     ``min_component_mass`` of the thresholded kernel's mass (the heaviest one always survives).
-    The labelling runs on the CPU with ``scipy.ndimage.label`` (the kernel is tiny).
+    The labelling runs on the CPU with ``scipy.ndimage.label`` (the kernel is tiny). A kernel with
+    no positive value becomes a Dirac.
     """
     kernel = kernel.clamp_min(0)
     peak = kernel.amax(dim=(-2, -1), keepdim=True)
@@ -103,14 +186,19 @@ def clean_kernel(kernel: Tensor, threshold: float, min_component_mass: float) ->
     flat = kernel.detach().cpu().double().numpy()
     masks = np.stack([_significant_components(k[0], min_component_mass) for k in flat])[:, None]
     kernel = kernel * torch.from_numpy(masks).to(kernel.device)
-    return recenter(normalize_kernel(kernel))
+    empty = kernel.sum(dim=(-2, -1), keepdim=True) <= 0
+    kernel = torch.where(empty, dirac(kernel.shape[0], kernel.shape[-1], kernel.device, kernel.dtype), kernel)
+    return normalize_kernel(center_integer(kernel))
 
 
-def _level_sizes(kernel_size: int, scale: float) -> list[int]:
+# --- coarse to fine -------------------------------------------------------------------------------
+
+
+def level_sizes(kernel_size: int, scale: float) -> list[int]:
     """Kernel size per scale, finest first: ``kernel_size``, then odd sizes ≈ ``kernel_size·scale^s`` ≥ 3."""
     sizes = [kernel_size]
     while True:
-        size = int(round(kernel_size * scale ** len(sizes)))
+        size = round(kernel_size * scale ** len(sizes))
         size += 1 - size % 2
         if size < 3 or size >= sizes[-1]:
             return sizes
@@ -120,42 +208,59 @@ def _level_sizes(kernel_size: int, scale: float) -> list[int]:
 def _resize_image(image: Tensor, factor: float) -> Tensor:
     if factor == 1:
         return image
-    size = [max(1, int(round(n * factor))) for n in image.shape[-2:]]
+    size = [max(1, round(n * factor)) for n in image.shape[-2:]]
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def _resize_kernel(kernel: Tensor, size: int) -> Tensor:
     """Bilinear resampling of a kernel to ``size`` (centres aligned), re-normalised and re-centred."""
     resized = F.interpolate(kernel, size=(size, size), mode="bilinear", align_corners=True)
-    return recenter(normalize_kernel(resized))
+    return normalize_kernel(center_integer(normalize_kernel(resized)))
 
 
-def estimate_kernel_l0(grey: Tensor, kernel_size: int, p: dict) -> Tensor:
-    """Coarse-to-fine kernel estimation on a grey batch ``(B, 1, H, W)``."""
-    sizes = _level_sizes(kernel_size, p["scale"])
+def _stretch(grey: Tensor) -> Tensor:
+    """Affine map of each image onto ``[0, 1]`` (the article's pre-processing; fixes λ's scale)."""
+    low = grey.amin(dim=(-2, -1), keepdim=True)
+    high = grey.amax(dim=(-2, -1), keepdim=True)
+    return (grey - low) / (high - low).clamp_min(1e-6)
+
+
+def estimate_kernel_l0(grey: Tensor, kernel_size: int, p: L0Params | dict,
+                       callback: Callable[[], None] | None = None) -> Tensor:
+    """Coarse-to-fine kernel estimation on a grey batch ``(B, 1, H, W)``; ``callback()`` after each alternation."""
+    p = p if isinstance(p, L0Params) else make_params(**p)
+    sizes = level_sizes(kernel_size, p.scale)
+    grey = _stretch(grey)
     kernel = dirac(grey.shape[0], sizes[-1], grey.device, grey.dtype)
+    lam = p.lam
     for level in reversed(range(len(sizes))):
         size = sizes[level]
         kernel = _resize_kernel(kernel, size) if kernel.shape[-1] != size else kernel
-        y = _resize_image(grey, p["scale"] ** level)
-        lam = p["lam"]
-        for _ in range(p["iters"]):
-            x = l0_image_step(y, kernel, lam, p["beta_max"])
-            raw = kernel_step(x, y, size, p["gamma"])
-            kernel = clean_kernel(raw, p["threshold"], p["min_component_mass"])
-            lam = max(lam / p["lam_decay"], p["lam_min"])
-    return kernel
+        scale = _Scale.of(_resize_image(grey, p.scale**level))
+        for _ in range(int(p.iters)):
+            x = l0_image_step(scale, kernel, lam, p.beta_max)
+            kernel = clean_kernel(kernel_step(x, scale, size, p.gamma), p.threshold, p.min_component_mass)
+            lam = max(lam / p.lam_decay, p.lam_min)
+            if callback is not None:
+                callback()
+    return recenter(kernel)
 
 
-def _shrink(gh: Tensor, gv: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+# --- final non-blind step -------------------------------------------------------------------------
+
+
+def _shrink(gh: Tensor, gv: Tensor, tau: float | Tensor) -> tuple[Tensor, Tensor]:
     """Isotropic soft-thresholding of the gradient field (per channel)."""
     norm = torch.sqrt(gh**2 + gv**2).clamp_min(1e-12)
     factor = (1 - tau / norm).clamp_min(0)
     return gh * factor, gv * factor
 
 
-def tv_deconv(y: Tensor, kernel: Tensor, weight: float, iters: int, rho: float) -> Tensor:
-    """ADMM for ``argmin_x ½||k ⊛ x − y||² + weight·TV(x)`` (isotropic TV, circular, scaled duals)."""
+def tv_deconv(y: Tensor, kernel: Tensor, weight: float | Tensor, iters: int, rho: float | Tensor) -> Tensor:
+    """ADMM for ``argmin_x ½||k ⊛ x − y||² + weight·TV(x)`` (isotropic TV, circular, scaled duals).
+
+    ``weight`` and ``rho`` are floats or one value per image ``(B, 1, 1, 1)``.
+    """
     shape = y.shape[-2:]
     otf = psf2otf(kernel, shape)
     dh, dv = _difference_otfs(shape, y)
@@ -164,62 +269,87 @@ def tv_deconv(y: Tensor, kernel: Tensor, weight: float, iters: int, rho: float) 
     zh = zv = uh = uv = torch.zeros_like(y)
     for _ in range(iters):
         divergence = dh.conj() * torch.fft.rfft2(zh - uh) + dv.conj() * torch.fft.rfft2(zv - uv)
-        x = _ifft((numerator_data + rho * divergence) / denominator, shape)
-        spectrum = torch.fft.rfft2(x)
+        spectrum = (numerator_data + rho * divergence) / denominator
         gh, gv = _ifft(dh * spectrum, shape), _ifft(dv * spectrum, shape)
         zh, zv = _shrink(gh + uh, gv + uv, weight / rho)
         uh, uv = uh + gh - zh, uv + gv - zv
-    return x
+    return _ifft(spectrum, shape)
 
 
-DEFAULTS = dict(
-    lam=4e-3,
-    lam_min=1e-4,
-    lam_decay=1.1,
-    beta_max=1e5,
-    gamma=20.0,
-    iters=5,
-    scale=0.5,
-    threshold=0.05,
-    min_component_mass=0.1,
-    tv_weight=None,
-    tv_iters=60,
-    tv_rho=None,
-)
+# --- entry points ---------------------------------------------------------------------------------
 
 
-def _check(y: Tensor, kernel_size: int, sigma, p: dict) -> None:
-    unknown = set(p) - set(DEFAULTS)
-    if unknown:
-        raise InputError(f"unknown l0-anger parameter(s): {sorted(unknown)}")
+def _check_input(y: Tensor, kernel_size: int, sigma) -> None:
     if y.ndim != 4 or y.shape[1] not in (1, 3):
         raise InputError(f"expected images (B, 1 or 3, H, W), got shape {tuple(y.shape)}")
     if not isinstance(kernel_size, int) or kernel_size < 3:
         raise InputError(f"kernel_size must be an integer >= 3, got {kernel_size!r}")
     check_kernel_fits((kernel_size, kernel_size), tuple(y.shape[-2:]))
-    if sigma is not None and float(sigma) < 0:
+    if sigma is not None and bool((torch.as_tensor(sigma) < 0).any()):
         raise InputError(f"sigma must be >= 0, got {sigma}")
-    positive = ("lam", "lam_min", "beta_max", "gamma", "tv_weight", "tv_rho")
-    bad = [name for name in positive if p[name] is not None and not p[name] > 0]
-    if bad or not p["lam_decay"] >= 1 or not 0 < p["scale"] < 1 or not 0 <= p["threshold"] < 1:
-        raise InputError(f"bad l0-anger parameters: {p}")
-    if not 0 <= p["min_component_mass"] <= 1 or int(p["iters"]) < 1 or int(p["tv_iters"]) < 1:
-        raise InputError(f"bad l0-anger parameters: {p}")
 
 
 @torch.no_grad()
-def l0_anger(y: Tensor, kernel_size: int, sigma: float | None = None, **params) -> tuple[Tensor, Tensor, float]:
+def l0_anger(y: Tensor, kernel_size: int, sigma: float | Tensor | None = None,
+             callback: Callable[[], None] | None = None, **params) -> tuple[Tensor, Tensor, float]:
     """Blind deblurring of ``y (B,C,H,W)``: ``(image in [0,1], kernel (B,1,k,k), seconds)``.
 
-    ``sigma`` only sets the default TV weight of the final deconvolution (``1e-3 + 2σ²``); the
-    kernel estimation does not use it, as in the paper.
+    ``sigma`` (a float or one value per image) only sets the default TV weight of the final
+    deconvolution, ``1e-3 + 2σ²`` (with ADMM penalty ``10×`` the weight); the kernel estimation does
+    not use it, as in the article. ``params``: the fields of :class:`L0Params`.
     """
-    p = {**DEFAULTS, **params}
-    _check(y, kernel_size, sigma, p)
+    p = make_params(**params)
+    _check_input(y, kernel_size, sigma)
     start = time.perf_counter()
     grey = y.mean(dim=1, keepdim=True)
-    kernel = estimate_kernel_l0(grey, kernel_size, p)
-    weight = p["tv_weight"] or 1e-3 + 2 * float(sigma or 0) ** 2
-    rho = p["tv_rho"] or 10 * weight
-    image = tv_deconv(y, kernel, weight, int(p["tv_iters"]), rho).clamp(0, 1)
+    kernel = estimate_kernel_l0(grey, kernel_size, p, callback)
+    weight = p.tv_weight or 1e-3 + 2 * as_batch_sigma(sigma if sigma is not None else 0.0, y.shape[0], y) ** 2
+    rho = p.tv_rho or 10 * weight
+    image = tv_deconv(y, kernel, weight, int(p.tv_iters), rho).clamp(0, 1)
     return image, kernel, time.perf_counter() - start
+
+
+class L0AngerRestorer(Restorer):
+    """``l0-anger`` behind the :class:`fdem.restorers.Restorer` interface (deterministic: seeds are ignored)."""
+
+    blind = True
+    seeded = False
+
+    def __init__(
+        self,
+        method: str = "l0-anger",
+        device: torch.device | str = "cpu",
+        kernel_size: int = 33,
+        lam: float = L0Params.lam,
+        lam_min: float = L0Params.lam_min,
+        lam_decay: float = L0Params.lam_decay,
+        beta_max: float = L0Params.beta_max,
+        gamma: float = L0Params.gamma,
+        iters: int = L0Params.iters,
+        scale: float = L0Params.scale,
+        threshold: float = L0Params.threshold,
+        min_component_mass: float = L0Params.min_component_mass,
+        tv_weight: float | None = L0Params.tv_weight,
+        tv_iters: int = L0Params.tv_iters,
+        tv_rho: float | None = L0Params.tv_rho,
+    ):
+        super().__init__(method, device)
+        if not isinstance(kernel_size, int) or kernel_size < 3:
+            raise InputError(f"kernel_size must be an integer >= 3, got {kernel_size!r}")
+        self.kernel_size = kernel_size
+        self.p = make_params(
+            lam=lam, lam_min=lam_min, lam_decay=lam_decay, beta_max=beta_max, gamma=gamma, iters=iters,
+            scale=scale, threshold=threshold, min_component_mass=min_component_mass, tv_weight=tv_weight,
+            tv_iters=tv_iters, tv_rho=tv_rho,
+        )
+
+    def params(self) -> dict:
+        return {"kernel_size": self.kernel_size, **{k: v for k, v in asdict(self.p).items() if v is not None}}
+
+    def total_steps(self) -> int:
+        return int(self.p.iters) * len(level_sizes(self.kernel_size, self.p.scale))
+
+    def _restore(self, y: Tensor, sigma: float | Tensor, kernel: Tensor | None, seed: int | Sequence[int],
+                 callback: Callable[..., None] | None) -> Restoration:
+        image, estimate, _ = l0_anger(y, self.kernel_size, sigma, callback, **asdict(self.p))
+        return Restoration(image, estimate)
