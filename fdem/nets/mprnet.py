@@ -258,17 +258,21 @@ class MPRNet(nn.Module):
         return self(padded)[0][..., :h, :w].clamp(0, 1)
 
 
-def load_mprnet(path: str | Path, device: torch.device | str | None = None) -> MPRNet:
-    """The released deblurring MPRNet from ``path``, in eval mode with frozen parameters, on ``device``.
+def load_mprnet(path: str | Path, device: torch.device | str | None = None, widths: dict | None = None) -> MPRNet:
+    """The deblurring MPRNet from ``path``, in eval mode with frozen parameters, on ``device``.
 
-    Accepts a bare state_dict or one under ``"state_dict"`` (the release), keys optionally
+    ``widths``: :class:`MPRNet` constructor arguments of a smaller network (default: the released
+    one). Accepts a bare state_dict or one under ``"state_dict"`` (the release), keys optionally
     prefixed with ``module.``. The network is built on the meta device so a bad file costs
     nothing; loading is strict and ``weights_only``.
     """
     state, _ = read_weights(path, "MPRNet weights")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    with torch.device("meta"):
-        net = MPRNet()
+    try:
+        with torch.device("meta"):
+            net = MPRNet(**(widths or {}))
+    except TypeError as err:
+        raise InputError(f"bad MPRNet widths {widths}: {err}") from err
     problems = mismatch_report(shapes(net), state)
     if problems:
         raise InputError(f"{path} is not an MPRNet deblurring state_dict: {problems}")
