@@ -58,13 +58,17 @@ def recenter(kernel: Tensor) -> Tensor:
 
 
 def kernel_mse(estimate: Tensor, truth: Tensor) -> Tensor:
-    """Per-kernel MSE ``(B,)`` over the ``k x k`` support, both normalised to sum 1 and centred by CoM.
+    """Per-kernel MSE ``(B,)`` over the true kernel's ``k x k`` support, both normalised to sum 1 and
+    centred by their centre of mass.
 
-    Kernels of different odd/even sizes are compared after zero-padding the smaller one (centred).
+    An estimate of another size (e.g. Blind-DPS's 64×64 against a 33×33 truth) is centred at its
+    own size, then cropped or zero-padded to ``k x k`` around its centre: mass it puts outside the
+    true support is lost (and so counts as error), and the mean is always over ``k²`` pixels, so
+    methods with different kernel sizes get comparable numbers.
     """
-    if estimate.shape[-1] != truth.shape[-1]:
-        estimate, truth = _pad_to_common(estimate, truth)
     est = recenter(normalize_kernel(estimate))
+    if est.shape[-1] != truth.shape[-1]:
+        est = pad_kernel(est, truth.shape[-1])
     ref = recenter(normalize_kernel(truth))
     return ((est - ref) ** 2).mean(dim=(-3, -2, -1))
 
@@ -78,8 +82,3 @@ def pad_kernel(kernel: Tensor, size: int) -> Tensor:
     before = size // 2 - k // 2
     after = size - k - before
     return torch.nn.functional.pad(kernel, (before, after, before, after))
-
-
-def _pad_to_common(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    size = max(a.shape[-1], b.shape[-1])
-    return pad_kernel(a, size), pad_kernel(b, size)

@@ -302,3 +302,15 @@ def test_fid_features_with_random_inception_weights(empty_torch_home, monkeypatc
     features = suite.fid_features(torch.cat([x, x[:1]]))
     assert features.shape == (3, 2048) and np.isfinite(features).all()
     np.testing.assert_allclose(features[2], features[0], rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_mse_of_a_larger_estimate_is_taken_on_the_true_support():
+    from fdem.kernel_ops import kernel_mse, pad_kernel
+    from kernels_gen import make_generator
+
+    truth = make_generator("camera-shake", 17).sample(2, seed=3)
+    assert kernel_mse(pad_kernel(truth, 64), truth).max().item() < 1e-12  # same kernel on a wider canvas
+    spread = pad_kernel(truth, 65) * 0.5 + 0.5 / 65**2  # half of the mass spread evenly over 65×65 (same centre)
+    expected = ((pad_kernel(spread, 17) - truth) ** 2).mean(dim=(1, 2, 3))  # centred already: crop and compare
+    assert torch.allclose(kernel_mse(spread, truth), expected, rtol=1e-3, atol=1e-12)
+    assert (kernel_mse(spread, truth) > 1e-6).all()
