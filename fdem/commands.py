@@ -165,7 +165,10 @@ def cmd_sample(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> dict:
     """Run a benchmark config: methods × images × kernels × σ → rows, tables, plots (resumable)."""
     from benchmarks.run import BenchConfig, run_benchmark
+    from benchmarks.speed_grid import is_speed_config, run_speed_config
 
+    if is_speed_config(args.config):  # a `speed:` grid (issue 7), not a restoration benchmark
+        return run_speed_config(args.config, vars(args))
     cfg = BenchConfig.from_yaml(args.config)
     if args.out:
         cfg.out = args.out

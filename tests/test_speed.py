@@ -1,12 +1,17 @@
-"""``fdem speed`` and :mod:`benchmarks.speed` on a tiny UNet (a few seconds)."""
+"""``fdem speed``, :mod:`benchmarks.speed` and the ``fdem bench`` speed grid on a tiny UNet (a few seconds)."""
 
 import csv
+import math
 
 import pytest
+import torch
 import yaml
 
-from benchmarks.speed import markdown_table, run_speed
+from benchmarks.flops import method_flops, network_flops, peak_tflops
+from benchmarks.speed import build_network, markdown_table, measure, run_speed
 from fdem.cli import main
+from fdem.nets.unet import NAMED_CONFIGS
+from fdem.sampling.fast_path import SpeedOptions, accelerate
 
 TINY = dict(image_size=32, model_channels=32, channel_mult=[1, 2], attention_resolutions=[8], num_head_channels=32)
 
@@ -58,3 +63,92 @@ def test_cli_bad_input_exits_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("fdem: error:") and message in err[0]
     assert not (tmp_path / "s.csv").exists()
+
+
+# --- issue 7: switches, FLOPs, peaks, equality columns and the `fdem bench` speed grid -------------
+
+KERNEL_TINY = dict(image_size=16, in_channels=1, model_channels=32, channel_mult=[1, 2], attention_resolutions=[],
+                   num_head_channels=32)
+
+
+def test_rows_record_switches_flops_and_blind_dps():
+    rows = run_speed(["blind-dps", "diffem-pigdm"], TINY, 32, [1], steps=2, em_iters=2, repeats=1, warmup=0,
+                     progress=False, kernel_unet=KERNEL_TINY, speed=SpeedOptions("fp32", True, False))
+    blind, diffem = rows
+    assert (blind["kernel_size"], blind["net_calls"], blind["default_steps"]) == (32, 2, 1000)
+    assert (diffem["net_calls"], diffem["em_iters"], diffem["default_steps"]) == (4, 2, 100)
+    assert diffem["sec_per_image_default_steps"] == pytest.approx(diffem["sec_per_image"] * 1000 / 4)
+    for r in rows:
+        assert (r["precision"], r["channels_last"], r["compiled"]) == ("fp32", True, False)
+        assert r["gflop_per_image"] > 0 and r["achieved_tflops"] > 0 and math.isnan(r["peak_tflops"])
+        assert math.isnan(r["psnr_diff_db"]) and r["equal"] is None  # no reference given
+
+
+def test_flop_count_is_the_papers_776_gflop_per_guided_step():
+    cfg = NAMED_CONFIGS["ffhq256"]
+    forward, guided = network_flops(cfg, 256)
+    assert guided / 1e9 == pytest.approx(776, rel=2e-3) and forward == pytest.approx(guided / 2, rel=0.01)
+    assert method_flops("pigdm", cfg, 256) == 99 * guided + forward  # ΠGDM's last step has no guidance
+    assert method_flops("diffem-pigdm", cfg, 256, steps=10, em_iters=3) == 3 * (9 * guided + forward)
+    assert method_flops("dps", cfg, 256, steps=10) == 10 * guided
+
+
+def test_device_peaks():
+    assert peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == 989.4
+    assert peak_tflops("NVIDIA H100 PCIe", "tf32") == 378.0
+    assert peak_tflops("NVIDIA H200", "fp32") == 66.9 and peak_tflops("NVIDIA H200 NVL", "bf16") == 835.5
+    assert peak_tflops("NVIDIA A100-SXM4-80GB", "bf16") == 312.0
+    assert math.isnan(peak_tflops("Intel(R) Xeon(R) Processor", "fp32"))
+
+
+def test_equality_columns_compare_with_the_reference_run():
+    net = build_network(TINY, torch.device("cpu"))
+    options = dict(steps=3, repeats=1, warmup=0)
+    _, output = measure("fastem-pigdm", accelerate(net, SpeedOptions("fp32", False, False)), 32, 2, **options)
+    same, _ = measure("fastem-pigdm", accelerate(net, SpeedOptions("fp32", True, False)), 32, 2, reference=output, **options)
+    assert abs(same["psnr_diff_db"]) < 1e-3 and abs(same["kernel_mse_diff"]) < 1e-9 and same["equal"] is True
+    assert same["max_abs_diff"] < 1e-4
+
+
+def _speed_config(tmp_path, **changes) -> str:
+    grid = {
+        "title": "tiny", "out": str(tmp_path / "gpu_out"), "unet": "ffhq256", "image_size": 256,
+        "methods": ["pigdm", "fastem-pigdm", "blind-dps"], "precisions": ["fp32", "tf32", "bf16"],
+        "cpu": {"out": str(tmp_path / "out"), "unet": TINY, "image_size": 32, "kernel_unet": KERNEL_TINY,
+                "batches": [1, 2], "precisions": ["fp32", "bf16"], "compile": [False], "channels_last": [False],
+                "steps": 2, "repeats": 1, "warmup": 0, **changes},
+    }
+    path = tmp_path / "speed.yaml"
+    path.write_text(yaml.safe_dump({"speed": grid}))
+    return str(path)
+
+
+def test_bench_runs_a_speed_config(tmp_path, capsys):
+    main(["bench", "--config", _speed_config(tmp_path), "--methods", "pigdm,blind-dps", "--no-progress"])
+    out = tmp_path / "out"
+    assert {p.name for p in out.iterdir()} >= {"speed.csv", "speed.md", "speed.png", "speed.json"}
+    rows = list(csv.DictReader((out / "speed.csv").open()))
+    assert [(r["precision"], r["batch"], r["method"]) for r in rows] == [
+        (p, b, m) for p in ("fp32", "bf16") for b in ("1", "2") for m in ("pigdm", "blind-dps")]
+    for r in rows:
+        assert r["compiled"] == "False" and r["channels_last"] == "False" and float(r["images_per_sec"]) > 0
+        assert (r["psnr_diff_db"] == "nan") == (r["precision"] == "fp32")  # the baseline is the reference
+    assert "speed-up" in (out / "speed.md").read_text() and "speed.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "changes, args, message",
+    [
+        ({"batchs": [1]}, [], "unknown speed keys ['batchs']"),
+        ({"precisions": ["tf32"]}, [], "tf32 needs a CUDA device"),
+        ({}, ["--devices", "2"], "one device"),
+        ({}, ["--methods", "selfdeblur"], "not in the speed grid"),
+    ],
+)
+def test_bad_speed_config_exits_2(tmp_path, capsys, changes, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--config", _speed_config(tmp_path, **changes), *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out" / "speed.csv").exists()

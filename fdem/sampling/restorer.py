@@ -22,6 +22,8 @@ class DiffusionRestorer(Restorer):
     Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.deblur.deblur`).
     The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
+    ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
+    (:mod:`fdem.sampling.fast_path`); None/auto take the device default, and rows record them.
     """
 
     def __init__(
@@ -39,9 +41,13 @@ class DiffusionRestorer(Restorer):
         lam: float | None = None,
         kernel_denoiser: str | Path | None = None,
         trace_every: int = 0,
+        precision: str | None = None,
+        channels_last: bool | None = None,
+        compile: bool | None = None,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.priors import load_prior
+        from fdem.sampling.fast_path import SpeedOptions, accelerate
 
         super().__init__(method, device)
         guidance, em = parse_method(method)
@@ -57,7 +63,8 @@ class DiffusionRestorer(Restorer):
         self.options = dict(particles=particles, steps=steps or DEFAULT_STEPS[guidance], mode=mode,
                             em_iters=em_iters if em == "diffem" else None)
         self.kernel_size, self.trace_every, self.lam = kernel_size, trace_every, lam
-        self.net = load_prior(prior, prior_config, prior_prefix, self.device)
+        speed = SpeedOptions(precision or "auto", channels_last, compile).resolve(self.device)
+        self.net = accelerate(load_prior(prior, prior_config, prior_prefix, self.device), speed, self.device)
         uses_denoiser = self.blind and lam != 0
         denoiser = denoiser_for_kernel(kernel_size, kernel_denoiser, self.device) if uses_denoiser else None
         self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser)
@@ -71,7 +78,7 @@ class DiffusionRestorer(Restorer):
         return self.net.cfg.in_channels
 
     def params(self) -> dict:
-        return {k: v for k, v in self.options.items() if v is not None}
+        return {**{k: v for k, v in self.options.items() if v is not None}, **self.net.options.row()}
 
     def total_steps(self) -> int:
         return total_steps(self.method, self.options["steps"], self.options["em_iters"] or 1)

@@ -1,0 +1,288 @@
+"""``fdem bench --config configs/bench/speed.yaml``: the speed grid of issue 7.
+
+A speed config has one top-level key, ``speed:``, holding the grid (see ``configs/bench/speed.yaml``):
+methods × images per call × precision × compiled × channels-last (× CPU threads), each row timed by
+:func:`benchmarks.speed.measure`. The first configuration is always fp32 eager in the standard
+layout: it is the speed baseline and the reference of the equality columns (same data and seeds).
+A ``cpu:`` mapping replaces keys when the run's device is a CPU (the small UNet at 64²).
+
+Writes ``speed.csv`` (rewritten after every row, so a crash keeps what was measured), ``speed.md``
+(table + speed-ups over the fp32 eager batch-1 row), ``speed.png`` (s/image against images per
+call, log-log, one panel per method, one line per precision × compiled × layout × threads) and
+``speed.json`` (config, device, versions, git commit). Compiled rows always get a warm-up call;
+torch.compile's caches are reset between configurations and batch sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from fdem.errors import InputError
+from fdem.io_utils import atomic_write_text, ensure_writable_dir
+from fdem.sampling.fast_path import SpeedOptions, accelerate
+
+ALL_METHODS = ["fastem-pigdm", "pigdm", "fastem-dps", "dps", "diffem-pigdm", "blind-dps"]
+BASELINE = SpeedOptions("fp32", False, False)
+
+
+@dataclass
+class SpeedGrid:
+    """The grid of a speed config (``None`` in ``channels_last``/``threads``: the device default)."""
+
+    out: str = "outputs/speed"
+    title: str = "fdem speed"
+    unet: str = "ffhq256"
+    image_size: int = 256
+    prior: str | None = None
+    kernel_unet: str = "kernel64"
+    methods: list = field(default_factory=lambda: list(ALL_METHODS))
+    batches: list = field(default_factory=lambda: [1, 4, 16, 32])
+    precisions: list = field(default_factory=lambda: ["fp32", "tf32", "bf16"])
+    compile: list = field(default_factory=lambda: [False, True])
+    channels_last: list = field(default_factory=lambda: [None])
+    compile_mode: str = "default"
+    threads: list = field(default_factory=lambda: [None])
+    steps: int | None = None
+    em_iters: int = 10
+    particles: int = 1
+    repeats: int = 3
+    warmup: int = 1
+    seed: int = 0
+    images: str = "bundled"
+    device: str = "auto"
+
+    @classmethod
+    def from_mapping(cls, raw: dict, source: str) -> "SpeedGrid":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown speed keys {unknown}; valid: {', '.join(sorted(known))}")
+        grid = cls(**raw)
+        for name in ("methods", "batches", "precisions", "compile", "channels_last", "threads"):
+            if not isinstance(getattr(grid, name), list) or not getattr(grid, name):
+                raise InputError(f"{source}: speed.{name} must be a non-empty list")
+        return grid
+
+    def options(self, device: torch.device) -> list[tuple[int | None, SpeedOptions]]:
+        """``(threads, resolved options)`` per configuration, the fp32 eager baseline first; checked for ``device``."""
+        found = [(self.threads[0], BASELINE)]
+        for threads, precision, compiled, layout in itertools.product(self.threads, self.precisions, self.compile, self.channels_last):
+            options = SpeedOptions(precision, layout, compiled, self.compile_mode).resolve(device)
+            if (threads, options) not in found:
+                found.append((threads, options))
+        return found
+
+
+def is_speed_config(path: str | Path) -> bool:
+    """Whether the YAML at ``path`` is a speed config (a top-level ``speed:`` mapping)."""
+    raw = _read_yaml(path)
+    return isinstance(raw, dict) and "speed" in raw
+
+
+def _read_yaml(path: str | Path):
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"benchmark config not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"cannot parse {path}: {str(err).splitlines()[0]}") from err
+
+
+def load_grid(path: str | Path, device: torch.device | None = None) -> tuple[SpeedGrid, torch.device]:
+    """The grid of ``path`` for ``device`` (default: the config's, ``auto`` = the accelerator if any),
+    with the ``cpu:`` overrides applied on a CPU."""
+    from benchmarks.speed import resolve_device
+    from fdem.deblur import default_device
+
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict) or set(raw) != {"speed"} or not isinstance(raw["speed"], dict):
+        raise InputError(f"{path}: a speed config is one mapping under the key 'speed'")
+    body = dict(raw["speed"])
+    cpu = body.pop("cpu", None) or {}
+    if not isinstance(cpu, dict):
+        raise InputError(f"{path}: speed.cpu must be a mapping of overrides")
+    name = device or body.get("device", "auto")
+    device = default_device() if str(name) == "auto" else resolve_device(name)
+    if device.type == "cpu":
+        body.update(cpu)
+    return SpeedGrid.from_mapping(body, str(path)), device
+
+
+def apply_overrides(grid: SpeedGrid, overrides: dict) -> SpeedGrid:
+    """``fdem bench`` flags on a speed grid: ``out`` and ``methods``; the grid runs on one device."""
+    if overrides.get("out"):
+        grid.out = overrides["out"]
+    if overrides.get("methods"):
+        wanted = [m.strip() for m in overrides["methods"].split(",") if m.strip()]
+        missing = sorted(set(wanted) - set(grid.methods))
+        if missing or not wanted:
+            raise InputError(f"--methods: {missing or wanted} not in the speed grid ({', '.join(grid.methods)})")
+        grid.methods = [m for m in grid.methods if m in wanted]
+    if (overrides.get("devices") or 1) > 1 or (overrides.get("num_nodes") or 1) > 1:
+        raise InputError("the speed benchmark times one device: drop --devices/--num-nodes (see docs/multi_gpu.md)")
+    if overrides.get("max_images") is not None:
+        raise InputError("--max-images does not apply to a speed config: set speed.batches")
+    return grid
+
+
+def _device_from_accelerator(accelerator: str | None) -> str | None:
+    if accelerator in (None, "auto"):
+        return None
+    return {"gpu": "cuda"}.get(accelerator, accelerator)
+
+
+def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> list[dict]:
+    """Time every row of ``grid`` on ``device``; writes ``speed.csv`` after each row."""
+    from tqdm import tqdm
+
+    from benchmarks.speed import (
+        _unet_name,
+        build_network,
+        check_options,
+        check_size,
+        measure,
+        write_csv,
+    )
+
+    check_options(grid.methods, grid.batches, particles=grid.particles, steps=grid.steps, repeats=grid.repeats,
+                  warmup=grid.warmup)
+    configs = grid.options(device)
+    out = ensure_writable_dir(grid.out)
+    net = build_network(grid.unet, device, grid.prior, grid.seed)
+    check_size(net, grid.image_size)
+    kernel_net = build_network(grid.kernel_unet, device, seed=grid.seed) if "blind-dps" in grid.methods else None
+    references: dict = {}
+    rows: list[dict] = []
+    previous_threads = torch.get_num_threads()
+    bar = tqdm(total=len(configs) * len(grid.batches) * len(grid.methods), desc="speed", unit="row", disable=not progress)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=64):
+            for threads, options in configs:
+                torch.set_num_threads(threads or previous_threads)
+                fast = accelerate(net, options, device)
+                fast_kernel = accelerate(kernel_net, options, device) if kernel_net is not None else None
+                for batch in grid.batches:
+                    torch._dynamo.reset()
+                    for method in grid.methods:
+                        row, output = _measure_row(measure, grid, method, fast, fast_kernel, batch, device,
+                                                   references.get((method, batch)), _unet_name(grid.unet))
+                        if (threads, options) == configs[0] and output is not None:
+                            references[(method, batch)] = tuple(t.detach().cpu() if t is not None else None for t in output)
+                        rows.append(row)
+                        write_csv(rows, out / "speed.csv")
+                        bar.update()
+    finally:
+        bar.close()
+        torch.set_num_threads(previous_threads)
+    return rows
+
+
+def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: int, device: torch.device,
+                 reference, unet_name: str) -> tuple[dict, tuple | None]:
+    """One measured row, or a row with the error when the device runs out of memory."""
+    try:
+        return measure(
+            method, net, grid.image_size, batch, particles=grid.particles, steps=grid.steps, em_iters=grid.em_iters,
+            device=device, repeats=grid.repeats, warmup=max(grid.warmup, int(net.options.compile)), seed=grid.seed,
+            unet_name=unet_name, kernel_net=kernel_net, images=grid.images, reference=reference,
+        )
+    except torch.OutOfMemoryError:
+        if device.type != "cpu":
+            torch.accelerator.empty_cache()
+        return {"method": method, "batch": batch, **net.options.row(), "error": "out of memory"}, None
+
+
+def summary(rows: list[dict]) -> str:
+    """Per method: the fp32 eager batch-1 row (first thread count) and the best row's speed-up over it."""
+    from benchmarks.speed import markdown_table
+
+    timed = [r for r in rows if not r.get("error")]
+    lines = [markdown_table(timed), "", "| method | fp32 eager batch 1 (s/image) | fastest row | s/image | speed-up | equal |",
+             "|---|---|---|---|---|---|"]
+    for method in dict.fromkeys(r["method"] for r in timed):
+        mine = [r for r in timed if r["method"] == method]
+        base = next((r for r in mine if r["batch"] == 1 and (r["precision"], r["compiled"], r["channels_last"]) ==
+                     ("fp32", False, False)), None)
+        best = min(mine, key=lambda r: r["sec_per_image"])
+        if base is None:
+            continue
+        label = (f"batch {best['batch']}, {best['precision']}, {'compiled' if best['compiled'] else 'eager'}, "
+                 f"{'channels-last' if best['channels_last'] else 'NCHW'}, {best['threads']} thread(s)")
+        lines.append(f"| {method} | {base['sec_per_image']:.4g} | {label} | {best['sec_per_image']:.4g} "
+                     f"| {base['sec_per_image'] / best['sec_per_image']:.2f}× | {best.get('equal')} |")
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        lines += ["", *(f"- {r['method']} batch {r['batch']} {r['precision']}: {r['error']}" for r in failed)]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, title: str) -> Path:
+    """``speed.png``: s/image against images per call (log-log), one panel per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [r for r in rows if not r.get("error")]
+    methods = list(dict.fromkeys(r["method"] for r in timed))
+    cols = min(3, len(methods))
+    fig, axes = plt.subplots(math.ceil(len(methods) / cols), cols, figsize=(5 * cols, 4 * math.ceil(len(methods) / cols)),
+                             squeeze=False)
+    for ax, method in zip(axes.flat, methods):
+        lines: dict = {}
+        for r in timed:
+            if r["method"] == method:
+                key = (r["precision"], r["compiled"], r["channels_last"], r["threads"])
+                lines.setdefault(key, []).append((r["batch"], r["sec_per_image"]))
+        for (precision, compiled, layout, threads), points in lines.items():
+            points.sort()
+            label = f"{precision} {'compiled' if compiled else 'eager'}{' CL' if layout else ''} {threads}t"
+            ax.plot(*zip(*points), marker="o", label=label)
+        ax.set(xscale="log", yscale="log", xlabel="images per call", ylabel="s / image", title=method)
+        batches = sorted({r["batch"] for r in timed})
+        ax.set_xticks(batches, [str(b) for b in batches])
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run_speed_config(path: str | Path, overrides: dict | None = None) -> dict[str, Path]:
+    """Run the speed config at ``path`` with ``fdem bench`` flags ``overrides``; returns the files written."""
+    from benchmarks.run import _git_commit, _versions
+    from benchmarks.speed import device_name
+
+    overrides = overrides or {}
+    grid, device = load_grid(path, _device_from_accelerator(overrides.get("accelerator")))
+    grid = apply_overrides(grid, overrides)
+    print(f"{grid.title}: {grid.unet} at {grid.image_size}² on {device_name(device)} → {grid.out}")
+    rows = run_grid(grid, device, progress=not overrides.get("no_progress"))
+    out = Path(grid.out)
+    text = summary(rows)
+    written = {"speed.csv": out / "speed.csv", "speed.md": out / "speed.md", "speed.png": plot(rows, out / "speed.png", grid.title)}
+    atomic_write_text(written["speed.md"], text + "\n")
+    manifest = {"config": dataclasses.asdict(grid), "source": str(path), "device": str(device),
+                "device_name": device_name(device), "versions": _versions(), "git_commit": _git_commit(),
+                "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None}
+    written["speed.json"] = out / "speed.json"
+    atomic_write_text(written["speed.json"], json.dumps(manifest, indent=2, default=str))
+    print(text)
+    for name, file in written.items():
+        print(f"{name}: {file}")
+    return written
