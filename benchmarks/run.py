@@ -98,12 +98,14 @@ def _git_commit() -> str | None:
 
 
 def _device_name(trainer) -> str:
+    """The device's model name (benchmarks.speed.device_name), plus the CPU thread count."""
     import torch
 
+    from benchmarks.speed import device_name
+
     root = trainer.strategy.root_device
-    if root.type == "cuda":
-        return torch.cuda.get_device_name(root)
-    return f"{root.type}: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    name = device_name(root)
+    return f"{name}, {torch.get_num_threads()} threads" if root.type == "cpu" else name
 
 
 def write_manifest(out: Path, cfg: BenchConfig, trainer, summary: str) -> Path:

@@ -138,7 +138,10 @@ def apply_overrides(grid: SpeedGrid, overrides: dict) -> SpeedGrid:
 def _device_from_accelerator(accelerator: str | None) -> str | None:
     if accelerator in (None, "auto"):
         return None
-    return {"gpu": "cuda"}.get(accelerator, accelerator)
+    if accelerator == "gpu":  # Lightning's generic name: this machine's accelerator type
+        current = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+        return current.type if current is not None else accelerator
+    return accelerator
 
 
 def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> list[dict]:
