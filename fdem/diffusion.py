@@ -22,6 +22,12 @@ VARIANCE_KINDS = ("fixed_small", "learned_range")
 MAX_STEPS = 1000  # the T of the schedules the priors are trained with: the most steps a sampler can take
 
 
+def check_steps(steps: int | None) -> None:
+    """Raise an :class:`InputError` unless ``steps`` (None: a method's default) is an integer in [2, MAX_STEPS]."""
+    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= MAX_STEPS):
+        raise InputError(f"the number of steps must be an integer in [2, {MAX_STEPS}], got {steps!r}")
+
+
 def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:
     """DDPM's linear schedule: T betas evenly spaced from `start` to `end` (float64)."""
     return torch.linspace(start, end, T, dtype=torch.float64)

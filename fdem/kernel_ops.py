@@ -9,6 +9,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fdem.errors import InputError
+
+
+def check_kernel_size(kernel_size: int, who: str) -> None:
+    """Raise an :class:`InputError` (naming ``who``) unless ``kernel_size`` is an integer >= 3."""
+    if not isinstance(kernel_size, int) or isinstance(kernel_size, bool) or kernel_size < 3:
+        raise InputError(f"{who}: kernel_size must be an integer >= 3, got {kernel_size!r}")
+
 
 def dirac(batch: int, size: int, device=None, dtype=torch.float32) -> Tensor:
     """``(B, 1, k, k)`` Dirac kernels at ``(k//2, k//2)``: the M-step's cold start."""

@@ -13,7 +13,7 @@ import importlib
 import inspect
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -63,6 +63,11 @@ class Restorer:
         self.device = torch.device(device)
 
     @classmethod
+    def extra_options(cls) -> tuple[str, ...]:
+        """Options taken through ``**options`` besides the named constructor arguments."""
+        return ()
+
+    @classmethod
     def is_blind(cls, method: str) -> bool:
         """Whether ``method`` estimates the kernel (known before building the restorer)."""
         return cls.blind
@@ -94,6 +99,33 @@ class Restorer:
     def _restore(self, y: Tensor, sigma: float | Tensor, kernel: Tensor | None,
                  seed: int | Sequence[int], callback: Callable[..., None] | None) -> Restoration:
         raise NotImplementedError
+
+
+class ConfigRestorer(Restorer):
+    """A restorer whose options are ``kernel_size`` and the fields of a frozen ``config_class``
+    dataclass with a ``check()`` method raising :class:`InputError` (lists become tuples, as YAML
+    gives them); ``params()`` reports them all."""
+
+    config_class: type
+
+    def __init__(self, method: str, device: torch.device | str = "cpu", kernel_size: int = 33, **options):
+        from fdem.kernel_ops import check_kernel_size
+
+        super().__init__(method, device)
+        check_kernel_size(kernel_size, method)
+        unknown = sorted(set(options) - set(self.extra_options()))
+        if unknown:
+            raise InputError(f"{method}: unknown option(s) {unknown}; valid: {', '.join(self.extra_options())}")
+        self.kernel_size = kernel_size
+        self.cfg = self.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+        self.cfg.check()
+
+    @classmethod
+    def extra_options(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls.config_class))
+
+    def params(self) -> dict:
+        return {"kernel_size": self.kernel_size, **{k: v for k, v in asdict(self.cfg).items() if v is not None}}
 
 
 class _Clock:
@@ -131,7 +163,9 @@ def restorer_class(method: str) -> type[Restorer]:
 def build_restorer(method: str, device: torch.device | str = "cpu", **options) -> Restorer:
     """The restorer of ``method`` with ``options`` (unknown options are an error naming the valid ones)."""
     cls = restorer_class(method)
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "method", "device")]
+    named = inspect.signature(cls.__init__).parameters.values()
+    valid = [p.name for p in named if p.name not in ("self", "method", "device")
+             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)] + list(cls.extra_options())
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise InputError(f"method {method}: unknown option(s) {unknown}; valid: {', '.join(valid) or 'none'}")

@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from benchmarks.flops import method_flops, network_flops, peak_tflops
-from benchmarks.speed import build_network, markdown_table, measure, run_speed
+from benchmarks.speed import build_network, equality, markdown_table, measure, run_speed
 from fdem.cli import main
 from fdem.nets.unet import NAMED_CONFIGS
 from fdem.sampling.fast_path import SpeedOptions, accelerate
@@ -108,6 +108,34 @@ def test_equality_columns_compare_with_the_reference_run():
     same, _ = measure("fastem-pigdm", accelerate(net, SpeedOptions("fp32", True, False)), 32, 2, reference=output, **options)
     assert abs(same["psnr_diff_db"]) < 1e-3 and abs(same["kernel_mse_diff"]) < 1e-9 and same["equal"] is True
     assert same["max_abs_diff"] < 1e-4
+    assert same["psnr_diff_max_db"] >= abs(same["psnr_diff_db"]) and same["kernel_mse_diff_max"] >= abs(same["kernel_mse_diff"])
+
+
+def test_equality_separates_mean_and_per_image_differences():
+    x = torch.full((2, 3, 8, 8), 0.5)
+    kernels = torch.ones(2, 1, 3, 3) / 9
+    reference = (x + 0.01, kernels)
+    shifted = torch.stack([x[0] + 0.02, x[1] + 0.0025])  # image 0: 6.02 dB worse, image 1: 12.04 dB better
+    row = equality((shifted, kernels), reference, x, kernels)
+    assert row["psnr_diff_max_db"] == pytest.approx(40 * math.log10(2), abs=1e-3)
+    assert row["psnr_diff_db"] == pytest.approx(10 * math.log10(2), abs=1e-3) and row["kernel_mse_diff"] == row["kernel_mse_diff_max"] == 0
+    assert row["equal"] is False
+
+
+def test_equality_floor_rows(monkeypatch):
+    """The floor tool on the shipped prior, 3 steps: an identical variant is exactly equal, a
+    perturbed observation is not identical (the tool's point), and threads are restored."""
+    from benchmarks import equality_floor as floor
+
+    threads = torch.get_num_threads()
+    rows = floor.floor_rows("fastem-pigdm", [3], per_image=1,
+                            variants=(floor.Variant("same"), floor.Variant("y + 1e-3", perturb=1e-3)))
+    assert [(r["steps"], r["variant"]) for r in rows] == [(3, "same"), (3, "y + 1e-3")]
+    same, moved = rows
+    assert same["max_abs_diff"] == 0 and same["equal"] is True
+    assert moved["max_abs_diff"] > 0 and moved["psnr_diff_max_db"] > 0
+    assert torch.get_num_threads() == threads
+    assert "| 3 | y + 1e-3 |" in floor.markdown(rows)
 
 
 def _speed_config(tmp_path, **changes) -> str:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_ops import dirac
+from fdem.kernel_ops import check_kernel_size, dirac
 from fdem.mstep import estimate_kernel
 from fdem.physics import wiener_deconv
 from fdem.restorers import Restoration, Restorer
@@ -47,8 +47,9 @@ class AlternationRestorer(Restorer):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
 
         super().__init__(method, device)
-        if kernel_size < 3 or rounds < 1 or mstep_iters < 1:
-            raise InputError("alternation: kernel_size must be >= 3, rounds and mstep_iters >= 1")
+        check_kernel_size(kernel_size, "alternation")
+        if rounds < 1 or mstep_iters < 1:
+            raise InputError(f"alternation: rounds and mstep_iters must be >= 1, got {rounds} and {mstep_iters}")
         self.options = dict(kernel_size=kernel_size, rounds=rounds, mstep_iters=mstep_iters, lam=lam)
         self.denoiser = None if lam == 0 else denoiser_for_kernel(kernel_size, kernel_denoiser, self.device)
 

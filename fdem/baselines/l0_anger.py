@@ -32,9 +32,9 @@ from scipy import ndimage
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_ops import center_of_mass, dirac, normalize_kernel, recenter
+from fdem.kernel_ops import center_of_mass, check_kernel_size, dirac, normalize_kernel, recenter
 from fdem.physics import as_batch_sigma, check_kernel_fits, otf2psf, psf2otf
-from fdem.restorers import Restoration, Restorer
+from fdem.restorers import ConfigRestorer, Restoration
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
 
@@ -282,8 +282,7 @@ def tv_deconv(y: Tensor, kernel: Tensor, weight: float | Tensor, iters: int, rho
 def _check_input(y: Tensor, kernel_size: int, sigma) -> None:
     if y.ndim != 4 or y.shape[1] not in (1, 3):
         raise InputError(f"expected images (B, 1 or 3, H, W), got shape {tuple(y.shape)}")
-    if not isinstance(kernel_size, int) or kernel_size < 3:
-        raise InputError(f"kernel_size must be an integer >= 3, got {kernel_size!r}")
+    check_kernel_size(kernel_size, "l0-anger")
     check_kernel_fits((kernel_size, kernel_size), tuple(y.shape[-2:]))
     if sigma is not None and bool((torch.as_tensor(sigma) < 0).any()):
         raise InputError(f"sigma must be >= 0, got {sigma}")
@@ -309,47 +308,18 @@ def l0_anger(y: Tensor, kernel_size: int, sigma: float | Tensor | None = None,
     return image, kernel, time.perf_counter() - start
 
 
-class L0AngerRestorer(Restorer):
-    """``l0-anger`` behind the :class:`fdem.restorers.Restorer` interface (deterministic: seeds are ignored)."""
+class L0AngerRestorer(ConfigRestorer):
+    """``l0-anger`` behind the :class:`fdem.restorers.Restorer` interface; options: ``kernel_size``
+    and the fields of :class:`L0Params` (deterministic: seeds are ignored)."""
 
     blind = True
     seeded = False
-
-    def __init__(
-        self,
-        method: str = "l0-anger",
-        device: torch.device | str = "cpu",
-        kernel_size: int = 33,
-        lam: float = L0Params.lam,
-        lam_min: float = L0Params.lam_min,
-        lam_decay: float = L0Params.lam_decay,
-        beta_max: float = L0Params.beta_max,
-        gamma: float = L0Params.gamma,
-        iters: int = L0Params.iters,
-        scale: float = L0Params.scale,
-        threshold: float = L0Params.threshold,
-        min_component_mass: float = L0Params.min_component_mass,
-        tv_weight: float | None = L0Params.tv_weight,
-        tv_iters: int = L0Params.tv_iters,
-        tv_rho: float | None = L0Params.tv_rho,
-    ):
-        super().__init__(method, device)
-        if not isinstance(kernel_size, int) or kernel_size < 3:
-            raise InputError(f"kernel_size must be an integer >= 3, got {kernel_size!r}")
-        self.kernel_size = kernel_size
-        self.p = make_params(
-            lam=lam, lam_min=lam_min, lam_decay=lam_decay, beta_max=beta_max, gamma=gamma, iters=iters,
-            scale=scale, threshold=threshold, min_component_mass=min_component_mass, tv_weight=tv_weight,
-            tv_iters=tv_iters, tv_rho=tv_rho,
-        )
-
-    def params(self) -> dict:
-        return {"kernel_size": self.kernel_size, **{k: v for k, v in asdict(self.p).items() if v is not None}}
+    config_class = L0Params
 
     def total_steps(self) -> int:
-        return int(self.p.iters) * len(level_sizes(self.kernel_size, self.p.scale))
+        return int(self.cfg.iters) * len(level_sizes(self.kernel_size, self.cfg.scale))
 
     def _restore(self, y: Tensor, sigma: float | Tensor, kernel: Tensor | None, seed: int | Sequence[int],
                  callback: Callable[..., None] | None) -> Restoration:
-        image, estimate, _ = l0_anger(y, self.kernel_size, sigma, callback, **asdict(self.p))
+        image, estimate, _ = l0_anger(y, self.kernel_size, sigma, callback, **asdict(self.cfg))
         return Restoration(image, estimate)

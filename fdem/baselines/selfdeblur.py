@@ -25,10 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_ops import center_of_mass, recenter
+from fdem.kernel_ops import center_of_mass, check_kernel_size, recenter
 from fdem.nets.dip import KernelMLP, SkipGenerator, min_input_size
 from fdem.physics import check_kernel_fits
-from fdem.restorers import Restoration, Restorer
+from fdem.restorers import ConfigRestorer, Restoration
 
 _RGB_TO_Y = (0.299, 0.587, 0.114)  # ITU-R BT.601, full range (JPEG / OpenCV YCrCb)
 
@@ -204,8 +204,7 @@ def align(image: Tensor, kernel: Tensor, shape: tuple[int, int]) -> tuple[Tensor
 def _check_input(y: Tensor, kernel_size: int, cfg: SelfDeblurConfig) -> None:
     if y.ndim != 4 or y.shape[1] not in (1, 3):
         raise InputError(f"selfdeblur: expected images (B, 1 or 3, H, W), got shape {tuple(y.shape)}")
-    if not isinstance(kernel_size, int) or kernel_size < 3:
-        raise InputError(f"selfdeblur: kernel_size must be an integer >= 3, got {kernel_size!r}")
+    check_kernel_size(kernel_size, "selfdeblur")
     check_kernel_fits((kernel_size, kernel_size), tuple(y.shape[-2:]))
     cfg.check()
     side = max(y.shape[-2:]) + kernel_size - 1
@@ -255,46 +254,13 @@ def selfdeblur(
     return image.clamp(0, 1), kernel, losses
 
 
-class SelfDeblurRestorer(Restorer):
-    """``selfdeblur`` behind :class:`fdem.restorers.Restorer` (sigma is not used by the method)."""
+class SelfDeblurRestorer(ConfigRestorer):
+    """``selfdeblur`` behind :class:`fdem.restorers.Restorer`; options: ``kernel_size`` and the fields
+    of :class:`SelfDeblurConfig` (sigma is not used by the method)."""
 
     blind = True
     seeded = True
-
-    def __init__(
-        self,
-        method: str = "selfdeblur",
-        device: torch.device | str = "cpu",
-        kernel_size: int = 33,
-        iters: int = SelfDeblurConfig.iters,
-        lr_image: float = SelfDeblurConfig.lr_image,
-        lr_kernel: float = SelfDeblurConfig.lr_kernel,
-        ssim_after: int = SelfDeblurConfig.ssim_after,
-        milestones: Sequence[int] = SelfDeblurConfig.milestones,
-        lr_gamma: float = SelfDeblurConfig.lr_gamma,
-        reg_noise_std: float = SelfDeblurConfig.reg_noise_std,
-        input_depth: int = SelfDeblurConfig.input_depth,
-        channels: int = SelfDeblurConfig.channels,
-        skip_channels: int = SelfDeblurConfig.skip_channels,
-        scales: int = SelfDeblurConfig.scales,
-        nonlocal_scales: int = SelfDeblurConfig.nonlocal_scales,
-        kernel_input: int = SelfDeblurConfig.kernel_input,
-        kernel_hidden: int = SelfDeblurConfig.kernel_hidden,
-    ):
-        super().__init__(method, device)
-        if not isinstance(kernel_size, int) or kernel_size < 3:
-            raise InputError(f"selfdeblur: kernel_size must be an integer >= 3, got {kernel_size!r}")
-        self.kernel_size = kernel_size
-        self.cfg = SelfDeblurConfig(
-            iters=iters, lr_image=lr_image, lr_kernel=lr_kernel, ssim_after=ssim_after,
-            milestones=tuple(milestones), lr_gamma=lr_gamma, reg_noise_std=reg_noise_std, input_depth=input_depth,
-            channels=channels, skip_channels=skip_channels, scales=scales, nonlocal_scales=nonlocal_scales,
-            kernel_input=kernel_input, kernel_hidden=kernel_hidden,
-        )
-        self.cfg.check()
-
-    def params(self) -> dict:
-        return {"kernel_size": self.kernel_size, **asdict(self.cfg)}
+    config_class = SelfDeblurConfig
 
     def total_steps(self) -> int:
         return self.cfg.iters

@@ -30,9 +30,9 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from fdem.diffusion import MAX_STEPS, Schedule
+from fdem.diffusion import MAX_STEPS, Schedule, check_steps
 from fdem.errors import InputError
-from fdem.kernel_ops import normalize_kernel, recenter
+from fdem.kernel_ops import check_kernel_size, normalize_kernel, recenter
 from fdem.physics import blur, check_kernel_fits
 from fdem.restorers import Restoration, Restorer
 from fdem.sampling.loop import per_image_noise, predict_x0
@@ -166,10 +166,8 @@ class BlindDPSRestorer(Restorer):
         from fdem.priors import load_prior
 
         super().__init__(method, device)
-        if not 2 <= steps <= MAX_STEPS:
-            raise InputError(f"the number of steps must be in [2, {MAX_STEPS}], got {steps}")
-        if kernel_size < 3:
-            raise InputError(f"kernel size must be >= 3, got {kernel_size}")
+        check_steps(steps)
+        check_kernel_size(kernel_size, method)
         if kernel_l1 < 0:
             raise InputError(f"kernel_l1 must be >= 0, got {kernel_l1}")
         self.steps, self.kernel_size, self.kernel_l1 = steps, kernel_size, kernel_l1

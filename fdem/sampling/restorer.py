@@ -8,12 +8,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from fdem.diffusion import MAX_STEPS
+from fdem.diffusion import check_steps
 from fdem.errors import InputError
+from fdem.kernel_ops import check_kernel_size
 from fdem.restorers import Restoration, Restorer
 from fdem.sampling.guidance import R_RULES
 from fdem.sampling.methods import DEFAULT_STEPS, MStepConfig, parse_method, total_steps
-
 
 
 class DiffusionRestorer(Restorer):
@@ -56,10 +56,8 @@ class DiffusionRestorer(Restorer):
             raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(R_RULES)}")
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
-        if steps is not None and not 2 <= steps <= MAX_STEPS:
-            raise InputError(f"the number of steps must be in [2, {MAX_STEPS}], got {steps}")
-        if kernel_size < 3:
-            raise InputError(f"kernel size must be >= 3, got {kernel_size}")
+        check_steps(steps)
+        check_kernel_size(kernel_size, method)
         self.options = dict(particles=particles, steps=steps or DEFAULT_STEPS[guidance], mode=mode,
                             em_iters=em_iters if em == "diffem" else None)
         self.kernel_size, self.trace_every, self.lam = kernel_size, trace_every, lam
