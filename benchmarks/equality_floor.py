@@ -26,7 +26,7 @@ from benchmarks.prior_check import make_problems
 from benchmarks.speed import equality
 from fdem.priors import load_prior
 from fdem.sampling.fast_path import SpeedOptions, accelerate
-from fdem.sampling.methods import MStepConfig, run_method
+from fdem.sampling.methods import MStepConfig, parse_method, run_method
 
 SIGMA = 10 / 255
 PERTURBATION = 1e-6
@@ -51,13 +51,16 @@ VARIANTS = (
 REFERENCE = Variant("fp32 eager, 1 thread")
 
 
-def restore(variant: Variant, method: str, y: torch.Tensor, kernel_size: int, steps: int) -> tuple:
-    """``(image, kernel)`` of ``method`` on ``y`` run as ``variant`` (seeds 0..B−1, as always)."""
+def restore(variant: Variant, method: str, y: torch.Tensor, kernels: torch.Tensor, steps: int) -> tuple:
+    """``(image, kernel)`` of ``method`` on ``y`` run as ``variant`` (seeds 0..B−1, as always); the
+    non-blind methods get the true ``kernels``, the blind ones only their size."""
     torch.set_num_threads(variant.threads)
     net = accelerate(load_prior(None), variant.options, "cpu")
     if variant.perturb:
         y = y + variant.perturb * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    result = run_method(method, net, y, SIGMA, steps=steps, mstep=MStepConfig(kernel_size=kernel_size))
+    blind = parse_method(method)[1] is not None
+    result = run_method(method, net, y, SIGMA, steps=steps, kernel=None if blind else kernels,
+                        mstep=MStepConfig(kernel_size=kernels.shape[-1]))
     return result.image, result.kernel
 
 
@@ -70,10 +73,10 @@ def floor_rows(method: str, steps_list: list[int], per_image: int, kernel_size: 
     try:
         with tqdm(total=len(steps_list) * (len(variants) + 1), desc="equality floor", unit="run") as bar:
             for steps in steps_list:
-                reference = restore(REFERENCE, method, y, kernel_size, steps)
+                reference = restore(REFERENCE, method, y, kernels, steps)
                 bar.update()
                 for variant in variants:
-                    output = restore(variant, method, y, kernel_size, steps)
+                    output = restore(variant, method, y, kernels, steps)
                     rows.append({"steps": steps, "variant": variant.name, **equality(output, reference, sharp, kernels)})
                     bar.update()
     finally:
@@ -92,7 +95,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="fastem-pigdm")
+    parser.add_argument("--method", default="fastem-pigdm", help="a diffusion method (dps, pigdm: given the true kernel)")
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 20])
     parser.add_argument("--per-image", type=int, default=4, help="problems per held-out photograph (3 photographs)")
     args = parser.parse_args(argv)

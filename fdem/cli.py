@@ -2,12 +2,15 @@
 
 ``fdem fit|validate|test|predict --config X.yaml`` go to LightningCLI; the other sub-commands are
 plain argparse programs in :mod:`fdem.commands`. Bad input (:class:`fdem.errors.InputError`) is
-reported on one line and exits with status 2.
+reported on one line and exits with status 2; warnings raised by this project's own code are
+printed on one line ``fdem: warning: ...`` (not with the source line Python adds).
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
 
 from fdem.errors import InputError
 
@@ -32,8 +35,32 @@ def run_lightning(argv: list[str]) -> None:
     )
 
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OWN_PACKAGES = ("fdem", "benchmarks", "datamodules", "kernels_gen")
+
+
+def is_own_code(filename: str) -> bool:
+    """Whether ``filename`` is a module of this project (not of an installed dependency)."""
+    try:
+        relative = Path(filename).resolve().relative_to(PROJECT_ROOT)
+    except ValueError:
+        return False
+    return relative.parts[0] in OWN_PACKAGES
+
+
+def format_warning(message, category, filename, lineno, line=None) -> str:
+    """One line for the project's warnings; Python's usual format for everybody else's."""
+    if is_own_code(filename):
+        return f"fdem: warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = format_warning
     try:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
             run_lightning(argv)

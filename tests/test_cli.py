@@ -96,3 +96,13 @@ def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fdem.cli", "kernels", "--size", "2", "--out", str(tmp_path / "k.npz")],
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "size" in proc.stderr and not (tmp_path / "k.npz").exists()
+
+
+def test_own_warnings_are_one_line_and_others_keep_their_source(tmp_path):
+    from fdem import cli
+
+    own = cli.format_warning("metric lpips unavailable (NaN): put alexnet.pth in X", UserWarning,
+                             str(cli.PROJECT_ROOT / "fdem" / "metrics" / "suite.py"), 58)
+    assert own == "fdem: warning: metric lpips unavailable (NaN): put alexnet.pth in X\n"
+    theirs = cli.format_warning("deprecated", DeprecationWarning, str(tmp_path / "lib.py"), 3, "x = 1")
+    assert theirs.startswith(str(tmp_path / "lib.py") + ":3: DeprecationWarning: deprecated")

@@ -122,18 +122,20 @@ def test_equality_separates_mean_and_per_image_differences():
     assert row["equal"] is False
 
 
-def test_equality_floor_rows(monkeypatch):
+@pytest.mark.parametrize("method", ["fastem-pigdm", "pigdm"])
+def test_equality_floor_rows(method):
     """The floor tool on the shipped prior, 3 steps: an identical variant is exactly equal, a
     perturbed observation is not identical (the tool's point), and threads are restored."""
     from benchmarks import equality_floor as floor
 
     threads = torch.get_num_threads()
-    rows = floor.floor_rows("fastem-pigdm", [3], per_image=1,
+    rows = floor.floor_rows(method, [3], per_image=1,
                             variants=(floor.Variant("same"), floor.Variant("y + 1e-3", perturb=1e-3)))
     assert [(r["steps"], r["variant"]) for r in rows] == [(3, "same"), (3, "y + 1e-3")]
     same, moved = rows
     assert same["max_abs_diff"] == 0 and same["equal"] is True
     assert moved["max_abs_diff"] > 0 and moved["psnr_diff_max_db"] > 0
+    assert math.isnan(moved["kernel_mse_diff"]) == (method == "pigdm")
     assert torch.get_num_threads() == threads
     assert "| 3 | y + 1e-3 |" in floor.markdown(rows)
 
