@@ -55,6 +55,7 @@ SIGMA = 10 / 255
 METHODS_TIMED = METHODS + ("blind-dps",)
 BLIND_DPS_STEPS = 1000
 PSNR_TOLERANCE, KERNEL_MSE_TOLERANCE = 0.1, 1e-6  # "equal results" (issue 7)
+RANDOM_OUTPUT_STD = 0.05  # output-layer weights of prior="random"
 CONTEXT = ("unet", "params", "image_size", "kernel_size", "device_name", "torch", "threads", "repeats", "warmup")
 
 
@@ -306,10 +307,15 @@ def time_method(method: str, net: nn.Module, image_size: int, batch: int, **opti
 
 def build_network(unet: str | Path | ADMConfig | dict, device: torch.device, prior: str | Path | None = None,
                   seed: int = 0) -> nn.Module:
-    """The UNet ``unet``: random weights (seeded), or those of ``prior`` (``"shipped"``: the shipped image prior)."""
-    if prior is None:
+    """The UNet ``unet``: random weights (seeded), or those of ``prior`` (``"shipped"``: the shipped
+    image prior; ``"random"``: random weights with the normally zero-initialised output layer drawn
+    too, so that ε ≢ 0 and the equality columns test the arithmetic without a checkpoint)."""
+    if prior is None or str(prior) == "random":
         torch.manual_seed(seed)
-        return build_unet(unet_config(unet)).to(device).eval().requires_grad_(False)
+        net = build_unet(unet_config(unet))
+        if prior is not None:
+            nn.init.normal_(net.out[-1].weight, std=RANDOM_OUTPUT_STD)
+        return net.to(device).eval().requires_grad_(False)
     from fdem.priors import load_prior
 
     return load_prior(None if str(prior) == "shipped" else prior, unet, device=device)

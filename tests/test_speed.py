@@ -2,6 +2,7 @@
 
 import csv
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -111,6 +112,15 @@ def test_equality_columns_compare_with_the_reference_run():
     assert same["psnr_diff_max_db"] >= abs(same["psnr_diff_db"]) and same["kernel_mse_diff_max"] >= abs(same["kernel_mse_diff"])
 
 
+def test_random_prior_draws_the_output_layer_too():
+    x, t = torch.rand(1, 3, 32, 32), torch.tensor([500])
+    plain = build_network(TINY, torch.device("cpu"))
+    drawn = build_network(TINY, torch.device("cpu"), prior="random")
+    assert plain(x, t).abs().max() == 0  # ADM's zero-initialised output layer: ε ≡ 0
+    assert drawn(x, t).abs().mean() > 1e-3
+    assert torch.equal(drawn.input_blocks[0][0].weight, plain.input_blocks[0][0].weight)  # same seed
+
+
 def test_equality_separates_mean_and_per_image_differences():
     x = torch.full((2, 3, 8, 8), 0.5)
     kernels = torch.ones(2, 1, 3, 3) / 9
@@ -182,3 +192,24 @@ def test_bad_speed_config_exits_2(tmp_path, capsys, changes, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not (tmp_path / "out" / "speed.csv").exists()
+
+
+BENCH_CONFIGS = Path(__file__).parents[1] / "configs" / "bench"
+
+
+@pytest.mark.parametrize("name", ["speed.yaml", "speed_gpu_quick.yaml"])
+def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
+    """The shipped speed configs: the CPU section resolves here, the GPU grid is well-formed."""
+    import dataclasses
+
+    from benchmarks.speed_grid import SpeedGrid, is_speed_config, load_grid
+    from fdem.restorers import method_names
+
+    path = BENCH_CONFIGS / name
+    assert is_speed_config(path)
+    grid, device = load_grid(path, torch.device("cpu"))
+    assert device.type == "cpu" and grid.options(device)[0][1] == SpeedOptions("fp32", False, False)
+    body = {k: v for k, v in yaml.safe_load(path.read_text())["speed"].items() if k != "cpu"}
+    gpu = SpeedGrid.from_mapping(body, name)
+    assert set(gpu.methods) <= set(method_names()) and gpu.unet == "ffhq256"
+    assert {f.name for f in dataclasses.fields(gpu)} >= set(body)
