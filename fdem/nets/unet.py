@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -93,6 +93,15 @@ class ADMConfig:
         return self.num_heads
 
 
+SMALL64 = ADMConfig(
+    image_size=64,
+    model_channels=32,
+    channel_mult=(1, 2, 2, 2),
+    num_res_blocks=1,
+    attention_resolutions=(16,),
+    num_head_channels=32,
+)
+
 NAMED_CONFIGS: dict[str, ADMConfig] = {
     # ffhq_10m.pt (DPS / ΠGDM / Fast EM image prior): 93,563,910 parameters.
     "ffhq256": ADMConfig(),
@@ -104,29 +113,10 @@ NAMED_CONFIGS: dict[str, ADMConfig] = {
         channel_mult=(1, 2, 3, 4),
         attention_resolutions=(16,),
     ),
-    # Random-weight 64×64 RGB UNet for speed benchmarks (`fdem speed`): 1,915,590 parameters.
-    "small64": ADMConfig(
-        image_size=64,
-        in_channels=3,
-        model_channels=32,
-        channel_mult=(1, 2, 2, 2),
-        num_res_blocks=1,
-        attention_resolutions=(16,),
-        num_head_channels=32,
-        use_scale_shift_norm=True,
-        resblock_updown=True,
-        learn_sigma=True,
-    ),
+    # The natural-image prior shipped with fdem (`prior_small64.pt`) and the CPU speed grid's UNet: 1,915,590 parameters.
+    "small64": SMALL64,
     # The kernel prior shipped with fdem (`kernel_prior_small64.pt`): small64 on 1-channel kernels.
-    "kernel-small64": ADMConfig(
-        image_size=64,
-        in_channels=1,
-        model_channels=32,
-        channel_mult=(1, 2, 2, 2),
-        num_res_blocks=1,
-        attention_resolutions=(16,),
-        num_head_channels=32,
-    ),
+    "kernel-small64": replace(SMALL64, in_channels=1),
 }
 
 
