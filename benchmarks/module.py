@@ -22,6 +22,7 @@ from fdem.kernel_ops import kernel_mse
 from fdem.restorers import Restoration, build_restorer, restorer_class
 
 FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
+PRIOR_OPTIONS = ("prior", "kernel_prior")  # these may also name a shipped prior (fdem.priors.SHIPPED_PRIORS)
 
 
 @dataclass
@@ -41,9 +42,11 @@ class MethodSpec:
         unknown = sorted(set(self.options) - set(valid))
         if unknown:
             raise InputError(f"method {self.method}: unknown option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
+        from fdem.priors import is_shipped_name
+
         for key in FILE_OPTIONS:
             value = self.options.get(key)
-            if value is not None and not Path(value).is_file():
+            if value is not None and not Path(value).is_file() and not (key in PRIOR_OPTIONS and is_shipped_name(value)):
                 raise InputError(f"method {self.method}: {key} file not found: {value}")
         if self.label is None:
             n = self.options.get("particles")

@@ -148,15 +148,16 @@ def cmd_sample(args: argparse.Namespace) -> None:
     import torch
 
     from fdem.imageio import save_image
-    from fdem.priors import load_prior, read_checkpoint
+    from fdem.priors import load_prior, read_checkpoint, resolve_prior
     from fdem.sampling.unconditional import sample_grid, sample_unconditional
 
     if args.n < 1:
         raise InputError(f"--n must be >= 1, got {args.n}")
-    hparams = read_checkpoint(args.prior)[1]  # a `fdem fit` checkpoint knows its schedule
+    path, config = resolve_prior(args.prior, args.prior_config)
+    hparams = read_checkpoint(path)[1]  # a `fdem fit` checkpoint knows its schedule
     T = args.T or hparams.get("T", 1000)
     schedule = args.schedule or hparams.get("schedule", "linear")
-    net = load_prior(args.prior, config=args.prior_config, device=torch.device(args.device))
+    net = load_prior(path, config=config, device=torch.device(args.device))
     samples = sample_unconditional(net, args.n, steps=args.steps, T=T, schedule=schedule, seed=args.seed)
     save_image(args.out, sample_grid(samples))
     print(f"wrote {args.n} samples ({args.steps} steps) to {args.out}")
@@ -309,11 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale")
     p.add_argument("--method", default="fastem-pigdm", help="fastem-pigdm (default), fastem-dps, diffem-pigdm, diffem-dps, "
                    "pigdm, dps, blind-dps, l0-anger, selfdeblur, mprnet, alternation")
-    p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt) or a `fdem fit` checkpoint "
-                   "(default: the shipped small natural-image prior)")
+    p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt), a `fdem fit` checkpoint "
+                   "or a shipped prior's name (default: small64, the shipped natural-image prior)")
     p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), small64, kernel64 or a YAML of ADMConfig fields")
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
-    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet (default: the shipped one)")
+    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64; "
+                   "kernel-small32 for small images)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
     p.add_argument("--kernel-size", type=int, help="size of the estimated kernel (blind methods; default 33)")
     p.add_argument("--particles", type=int, help="posterior samples per image; the output is their mean (default 1)")
@@ -345,7 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="unconditional samples of a score prior as a PNG grid")
-    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict or a `fdem fit` checkpoint")
+    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict, a `fdem fit` checkpoint, or a shipped prior's name (small64, kernel-small64, kernel-small32)")
     p.add_argument("--prior-config", help="UNet architecture: a named config or a YAML of ADMConfig fields (default: from the checkpoint, else ffhq256)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--steps", type=int, default=100, help="respaced DDPM steps")

@@ -29,20 +29,30 @@ from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, ADMUNet, build_unet
 DEFAULT_CONFIG = "ffhq256"
 ANCHOR_KEY = "time_embed.0.weight"  # present in every ADM UNet
 WEIGHTS = Path(__file__).parent / "nets" / "weights"
-# The priors trained here and shipped with the package (README, "Shipped models"): file, architecture.
+# The priors trained here and shipped with the package (README, "Shipped models"): name → file,
+# architecture. A name is accepted wherever a prior file is (unless a file of that name exists).
 SHIPPED_PRIORS = {
-    "image": (WEIGHTS / "prior_small64.pt", "small64"),
-    "kernel": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
+    "small64": (WEIGHTS / "prior_small64.pt", "small64"),
+    "kernel-small64": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
+    "kernel-small32": (WEIGHTS / "kernel_prior_small32.pt", "kernel-small32"),
 }
+DEFAULT_PRIORS = {"image": "small64", "kernel": "kernel-small64"}  # what ``prior=None`` means
+
+
+def is_shipped_name(path: str | Path | None) -> bool:
+    """Whether ``path`` names a shipped prior rather than a file."""
+    return path is not None and str(path) in SHIPPED_PRIORS and not Path(path).is_file()
 
 
 def resolve_prior(path: str | Path | None, config=None, kind: str = "image"):
-    """``(path, config)``: the given prior, or the shipped ``kind`` prior (and its architecture) if ``path`` is None."""
-    if path is not None:
+    """``(path, config)``: a prior file as given, or a shipped prior's file and architecture (by
+    name, or the ``kind`` default when ``path`` is None)."""
+    if path is not None and not is_shipped_name(path):
         return path, config
-    shipped, shipped_config = SHIPPED_PRIORS[kind]
+    name = DEFAULT_PRIORS[kind] if path is None else str(path)
+    shipped, shipped_config = SHIPPED_PRIORS[name]
     if not shipped.is_file():
-        raise InputError(f"the shipped {kind} prior {shipped} is missing from this installation: pass a prior file")
+        raise InputError(f"the shipped prior {name!r} ({shipped}) is missing from this installation: pass a prior file")
     return shipped, config or shipped_config
 
 
@@ -96,8 +106,8 @@ def load_prior(
     prefix: str | None = None,
     device: torch.device | str | None = None,
 ) -> ADMUNet:
-    """The ADM UNet of ``path`` (None: the shipped natural-image prior) in eval mode with frozen
-    parameters, on ``device``."""
+    """The ADM UNet of ``path`` (a file, a shipped prior's name, or None: the shipped natural-image
+    prior) in eval mode with frozen parameters, on ``device``."""
     path, config = resolve_prior(path, config)
     state, hparams = read_checkpoint(path)
     if config is None:

@@ -127,8 +127,8 @@ def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
 def test_shipped_priors_are_the_defaults(priors, monkeypatch):
     import fdem.priors
 
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "image", (Path(priors["prior"]), IMAGE_UNET))
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel", (Path(priors["kernel_prior"]), KERNEL_UNET))
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "small64", (Path(priors["prior"]), IMAGE_UNET))
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small64", (Path(priors["kernel_prior"]), KERNEL_UNET))
     r = build_restorer("blind-dps", kernel_size=8, steps=2).restore(observation(1), 0.0)
     assert r.kernel.shape == (1, 1, 8, 8)
 
@@ -136,9 +136,23 @@ def test_shipped_priors_are_the_defaults(priors, monkeypatch):
 def test_missing_shipped_kernel_prior_is_an_input_error(priors, tmp_path, monkeypatch):
     import fdem.priors
 
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel", (tmp_path / "absent.pt", "kernel-small64"))
-    with pytest.raises(InputError, match="kernel prior"):
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small64", (tmp_path / "absent.pt", "kernel-small64"))
+    with pytest.raises(InputError, match="shipped prior 'kernel-small64'"):
         build_restorer("blind-dps", prior=priors["prior"], prior_config=IMAGE_UNET)
+
+
+def test_a_shipped_prior_is_named_like_a_file(priors, monkeypatch):
+    """``kernel_prior: kernel-small32`` (a name of fdem.priors.SHIPPED_PRIORS) in a config or on the
+    command line loads that shipped file with its architecture; a real file of that name would win."""
+    import fdem.priors
+    from benchmarks.module import MethodSpec
+
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small32", (Path(priors["kernel_prior"]), KERNEL_UNET))
+    spec = MethodSpec("blind-dps", {"kernel_prior": "kernel-small32", "prior": priors["prior"]})
+    restorer = build_restorer("blind-dps", kernel_size=8, steps=2, prior_config=IMAGE_UNET, **spec.options)
+    assert restorer.restore(observation(1), 0.0).kernel.shape == (1, 1, 8, 8)
+    with pytest.raises(InputError, match="kernel_prior file not found: kernel-small99"):
+        MethodSpec("blind-dps", {"kernel_prior": "kernel-small99"})
 
 
 @pytest.mark.parametrize(

@@ -132,10 +132,10 @@ def run_blind_dps(
 
 def _load_kernel_prior(path: str | Path | None, config, device: torch.device) -> nn.Module:
     """The kernel ADM: ``path`` (default architecture: the checkpoint's own, else ``kernel64``, the
-    authors' ``kernel_checkpoint.pt``) or the shipped one."""
-    from fdem.priors import load_prior, read_checkpoint, resolve_prior
+    authors' ``kernel_checkpoint.pt``), a shipped prior's name, or (None) the shipped default."""
+    from fdem.priors import is_shipped_name, load_prior, read_checkpoint, resolve_prior
 
-    if path is not None and config is None:
+    if path is not None and config is None and not is_shipped_name(path):
         config = read_checkpoint(path)[1].get("unet", "kernel64")
     path, config = resolve_prior(path, config, kind="kernel")
     return load_prior(path, config, device=device)
