@@ -314,8 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or a shipped prior's name (default: small64, the shipped natural-image prior)")
     p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), small64, kernel64 or a YAML of ADMConfig fields")
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
-    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64; "
-                   "kernel-small32 for small images)")
+    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
     p.add_argument("--kernel-size", type=int, help="size of the estimated kernel (blind methods; default 33)")
     p.add_argument("--particles", type=int, help="posterior samples per image; the output is their mean (default 1)")
@@ -347,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="unconditional samples of a score prior as a PNG grid")
-    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict, a `fdem fit` checkpoint, or a shipped prior's name (small64, kernel-small64, kernel-small32)")
+    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict, a `fdem fit` checkpoint, or a shipped prior's name (small64, kernel-small64)")
     p.add_argument("--prior-config", help="UNet architecture: a named config or a YAML of ADMConfig fields (default: from the checkpoint, else ffhq256)")
     p.add_argument("--n", type=int, default=16, help="number of samples")
     p.add_argument("--steps", type=int, default=100, help="respaced DDPM steps")

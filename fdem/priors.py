@@ -34,7 +34,6 @@ WEIGHTS = Path(__file__).parent / "nets" / "weights"
 SHIPPED_PRIORS = {
     "small64": (WEIGHTS / "prior_small64.pt", "small64"),
     "kernel-small64": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
-    "kernel-small32": (WEIGHTS / "kernel_prior_small32.pt", "kernel-small32"),
 }
 DEFAULT_PRIORS = {"image": "small64", "kernel": "kernel-small64"}  # what ``prior=None`` means
 

@@ -142,13 +142,13 @@ def test_missing_shipped_kernel_prior_is_an_input_error(priors, tmp_path, monkey
 
 
 def test_a_shipped_prior_is_named_like_a_file(priors, monkeypatch):
-    """``kernel_prior: kernel-small32`` (a name of fdem.priors.SHIPPED_PRIORS) in a config or on the
-    command line loads that shipped file with its architecture; a real file of that name would win."""
+    """``kernel_prior: kernel-small64`` (a name of fdem.priors.SHIPPED_PRIORS) in a config or on the
+    command line loads that shipped file with its architecture."""
     import fdem.priors
     from benchmarks.module import MethodSpec
 
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small32", (Path(priors["kernel_prior"]), KERNEL_UNET))
-    spec = MethodSpec("blind-dps", {"kernel_prior": "kernel-small32", "prior": priors["prior"]})
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small64", (Path(priors["kernel_prior"]), KERNEL_UNET))
+    spec = MethodSpec("blind-dps", {"kernel_prior": "kernel-small64", "prior": priors["prior"]})
     restorer = build_restorer("blind-dps", kernel_size=8, steps=2, prior_config=IMAGE_UNET, **spec.options)
     assert restorer.restore(observation(1), 0.0).kernel.shape == (1, 1, 8, 8)
     with pytest.raises(InputError, match="kernel_prior file not found: kernel-small99"):

@@ -117,8 +117,6 @@ NAMED_CONFIGS: dict[str, ADMConfig] = {
     "small64": SMALL64,
     # The kernel prior shipped with fdem (`kernel_prior_small64.pt`): small64 on 1-channel kernels.
     "kernel-small64": replace(SMALL64, in_channels=1),
-    # A 32×32 kernel prior for small images (the demo's Blind-DPS): three levels instead of four.
-    "kernel-small32": replace(SMALL64, image_size=32, in_channels=1, channel_mult=(1, 2, 2)),
 }
 
 
