@@ -19,7 +19,7 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse
-from fdem.restorers import Restoration, build_restorer, restorer_class
+from fdem.restorers import Restoration, build_restorer, check_options
 
 FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
 PRIOR_OPTIONS = ("prior", "kernel_prior")  # these may also name a shipped prior (fdem.priors.SHIPPED_PRIORS)
@@ -35,14 +35,9 @@ class MethodSpec:
     label: str | None = None
 
     def __post_init__(self) -> None:
-        import inspect
-
-        cls = restorer_class(self.method)
-        valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "method", "device")]
-        unknown = sorted(set(self.options) - set(valid))
-        if unknown:
-            raise InputError(f"method {self.method}: unknown option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
         from fdem.priors import is_shipped_name
+
+        check_options(self.method, self.options)
 
         for key in FILE_OPTIONS:
             value = self.options.get(key)

@@ -160,8 +160,8 @@ def restorer_class(method: str) -> type[Restorer]:
     return getattr(importlib.import_module(module), name)
 
 
-def build_restorer(method: str, device: torch.device | str = "cpu", **options) -> Restorer:
-    """The restorer of ``method`` with ``options`` (unknown options are an error naming the valid ones)."""
+def check_options(method: str, options: dict) -> None:
+    """Raise an :class:`InputError` naming the valid options if ``options`` has one ``method`` does not take."""
     cls = restorer_class(method)
     named = inspect.signature(cls.__init__).parameters.values()
     valid = [p.name for p in named if p.name not in ("self", "method", "device")
@@ -169,4 +169,9 @@ def build_restorer(method: str, device: torch.device | str = "cpu", **options) -
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise InputError(f"method {method}: unknown option(s) {unknown}; valid: {', '.join(valid) or 'none'}")
-    return cls(method, device, **options)
+
+
+def build_restorer(method: str, device: torch.device | str = "cpu", **options) -> Restorer:
+    """The restorer of ``method`` with ``options`` (unknown options are an error naming the valid ones)."""
+    check_options(method, options)
+    return restorer_class(method)(method, device, **options)

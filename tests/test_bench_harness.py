@@ -145,3 +145,26 @@ def test_bad_input_is_one_clear_error(setup, tmp_path, capsys, problem, message)
     code, err = _run(["bench", "--config", str(config), "--no-progress"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (out / "rows.csv").exists()
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "table1.yaml", "table2.yaml", "ddp_scaling.yaml"])
+def test_shipped_bench_configs_parse(name):
+    """Every method entry of the shipped benchmark configs names a method and options it takes
+    (files in the paper configs are the user's to provide, so only names and options are checked)."""
+    from benchmarks.module import FILE_OPTIONS, parse_methods
+    from benchmarks.run import BenchConfig
+
+    cfg = BenchConfig.from_yaml(Path(__file__).parents[1] / "configs" / "bench" / name)
+    entries = [{**e, "options": {k: v for k, v in (e.get("options") or {}).items() if k not in FILE_OPTIONS}}
+               if isinstance(e, dict) else e for e in cfg.methods]
+    assert len(parse_methods(entries)) == len(cfg.methods)
+
+
+def test_config_restorer_options_reach_the_method():
+    from benchmarks.module import MethodSpec
+    from fdem.errors import InputError
+
+    spec = MethodSpec("selfdeblur", {"kernel_size": 17, "iters": 50})
+    assert spec.options["iters"] == 50
+    with pytest.raises(InputError, match=r"unknown option\(s\) \['iter'\]; valid: kernel_size, iters"):
+        MethodSpec("selfdeblur", {"iter": 50})
