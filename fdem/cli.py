@@ -48,14 +48,14 @@ def is_own_code(filename: str) -> bool:
     return relative.parts[0] in OWN_PACKAGES
 
 
+_python_format = warnings.formatwarning
+
+
 def format_warning(message, category, filename, lineno, line=None) -> str:
     """One line for the project's warnings; Python's usual format for everybody else's."""
     if is_own_code(filename):
         return f"fdem: warning: {message}\n"
     return _python_format(message, category, filename, lineno, line)
-
-
-_python_format = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> None:
