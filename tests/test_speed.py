@@ -213,3 +213,10 @@ def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
     gpu = SpeedGrid.from_mapping(body, name)
     assert set(gpu.methods) <= set(method_names()) and gpu.unet == "ffhq256"
     assert {f.name for f in dataclasses.fields(gpu)} >= set(body)
+
+
+def test_step_profile_shares_are_fractions():
+    from benchmarks.step_profile import step_shares
+
+    shares = step_shares(kernel_size=9, images=1, steps=2)
+    assert 0 < shares["mstep"] < 1 and 0 < shares["fft"] < 1
