@@ -7,7 +7,7 @@ one thread and once per variant that changes nothing but rounding: the observati
 difference of the mean PSNR and mean kernel MSE (what a table shows) and the largest per-image
 differences, at each requested step count::
 
-    python -m benchmarks.equality_floor [--method fastem-pigdm] [--steps 100 20] [--per-image 4]
+    python -m fdem.benchmarks.equality_floor [--method fastem-pigdm] [--steps 100 20] [--per-image 4]
 
 If moving ``y`` by 1e-6 already changes single results by decibels, a per-image bound on any
 switch that rounds differently cannot hold, and only differences of means over many images are
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from benchmarks.prior_check import make_problems
-from benchmarks.speed import equality
+from fdem.benchmarks.prior_check import make_problems
+from fdem.benchmarks.speed import equality
 from fdem.priors import load_prior
 from fdem.sampling.fast_path import SpeedOptions, accelerate
 from fdem.sampling.methods import MStepConfig, parse_method, run_method
@@ -66,7 +66,7 @@ def restore(variant: Variant, method: str, y: torch.Tensor, kernels: torch.Tenso
 
 def floor_rows(method: str, steps_list: list[int], per_image: int, kernel_size: int = 17,
                variants=VARIANTS) -> list[dict]:
-    """One row per (steps, variant): the :func:`benchmarks.speed.equality` columns against the reference."""
+    """One row per (steps, variant): the :func:`fdem.benchmarks.speed.equality` columns against the reference."""
     sharp, kernels, y = make_problems(64, kernel_size, per_image, SIGMA)
     rows = []
     saved_threads = torch.get_num_threads()

@@ -24,7 +24,7 @@ from fdem.io_utils import atomic_path, atomic_write_text, ensure_writable_dir
 from fdem.kernel_ops import kernel_mse
 from fdem.mstep import REGULARISERS, estimate_kernel
 from fdem.physics import add_noise, blur
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 
 _LAMBDA_GRIDS = {
     "l1": [10.0 ** (e / 2) for e in range(0, 9)],  # threshold λ/β from 1e-5 to 1e-1

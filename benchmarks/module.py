@@ -71,7 +71,7 @@ def _particles(result: Restoration) -> Tensor:
 
 
 class BenchmarkModule(L.LightningModule):
-    """Runs ``methods`` on each predict batch and returns the rows (see :mod:`benchmarks.rows`)."""
+    """Runs ``methods`` on each predict batch and returns the rows (see :mod:`fdem.benchmarks.rows`)."""
 
     def __init__(self, methods: list, out: str, metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe", "brisque"),
                  save_images: bool = False, done: set | None = None):

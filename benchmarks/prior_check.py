@@ -4,7 +4,7 @@
 shipped small prior), blurred with seeded camera-shake kernels plus noise; both methods estimate
 the kernel blind. Prints mean PSNR and kernel MSE of each (issue 4's acceptance check)::
 
-    python -m benchmarks.prior_check --prior PRIOR.pt [--prior-config small64] [--sigma 10] [--steps 250] [--particles 1]
+    python -m fdem.benchmarks.prior_check --prior PRIOR.pt [--prior-config small64] [--sigma 10] [--steps 250] [--particles 1]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from fdem.metrics import psnr
 from fdem.physics import add_noise, blur
 from fdem.priors import load_prior
 from fdem.sampling.methods import MStepConfig, run_method
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 
 
 

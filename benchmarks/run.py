@@ -4,14 +4,14 @@ A config (``configs/bench/*.yaml``) has::
 
     title: a name for plots
     out: outputs/folder          # rows, tables, plots, manifest
-    data: {...}                  # datamodules.blur_benchmark.BlurBenchmarkDataModule arguments
+    data: {...}                  # fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule arguments
     methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
     metrics: [psnr, ssim, lpips, niqe, brisque]
     save_images: false
     trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
 
 Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
-``out/rows.csv`` and writes the tables (:mod:`benchmarks.tables`) and ``manifest.json``. Rerunning
+``out/rows.csv`` and writes the tables (:mod:`fdem.benchmarks.tables`) and ``manifest.json``. Rerunning
 the same command skips finished rows; changing ``data`` for an existing ``out`` is refused (the
 sample indices would mean different things).
 """
@@ -98,10 +98,10 @@ def _git_commit() -> str | None:
 
 
 def _device_name(trainer) -> str:
-    """The device's model name (benchmarks.speed.device_name), plus the CPU thread count."""
+    """The device's model name (fdem.benchmarks.speed.device_name), plus the CPU thread count."""
     import torch
 
-    from benchmarks.speed import device_name
+    from fdem.benchmarks.speed import device_name
 
     root = trainer.strategy.root_device
     name = device_name(root)
@@ -132,11 +132,11 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     """Run (or resume) ``cfg``; returns the written tables and plots by name (on rank 0)."""
     import lightning as L
 
-    from benchmarks.module import BenchmarkModule, parse_methods
-    from benchmarks.rows import done_keys, merge_rows
-    from benchmarks.tables import write_tables
-    from benchmarks.writer import RowWriter
-    from datamodules.blur_benchmark import BlurBenchmarkDataModule
+    from fdem.benchmarks.module import BenchmarkModule, parse_methods
+    from fdem.benchmarks.rows import done_keys, merge_rows
+    from fdem.benchmarks.tables import write_tables
+    from fdem.benchmarks.writer import RowWriter
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 
     specs = parse_methods(cfg.methods)
     out = ensure_writable_dir(cfg.out)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from benchmarks.flops import method_flops, peak_tflops
+from fdem.benchmarks.flops import method_flops, peak_tflops
 from fdem.deblur import network_multiple
 from fdem.diffusion import check_steps
 from fdem.errors import InputError
@@ -49,7 +49,7 @@ from fdem.sampling.methods import (
     run_method,
     total_steps,
 )
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 
 SIGMA = 10 / 255
 METHODS_TIMED = METHODS + ("blind-dps",)

@@ -2,7 +2,7 @@
 
 A speed config has one top-level key, ``speed:``, holding the grid (see ``configs/bench/speed.yaml``):
 methods × images per call × precision × compiled × channels-last (× CPU threads), each row timed by
-:func:`benchmarks.speed.measure`. The first configuration is always fp32 eager in the standard
+:func:`fdem.benchmarks.speed.measure`. The first configuration is always fp32 eager in the standard
 layout: it is the speed baseline and the reference of the equality columns (same data and seeds).
 A ``cpu:`` mapping replaces keys when the run's device is a CPU (the small UNet at 64²).
 
@@ -101,7 +101,7 @@ def _read_yaml(path: str | Path):
 def load_grid(path: str | Path, device: torch.device | None = None) -> tuple[SpeedGrid, torch.device]:
     """The grid of ``path`` for ``device`` (default: the config's, ``auto`` = the accelerator if any),
     with the ``cpu:`` overrides applied on a CPU."""
-    from benchmarks.speed import resolve_device
+    from fdem.benchmarks.speed import resolve_device
     from fdem.deblur import default_device
 
     raw = _read_yaml(path)
@@ -148,7 +148,7 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
     """Time every row of ``grid`` on ``device``; writes ``speed.csv`` after each row."""
     from tqdm import tqdm
 
-    from benchmarks.speed import (
+    from fdem.benchmarks.speed import (
         _unet_name,
         build_network,
         check_options,
@@ -207,7 +207,7 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
 
 def summary(rows: list[dict]) -> str:
     """Per method: the fp32 eager batch-1 row (first thread count) and the best row's speed-up over it."""
-    from benchmarks.speed import markdown_table
+    from fdem.benchmarks.speed import markdown_table
 
     timed = [r for r in rows if not r.get("error")]
     lines = [markdown_table(timed), "", "| method | fp32 eager batch 1 (s/image) | fastest row | s/image | speed-up | equal |",
@@ -269,8 +269,8 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
 
 def run_speed_config(path: str | Path, overrides: dict | None = None) -> dict[str, Path]:
     """Run the speed config at ``path`` with ``fdem bench`` flags ``overrides``; returns the files written."""
-    from benchmarks.run import _git_commit, _versions
-    from benchmarks.speed import device_name
+    from fdem.benchmarks.run import _git_commit, _versions
+    from fdem.benchmarks.speed import device_name
 
     overrides = overrides or {}
     grid, device = load_grid(path, _device_from_accelerator(overrides.get("accelerator")))

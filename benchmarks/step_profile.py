@@ -4,7 +4,7 @@ Runs ``fastem-pigdm`` with the shipped prior on 64×64 held-out crops (camera-sh
 σ = 10/255), once timing every M-step call and once under the torch profiler (the FFTs'
 self time over the total self time)::
 
-    python -m benchmarks.step_profile [--kernel-size 33] [--images 4] [--steps 20] [--threads 1]
+    python -m fdem.benchmarks.step_profile [--kernel-size 33] [--images 4] [--steps 20] [--threads 1]
 
 On a CPU only: the wall-clock timing of the M-step reads no device clock.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from benchmarks.prior_check import make_problems
+from fdem.benchmarks.prior_check import make_problems
 from fdem.priors import load_prior
 from fdem.sampling.methods import MStepConfig, run_method
 

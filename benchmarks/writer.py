@@ -6,7 +6,7 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from benchmarks.rows import RANK_FOLDER, RowFile, row_key
+from fdem.benchmarks.rows import RANK_FOLDER, RowFile, row_key
 
 
 class RowWriter(BasePredictionWriter):

@@ -30,12 +30,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.images import resize_short_side
+from fdem.datamodules.images import resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images, list_images, load_image
 from fdem.physics import add_noise, blur
 from fdem.testcases import open_testcases
-from kernels_gen import GENERATORS, load_bank, make_generator
+from fdem.kernels_gen import GENERATORS, load_bank, make_generator
 
 BUNDLED = "bundled"  # every built-in photograph (fdem.imageio.default_images)
 BUNDLED_HELD_OUT = "bundled-held-out"  # only those no shipped prior was trained on (HELD_OUT_IMAGES)
@@ -147,7 +147,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
     no shipped prior saw in training); ``num_images`` keeps the first N (the FFHQ protocol:
     00000–00999). ``kernels``: a ``kernels_gen`` generator name (``kernel_size``, default 33,
     ``kernel_params``, ``kernel_seed``; kernel j of the bank depends only on (kernel_seed, j)) or a
-    kernel-bank file or folder (:func:`kernels_gen.load_bank`, padded to ``kernel_size`` if given;
+    kernel-bank file or folder (:func:`fdem.kernels_gen.load_bank`, padded to ``kernel_size`` if given;
     a bank with too few kernels is reused cyclically). ``sigmas`` on the 255 scale (default
     5, 10, 20). ``testcases``: our exported folder or the authors' pickle(s) instead of images,
     kernels and σ. Each sample is a dict (see :class:`BlurBenchmarkDataset`), default-collated.

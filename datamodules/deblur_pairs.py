@@ -16,11 +16,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.images import BundledPhotosDataModule, ImageFolderDataModule, resize_short_side
+from fdem.datamodules.images import BundledPhotosDataModule, ImageFolderDataModule, resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import center_crop, load_image
 from fdem.physics import add_noise, blur
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 
 
 class ImageCache:
@@ -77,7 +77,7 @@ class BlurPairBatches(Dataset):
 
 class BlurPairsDataModule(L.LightningDataModule):
     """Random crops of the images under ``root`` (default None: scikit-image's bundled photographs
-    of :class:`~datamodules.images.BundledPhotosDataModule`, the Figure-4 test images excluded),
+    of :class:`~fdem.datamodules.images.BundledPhotosDataModule`, the Figure-4 test images excluded),
     blurred on the fly with ``kernel_generator`` kernels of ``kernel_size`` plus Gaussian noise of
     σ uniform in ``[sigma_min, sigma_max]`` (on the 255 scale, like the paper's σ).
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.kernels import KernelDataModule
+from fdem.datamodules.kernels import KernelDataModule
 from fdem.errors import InputError
 from fdem.imageio import center_crop, list_images, load_image
 
@@ -28,6 +28,15 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
+def random_rescale(img: torch.Tensor, scales: tuple[float, float]) -> torch.Tensor:
+    """Resize (C, H, W) by a factor drawn uniformly from ``scales`` (bicubic, antialiased): crops of
+    one size then see the scene at many zooms, from texture to whole objects."""
+    factor = float(torch.empty(()).uniform_(*scales))
+    h, w = img.shape[-2:]
+    new = (max(1, round(h * factor)), max(1, round(w * factor)))
+    return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
 def random_crop(img: torch.Tensor, size: int) -> torch.Tensor:
     """A uniformly placed size×size window (the image is enlarged first if it is smaller)."""
     img = center_crop(img, (max(size, img.shape[-2]), max(size, img.shape[-1])), upscale=True)
@@ -42,12 +51,14 @@ class ImageFiles(Dataset):
 
     ``crop="center"``: resize the short side to ``resolution``, then take the central square.
     ``crop="random"``: a random square, after resizing the short side to ``resize`` if given.
+    ``scales`` (random crops only): rescale by a random factor in that range first.
     ``repeat`` lengthens an epoch over a small folder (random crops differ each time).
     """
 
-    def __init__(self, files: list[Path], resolution: int, crop: str, channels: int, resize: int | None, repeat: int = 1):
+    def __init__(self, files: list[Path], resolution: int, crop: str, channels: int, resize: int | None, repeat: int = 1,
+                 scales: tuple[float, float] | None = None):
         self.files, self.resolution, self.crop = files, resolution, crop
-        self.channels, self.resize, self.repeat = channels, resize, repeat
+        self.channels, self.resize, self.repeat, self.scales = channels, resize, repeat, scales
 
     def __len__(self) -> int:
         return len(self.files) * self.repeat
@@ -57,7 +68,9 @@ class ImageFiles(Dataset):
         if self.crop == "center":
             img = center_crop(resize_short_side(img, self.resolution), self.resolution)
         else:
-            img = random_crop(resize_short_side(img, self.resize) if self.resize else img, self.resolution)
+            img = resize_short_side(img, self.resize) if self.resize else img
+            img = random_rescale(img, self.scales) if self.scales else img
+            img = random_crop(img, self.resolution)
         return img.contiguous() * 2 - 1
 
 
@@ -206,3 +219,50 @@ class BundledPhotosDataModule(ImageFolderDataModule):
         if missing:
             raise InputError(f"scikit-image lacks bundled photographs: {', '.join(map(str, missing))}")
         self.val_files = [root / self.hparams.val_file]
+
+
+class BSDS500DataModule(ImageFolderDataModule):
+    """BSDS500 (Martin et al. 2001) for the shipped natural-image prior: random ``resolution`` crops
+    (flips in the model) of ``train/`` + ``val/`` rescaled by a random factor in ``scales``; the
+    centre crops of the first ``val_count`` images of ``test/`` (at ``val_scale``) only monitor the
+    loss. ``root`` holds the three split folders of the dataset."""
+
+    def __init__(self, root: str, resolution: int = 64, scales: tuple[float, float] = (0.3, 1.0), val_count: int = 16,
+                 val_scale: float = 0.5, batch_size: int = 16, repeat: int = 1, num_workers: int = 0, seed: int = 0):
+        super().__init__(root, resolution=resolution, crop="random", val_fraction=0.0, batch_size=batch_size,
+                         num_workers=num_workers, repeat=repeat, seed=seed)
+        if not 0 < scales[0] <= scales[1]:
+            raise InputError(f"scales must be 0 < low <= high, got {scales}")
+        self.hparams.update(scales=tuple(scales), val_count=val_count, val_scale=val_scale, channels=3, resize=None)
+
+    def setup(self, stage: str | None = None) -> None:
+        root = Path(self.hparams.root)
+        folders = [root / name for name in ("train", "val", "test")]
+        missing = [str(f) for f in folders if not f.is_dir()]
+        if missing:
+            raise InputError(f"BSDS500 root {root} lacks the split folders {', '.join(missing)}")
+        self.train_files = list_images(folders[0]) + list_images(folders[1])
+        self.val_files = list_images(folders[2])[: self.hparams.val_count]
+
+    def train_dataloader(self) -> DataLoader:
+        h = self.hparams
+        data = ImageFiles(self.train_files, h.resolution, "random", h.channels, None, h.repeat, h.scales)
+        return self._loader(data, True)
+
+    def val_dataloader(self) -> DataLoader:
+        h = self.hparams
+        return self._loader(ScaledCentreCrops(self.val_files, h.resolution, h.val_scale, h.channels), False)
+
+
+class ScaledCentreCrops(Dataset):
+    """The central ``resolution`` square of each file after resizing it by ``scale``."""
+
+    def __init__(self, files: list[Path], resolution: int, scale: float, channels: int):
+        self.files, self.resolution, self.scale, self.channels = files, resolution, scale, channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        img = random_rescale(load_image(self.files[index], self.channels), (self.scale, self.scale))
+        return center_crop(img, self.resolution, upscale=True).contiguous() * 2 - 1

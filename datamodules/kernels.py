@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 
 
 class KernelBatches(Dataset):

@@ -1,6 +1,6 @@
 """``fdem bench-data export``: write a benchmark's samples as a plain folder (:mod:`fdem.testcases`).
 
-The samples are those of a :class:`datamodules.blur_benchmark.BlurBenchmarkDataModule`, configured
+The samples are those of a :class:`fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule`, configured
 by ``--config`` (its init arguments: a plain mapping, or a LightningCLI config with a ``data:``
 section) and/or flags (a flag overrides the config); ``--from-pickle`` converts the authors'
 test cases instead. The folder is written atomically (complete or absent).
@@ -76,7 +76,7 @@ def read_config(path: str) -> dict:
 
 def datamodule_args(args: argparse.Namespace) -> dict:
     """Config values overridden by the flags given; unknown config keys are errors."""
-    from datamodules.blur_benchmark import BlurBenchmarkDataModule
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 
     kwargs = read_config(args.config) if args.config else {}
     valid = set(inspect.signature(BlurBenchmarkDataModule.__init__).parameters) - {"self"}
@@ -98,7 +98,7 @@ def datamodule_args(args: argparse.Namespace) -> dict:
 
 def cmd_bench_data(args: argparse.Namespace) -> None:
     """Export (the only action): write every sample of the configured benchmark to ``--out``."""
-    from datamodules.blur_benchmark import BlurBenchmarkDataModule
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
     from fdem.testcases import write_testcase_folder
 
     if args.action not in ACTIONS:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import fdem.configs
 from fdem.errors import InputError
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPO_CONFIGS = Path(fdem.configs.__file__).parent  # installed with the package (package data)
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -21,7 +22,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 def cmd_kernels(args: argparse.Namespace) -> None:
     """Write a seeded kernel bank (and optionally a preview grid)."""
-    from kernels_gen import make_generator, save_bank, save_preview
+    from fdem.kernels_gen import make_generator, save_bank, save_preview
 
     if args.count < 1:
         raise InputError(f"--count must be >= 1, got {args.count}")
@@ -36,10 +37,10 @@ def cmd_kernels(args: argparse.Namespace) -> None:
 
 
 def stats_table(kernels) -> str:
-    """Markdown min / median / max of :func:`kernels_gen.kernel_stats` over a bank."""
+    """Markdown min / median / max of :func:`fdem.kernels_gen.kernel_stats` over a bank."""
     import pandas as pd
 
-    from kernels_gen import kernel_stats
+    from fdem.kernels_gen import kernel_stats
 
     stats = pd.DataFrame([kernel_stats(k) for k in kernels]).drop(columns=["com_row", "com_col"])
     lines = ["| statistic | min | median | max |", "|---|---|---|---|"]
@@ -50,7 +51,7 @@ def stats_table(kernels) -> str:
 
 def cmd_kernel_bench(args: argparse.Namespace) -> None:
     """Figure 4: kernel estimation with ℓ1 / ℓ2 / PnP regularisation against σ."""
-    from benchmarks.kernel_estimation import KernelBenchConfig, run_benchmark
+    from fdem.benchmarks.kernel_estimation import KernelBenchConfig, run_benchmark
 
     cfg = KernelBenchConfig.from_yaml(args.config)
     for name in ("out", "images", "device", "max_images"):
@@ -76,7 +77,7 @@ def cmd_blur(args: argparse.Namespace) -> None:
     from fdem.imageio import load_image, save_image
     from fdem.io_utils import atomic_path, ensure_writable_dir
     from fdem.physics import add_noise, blur
-    from kernels_gen import load_bank
+    from fdem.kernels_gen import load_bank
 
     sigma = _sigma255(args.sigma)
     kernels = load_bank(args.kernels)
@@ -122,7 +123,7 @@ def cmd_estimate_kernel(args: argparse.Namespace) -> None:
     from fdem.imageio import load_image
     from fdem.io_utils import atomic_path
     from fdem.mstep import estimate_kernel
-    from kernels_gen import save_preview
+    from fdem.kernels_gen import save_preview
 
     sigma = _sigma255(args.sigma)
     sharp, blurry = load_image(args.sharp), _load_observation(args.blurry)
@@ -165,8 +166,8 @@ def cmd_sample(args: argparse.Namespace) -> None:
 
 def cmd_bench(args: argparse.Namespace) -> dict:
     """Run a benchmark config: methods × images × kernels × σ → rows, tables, plots (resumable)."""
-    from benchmarks.run import BenchConfig, run_benchmark
-    from benchmarks.speed_grid import is_speed_config, run_speed_config
+    from fdem.benchmarks.run import BenchConfig, run_benchmark
+    from fdem.benchmarks.speed_grid import is_speed_config, run_speed_config
 
     if is_speed_config(args.config):  # a `speed:` grid (issue 7), not a restoration benchmark
         return run_speed_config(args.config, vars(args))
@@ -234,7 +235,7 @@ def cmd_deblur(args: argparse.Namespace) -> None:
 
 def cmd_speed(args: argparse.Namespace) -> None:
     """Time the samplers on a random-weight UNet and a random blurry batch (median wall time)."""
-    from benchmarks.speed import markdown_table, parse_list, run_speed, write_csv
+    from fdem.benchmarks.speed import markdown_table, parse_list, run_speed, write_csv
 
     rows = run_speed(
         parse_list(args.methods, "--methods"), args.unet, args.size, parse_list(args.batch, "--batch", int),

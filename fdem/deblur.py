@@ -106,7 +106,7 @@ def save_outputs(obs: Observation, result: Restoration, out: Path, trace_format:
     ``<stem>_trace.<gif|png>`` when the result carries a trace."""
     from fdem.imageio import save_image
     from fdem.io_utils import atomic_path
-    from kernels_gen import save_preview
+    from fdem.kernels_gen import save_preview
 
     image = result.image[0].detach().float().cpu()
     if obs.gray and image.shape[0] == 3:
@@ -163,7 +163,7 @@ def deblur_files(
     from fdem.io_utils import ensure_writable_dir
     from fdem.kernel_ops import kernel_mse
     from fdem.restorers import build_restorer, restorer_class
-    from kernels_gen import load_bank
+    from fdem.kernels_gen import load_bank
 
     blind = restorer_class(method).is_blind(method)
     if not sigma >= 0:

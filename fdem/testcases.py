@@ -1,6 +1,6 @@
 """Benchmark test cases on disk: the authors' pickles (read safely) and our plain folder format.
 
-A *case* is the dict a :class:`datamodules.blur_benchmark.BlurBenchmarkDataModule` sample is::
+A *case* is the dict a :class:`fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule` sample is::
 
     {"index": int, "image_id": str, "sharp": (C,H,W) float32, "y": (C,H,W) float32,
      "kernel": (1,k,k) float32, "kernel_id": int, "sigma": float ([0,1] units),

@@ -15,7 +15,7 @@ import torch
 import yaml
 from PIL import Image
 
-from benchmarks.rows import read_rows
+from fdem.benchmarks.rows import read_rows
 from fdem.cli import main
 from tests.test_sampling import tiny_unet
 
@@ -151,8 +151,8 @@ def test_bad_input_is_one_clear_error(setup, tmp_path, capsys, problem, message)
 def test_shipped_bench_configs_parse(name):
     """Every method entry of the shipped benchmark configs names a method and options it takes
     (files in the paper configs are the user's to provide, so only names and options are checked)."""
-    from benchmarks.module import FILE_OPTIONS, parse_methods
-    from benchmarks.run import BenchConfig
+    from fdem.benchmarks.module import FILE_OPTIONS, parse_methods
+    from fdem.benchmarks.run import BenchConfig
 
     cfg = BenchConfig.from_yaml(Path(__file__).parents[1] / "configs" / "bench" / name)
     entries = [{**e, "options": {k: v for k, v in (e.get("options") or {}).items() if k not in FILE_OPTIONS}}
@@ -161,7 +161,7 @@ def test_shipped_bench_configs_parse(name):
 
 
 def test_config_restorer_options_reach_the_method():
-    from benchmarks.module import MethodSpec
+    from fdem.benchmarks.module import MethodSpec
     from fdem.errors import InputError
 
     spec = MethodSpec("selfdeblur", {"kernel_size": 17, "iters": 50})

@@ -6,8 +6,8 @@ import math
 import pandas as pd
 import pytest
 
-from benchmarks.rows import COLUMNS, RowFile, all_rows, done_keys, merge_rows, read_rows
-from benchmarks.tables import pareto_front, table1, table1_markdown, table2, write_tables
+from fdem.benchmarks.rows import COLUMNS, RowFile, all_rows, done_keys, merge_rows, read_rows
+from fdem.benchmarks.tables import pareto_front, table1, table1_markdown, table2, write_tables
 
 
 def _row(method: str, index: int, psnr: float, sigma: float = 10.0, seconds: float = 1.0, particles: int = 1) -> dict:

@@ -145,7 +145,7 @@ def test_a_shipped_prior_is_named_like_a_file(priors, monkeypatch):
     """``kernel_prior: kernel-small64`` (a name of fdem.priors.SHIPPED_PRIORS) in a config or on the
     command line loads that shipped file with its architecture."""
     import fdem.priors
-    from benchmarks.module import MethodSpec
+    from fdem.benchmarks.module import MethodSpec
 
     monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small64", (Path(priors["kernel_prior"]), KERNEL_UNET))
     spec = MethodSpec("blind-dps", {"kernel_prior": "kernel-small64", "prior": priors["prior"]})

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules import blur_benchmark
-from datamodules.blur_benchmark import BlurBenchmarkDataModule
+from fdem.datamodules import blur_benchmark
+from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 from fdem.bench_data_cli import add_parser
 from fdem.errors import InputError
 from fdem.physics import blur
@@ -23,7 +23,7 @@ from fdem.testcases import (
     write_authors_pickle,
     write_testcase_folder,
 )
-from kernels_gen import make_generator, save_bank
+from fdem.kernels_gen import make_generator, save_bank
 
 KEYS = {"index", "image_id", "sharp", "y", "kernel", "kernel_id", "sigma", "sigma255", "seed"}
 
@@ -246,7 +246,7 @@ def test_malicious_or_foreign_pickles_are_refused(tmp_path):
 def test_export_folder_reads_back_identical(folder, tmp_path, quantize):
     out = tmp_path / "export"
     cfg = tmp_path / "bench.yaml"
-    cfg.write_text("data:\n  class_path: datamodules.blur_benchmark.BlurBenchmarkDataModule\n  init_args:\n"
+    cfg.write_text("data:\n  class_path: fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule\n  init_args:\n"
                    f"    images: {folder}\n    kernel_size: 7\n    sigmas: [5]\n    quantize: {quantize}\n")
     size = [] if quantize else ["--size", "24"]  # resized and not quantised: off the 8-bit grid
     run_cli("export", "--config", str(cfg), "--num-images", "3", "--sigmas", "5,20", "--seed", "3", "--out", str(out),

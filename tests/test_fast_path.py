@@ -20,7 +20,7 @@ from fdem.sampling.fast_path import (
     tf32_scope,
 )
 from fdem.sampling.methods import make_generators
-from kernels_gen import make_generator
+from fdem.kernels_gen import make_generator
 from tests.test_sampling import IDENTITY_DENOISER, TINY_UNET, tiny_unet
 
 EAGER = SpeedOptions("fp32", False, False)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datamodules.images import FFHQDataModule, ImageFolderDataModule, KernelImageDataModule, stem_number
+from fdem.datamodules.images import FFHQDataModule, ImageFolderDataModule, KernelImageDataModule, stem_number
 from fdem.errors import InputError
 
 
@@ -96,7 +96,7 @@ def test_kernel_images_are_scaled_by_their_max_to_minus_one_one():
 
 
 def test_bundled_photos_are_available_offline():
-    from datamodules.images import BUNDLED_TRAINING_PHOTOS, BundledPhotosDataModule
+    from fdem.datamodules.images import BUNDLED_TRAINING_PHOTOS, BundledPhotosDataModule
 
     dm = BundledPhotosDataModule(resolution=32, batch_size=4, repeat=1)
     dm.setup("fit")

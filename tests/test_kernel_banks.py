@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from fdem.errors import InputError
-from kernels_gen import load_bank, make_generator, save_bank, save_preview
+from fdem.kernels_gen import load_bank, make_generator, save_bank, save_preview
 
 
 def _random_kernels(sizes, seed=0):

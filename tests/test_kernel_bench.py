@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from benchmarks.kernel_estimation import KernelBenchConfig, load_split_images, make_cases, run, run_benchmark, summarise
+from fdem.benchmarks.kernel_estimation import KernelBenchConfig, load_split_images, make_cases, run, run_benchmark, summarise
 from fdem.errors import InputError
 
 CONFIG = Path(__file__).parents[1] / "configs" / "bench" / "kernel_estimation.yaml"

@@ -49,7 +49,7 @@ def test_bad_weights_file(tmp_path):
 def test_shipped_denoisers_remove_noise(size, generator):
     """Around the M-step's level σ_d = √(λ/β): Gaussian noise, and clipped + renormalised noisy
     kernels (what the M-step feeds it, the level scaled alike) are both cleaned at least 2×."""
-    from kernels_gen import make_generator
+    from fdem.kernels_gen import make_generator
 
     net = load_kernel_denoiser(size)
     clean = make_generator(generator, size).sample(32, seed=123)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from fdem.errors import InputError
-from kernels_gen import GENERATORS, kernel_stats, make_generator
-from kernels_gen.raster import rasterize
+from fdem.kernels_gen import GENERATORS, kernel_stats, make_generator
+from fdem.kernels_gen.raster import rasterize
 
 NAMES = sorted(GENERATORS)
 

@@ -306,7 +306,7 @@ def test_fid_features_with_random_inception_weights(empty_torch_home, monkeypatc
 
 def test_kernel_mse_of_a_larger_estimate_is_taken_on_the_true_support():
     from fdem.kernel_ops import kernel_mse, pad_kernel
-    from kernels_gen import make_generator
+    from fdem.kernels_gen import make_generator
 
     truth = make_generator("camera-shake", 17).sample(2, seed=3)
     assert kernel_mse(pad_kernel(truth, 64), truth).max().item() < 1e-12  # same kernel on a wider canvas

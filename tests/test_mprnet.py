@@ -72,7 +72,7 @@ def test_unreadable_or_absent_file(tmp_path):
         load_mprnet(tmp_path / "absent.pth")
 
 
-# --- training (fdem.lit.mprnet, datamodules.deblur_pairs) and the restorer ---------------------
+# --- training (fdem.lit.mprnet, fdem.datamodules.deblur_pairs) and the restorer ---------------------
 
 TINY = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_cab=1)
 
@@ -89,7 +89,7 @@ def test_loss_terms():
 
 
 def test_blur_pairs_are_seeded_per_batch_and_hold_out_the_test_photos():
-    from datamodules.deblur_pairs import BlurPairsDataModule
+    from fdem.datamodules.deblur_pairs import BlurPairsDataModule
 
     dm = BlurPairsDataModule(crop=32, kernel_size=9, sigma_max=20.0, batch_size=3, num_batches=4, val_batches=1)
     dm.setup("fit")
@@ -113,7 +113,7 @@ def test_blur_pairs_are_seeded_per_batch_and_hold_out_the_test_photos():
 def test_short_training_run_lowers_the_loss(tmp_path):
     import lightning as L
 
-    from datamodules.deblur_pairs import BlurPairsDataModule
+    from fdem.datamodules.deblur_pairs import BlurPairsDataModule
     from fdem.lit.mprnet import MPRNetModule
 
     class Losses(L.Callback):

@@ -1,4 +1,4 @@
-"""``fdem speed``, :mod:`benchmarks.speed` and the ``fdem bench`` speed grid on a tiny UNet (a few seconds)."""
+"""``fdem speed``, :mod:`fdem.benchmarks.speed` and the ``fdem bench`` speed grid on a tiny UNet (a few seconds)."""
 
 import csv
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from benchmarks.flops import method_flops, network_flops, peak_tflops
-from benchmarks.speed import build_network, equality, markdown_table, measure, run_speed
+from fdem.benchmarks.flops import method_flops, network_flops, peak_tflops
+from fdem.benchmarks.speed import build_network, equality, markdown_table, measure, run_speed
 from fdem.cli import main
 from fdem.nets.unet import NAMED_CONFIGS
 from fdem.sampling.fast_path import SpeedOptions, accelerate
@@ -136,7 +136,7 @@ def test_equality_separates_mean_and_per_image_differences():
 def test_equality_floor_rows(method):
     """The floor tool on the shipped prior, 3 steps: an identical variant is exactly equal, a
     perturbed observation is not identical (the tool's point), and threads are restored."""
-    from benchmarks import equality_floor as floor
+    from fdem.benchmarks import equality_floor as floor
 
     threads = torch.get_num_threads()
     rows = floor.floor_rows(method, [3], per_image=1,
@@ -202,7 +202,7 @@ def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
     """The shipped speed configs: the CPU section resolves here, the GPU grid is well-formed."""
     import dataclasses
 
-    from benchmarks.speed_grid import SpeedGrid, is_speed_config, load_grid
+    from fdem.benchmarks.speed_grid import SpeedGrid, is_speed_config, load_grid
     from fdem.restorers import method_names
 
     path = BENCH_CONFIGS / name
@@ -216,7 +216,7 @@ def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
 
 
 def test_step_profile_shares_are_fractions():
-    from benchmarks.step_profile import step_shares
+    from fdem.benchmarks.step_profile import step_shares
 
     shares = step_shares(kernel_size=9, images=1, steps=2)
     assert 0 < shares["mstep"] < 1 and 0 < shares["fft"] < 1

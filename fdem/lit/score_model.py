@@ -26,7 +26,8 @@ class ScoreModel(L.LightningModule):
     bound term training only the learned-range variance (:func:`fdem.diffusion_losses.hybrid_loss`;
     pure ε-MSE when the UNet has no learned σ). ``self.ema`` is an exponential moving average of
     the weights (decay ``ema_decay``; a plain copy for the first ``ema_start`` steps), updated after
-    every optimizer step and used for validation and export. Gradient clipping and mixed precision
+    every optimizer step and used for validation and export. ``init_from`` (a prior file or a shipped
+    prior's name) starts both from trained weights of the same architecture. Gradient clipping and mixed precision
     are the Trainer's ``gradient_clip_val`` and ``precision``.
     """
 
@@ -42,10 +43,15 @@ class ScoreModel(L.LightningModule):
         hybrid_lambda: float = 0.001,
         hflip: bool = True,
         val_noise_seed: int = 0,
+        init_from: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = build_unet(unet)
+        if init_from is not None:  # warm start (fine-tuning): the weights of a prior of the same architecture
+            from fdem.priors import load_prior
+
+            self.net.load_state_dict(load_prior(init_from, unet).state_dict())
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.schedule = Schedule.make(T, kind=schedule)
 

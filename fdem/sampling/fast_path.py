@@ -66,7 +66,7 @@ class SpeedOptions:
         """The device default: the fastest switches that keep results equal (README, Speed).
 
         CUDA: TF32, channels-last, compiled (when inductor can run). Not bf16: on the shipped small
-        prior (``python -m benchmarks.equality_floor``, CPU) bf16 autocast moves Fast EM's mean PSNR
+        prior (``python -m fdem.benchmarks.equality_floor``, CPU) bf16 autocast moves Fast EM's mean PSNR
         by 0.12 dB and mean kernel MSE by 2.7e-6 where fp32 rounding changes move them by < 0.005 dB
         and < 2e-7, i.e. past the 0.1 dB / 1e-6 bound; TF32 keeps 3 more mantissa bits. Ask for it.
         Elsewhere fp32 eager in the standard layout: on a 2-core Xeon with AMX (small64, 64²) bf16
