@@ -24,9 +24,11 @@ from tqdm import tqdm
 
 from fdem.benchmarks.prior_check import make_problems
 from fdem.benchmarks.speed import equality
+from fdem.method_table import lookup
+from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
 from fdem.sampling.fast_path import SpeedOptions, accelerate
-from fdem.sampling.methods import MStepConfig, parse_method, run_method
+from fdem.sampling.methods import run_method
 
 SIGMA = 10 / 255
 PERTURBATION = 1e-6
@@ -55,11 +57,12 @@ def restore(variant: Variant, method: str, y: torch.Tensor, kernels: torch.Tenso
     """``(image, kernel)`` of ``method`` on ``y`` run as ``variant`` (seeds 0..B−1, as always); the
     non-blind methods get the true ``kernels``, the blind ones only their size."""
     torch.set_num_threads(variant.threads)
-    net = accelerate(load_prior(None), variant.options, "cpu")
+    prior = load_prior(None)
+    net = accelerate(prior.net, variant.options, "cpu")
     if variant.perturb:
         y = y + variant.perturb * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
-    blind = parse_method(method)[1] is not None
-    result = run_method(method, net, y, SIGMA, steps=steps, kernel=None if blind else kernels,
+    blind = lookup(method).blind
+    result = run_method(method, net, y, SIGMA, steps=steps, kernel=None if blind else kernels, schedule=prior.schedule,
                         mstep=MStepConfig(kernel_size=kernels.shape[-1]))
     return result.image, result.kernel
 

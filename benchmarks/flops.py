@@ -4,7 +4,7 @@ FLOPs are counted by :class:`torch.utils.flop_counter.FlopCounterMode` on meta t
 no compute, any device) for one network forward and for one forward + input VJP, the work of an
 unguided and of a guided sampler step. Only the networks are counted (convolutions, matmuls,
 attention): the FFTs of the guidance and the M-step are a fraction of a percent at 256². For the
-FFHQ-256 ADM UNet at 256² the count is 776 GFLOP per forward + VJP, the figure of DESIGN.md §6.
+FFHQ-256 ADM UNet at 256² the count is 776 GFLOP per forward + VJP, the figure of docs/design.md §6.
 
 Peaks are dense (no 2:4 sparsity) tensor-core TFLOP/s from NVIDIA's datasheets; ``fp32`` is the
 non-tensor-core FP32 peak. Unknown devices (and CPUs) get NaN.
@@ -19,9 +19,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from fdem.diffusion import Schedule
+from fdem.method_table import lookup
 from fdem.nets.unet import ADMConfig, build_unet
 from fdem.sampling.guidance import make_guidance
-from fdem.sampling.methods import DEFAULT_STEPS, parse_method
 
 # (substrings that must all be in the device name, {precision: dense TFLOP/s}); first match wins.
 PEAK_TFLOPS: list[tuple[tuple[str, ...], dict[str, float]]] = [
@@ -61,20 +61,21 @@ def network_flops(cfg: ADMConfig, size: int) -> tuple[float, float]:
 
 def guided_steps(method: str, steps: int | None = None) -> tuple[int, int]:
     """``(guided, unguided)`` network calls of one sampling round (a zero guidance weight: no VJP)."""
-    guidance, _ = parse_method(method)
-    schedule = Schedule.make(1000, steps or DEFAULT_STEPS[guidance])
-    weights = make_guidance(guidance, schedule, "official").weights
+    entry = lookup(method)
+    schedule = Schedule.make(1000, steps or entry.default_steps)
+    weights = make_guidance(entry.guidance, schedule, "official").weights
     guided = sum(1 for w in weights if w != 0.0)
     return guided, len(weights) - guided
 
 
 def method_flops(method: str, cfg: ADMConfig, size: int, steps: int | None = None, em_iters: int = 10,
                  kernel_cfg: ADMConfig | None = None, kernel_size: int = 64) -> float:
-    """Network FLOPs per image of one run of ``method`` (blind-dps: image and kernel chains, every step guided)."""
+    """Network FLOPs per image of one run of ``method`` (a kernel chain: image and kernel networks,
+    every step guided)."""
+    entry = lookup(method)
     forward, guided = network_flops(cfg, size)
-    if method == "blind-dps":
+    if entry.kernel_chain:
         kernel = network_flops(kernel_cfg, kernel_size)[1] if kernel_cfg is not None else 0.0
-        return (steps or 1000) * (guided + kernel)
+        return entry.net_calls(steps) * (guided + kernel)
     with_vjp, without = guided_steps(method, steps)
-    rounds = em_iters if parse_method(method)[1] == "diffem" else 1
-    return rounds * (with_vjp * guided + without * forward)
+    return entry.rounds(em_iters) * (with_vjp * guided + without * forward)

@@ -2,7 +2,7 @@
 
 For every noise level, each regulariser (ℓ1, ℓ2, PnP) estimates the kernel of ``y = k ⊛ x + σn``
 from ``(y, x)`` with the HQS M-step run to convergence (100 iterations from a Dirac, β = 1e5);
-the error is the kernel MSE of DESIGN.md §1. Each
+the error is the kernel MSE of docs/design.md §1. Each
 regulariser's weight λ is tuned per noise level on a validation split (other images, other
 kernels) and written into the config; the test split then reports CSV rows, a Markdown table and
 a plot of mean kernel MSE against σ.
@@ -11,20 +11,23 @@ a plot of mean kernel MSE against σ.
 from __future__ import annotations
 
 import math
-from itertools import takewhile
 from dataclasses import asdict, dataclass, field, fields
+from itertools import takewhile
 from pathlib import Path
 
 import torch
 import yaml
 from tqdm import tqdm
 
+from fdem.configio import load_yaml
+from fdem.devices import resolve_device
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path, atomic_write_text, ensure_writable_dir
 from fdem.kernel_ops import kernel_mse
-from fdem.mstep import REGULARISERS, estimate_kernel
-from fdem.physics import add_noise, blur
 from fdem.kernels_gen import make_generator
+from fdem.mstep import REGULARISERS, estimate_kernel
+from fdem.synthetic import blur_problems
+from fdem.validate import check_sigma
 
 _LAMBDA_GRIDS = {
     "l1": [10.0 ** (e / 2) for e in range(0, 9)],  # threshold λ/β from 1e-5 to 1e-1
@@ -55,10 +58,7 @@ class KernelBenchConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "KernelBenchConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"config file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path, "config file")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -68,8 +68,9 @@ class KernelBenchConfig:
         return cfg
 
     def validate(self, where: str = "config") -> None:
-        if any(s < 0 for s in self.sigmas):
-            raise InputError(f"{where}: sigmas must be >= 0, got {self.sigmas}")
+        """Check σ, the sizes and the device (an InputError naming ``where``)."""
+        check_sigma(self.sigmas, f"{where}: sigmas")
+        resolve_device(self.device, f"{where}: device")
         if self.kernel_size > self.image_size:
             raise InputError(f"{where}: kernel_size {self.kernel_size} is larger than image_size {self.image_size}")
 
@@ -110,8 +111,7 @@ def make_cases(images: list[tuple[str, torch.Tensor]], cfg: KernelBenchConfig, s
 
 def observe(cases: Cases, sigma255: float, split_seed: int) -> torch.Tensor:
     """Blurry, noisy observations; the noise depends only on the split and the value of σ."""
-    g = torch.Generator().manual_seed(split_seed + round(sigma255 * 1000))
-    return add_noise(blur(cases.sharp, cases.kernels), sigma255 / 255, generator=g)
+    return blur_problems(cases.sharp, cases.kernels, sigma255 / 255, noise_seed=split_seed + round(sigma255 * 1000))[2]
 
 
 def errors_for(cases: Cases, y: torch.Tensor, sigma: float, reg: str, lam: float, cfg: KernelBenchConfig) -> torch.Tensor:

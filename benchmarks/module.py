@@ -19,7 +19,9 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse
-from fdem.restorers import Restoration, build_restorer, check_options
+from fdem.metrics.registry import METRICS, check_selection, selectable_names
+from fdem.restoration import Restoration
+from fdem.restorers import build_restorer, check_options
 
 FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
 PRIOR_OPTIONS = ("prior", "kernel_prior")  # these may also name a shipped prior (fdem.priors.SHIPPED_PRIORS)
@@ -73,12 +75,12 @@ def _particles(result: Restoration) -> Tensor:
 class BenchmarkModule(L.LightningModule):
     """Runs ``methods`` on each predict batch and returns the rows (see :mod:`fdem.benchmarks.rows`)."""
 
-    def __init__(self, methods: list, out: str, metrics: tuple[str, ...] = ("psnr", "ssim", "lpips", "niqe", "brisque"),
+    def __init__(self, methods: list, out: str, metrics: tuple[str, ...] | None = None,
                  save_images: bool = False, done: set | None = None):
         super().__init__()
         self.specs = parse_methods(methods)
         self.out = Path(out)
-        self.metric_names = tuple(metrics)
+        self.metric_names = check_selection(selectable_names() if metrics is None else metrics)
         self.save_images = save_images
         self.done = set(done or ())
         self.restorers: dict = {}
@@ -87,7 +89,7 @@ class BenchmarkModule(L.LightningModule):
     def on_predict_start(self) -> None:
         from fdem.metrics import MetricSuite
 
-        self.suite = MetricSuite(self.metric_names, device=self.device)
+        self.suite = MetricSuite(self.metric_names, device=self.device, fid="fid" in self.metric_names)
         self.restorers = {s.label: build_restorer(s.method, self.device, **s.options) for s in self.specs}
 
     @torch.no_grad()
@@ -130,7 +132,7 @@ class BenchmarkModule(L.LightningModule):
         metrics = {name: v.reshape(-1, n).float().mean(dim=1).cpu() for name, v in per_particle.items()}
         metrics["psnr_sa"] = psnr(result.image, sharp).cpu()
         nan = torch.full((len(sharp),), float("nan"))
-        metrics["kernel_mse"], metrics["reblur"], metrics["reblur_per_pixel"] = nan, nan, nan
+        metrics.update({c: nan for m in METRICS if m.source == "kernel" for c in m.columns})  # non-blind: NaN
         if result.kernel is not None:
             truth = sub["kernel"].to(self.device)
             metrics["kernel_mse"] = kernel_mse(result.kernel, truth).cpu()

@@ -11,26 +11,20 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from fdem.baselines.alternation import wiener_alternation
-from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics import psnr
-from fdem.physics import add_noise, blur
+from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
-from fdem.sampling.methods import MStepConfig, run_method
-from fdem.kernels_gen import make_generator
-
+from fdem.sampling.methods import run_method
+from fdem.synthetic import blur_problems, camera_shake, held_out_crops
+from fdem.validate import check_sigma
 
 
 def make_problems(size: int, kernel_size: int, per_image: int, sigma: float, seed: int = 0):
     """Sharp crops, true kernels and observations, deterministic from ``seed``."""
-    crops = [center_crop(img, size, upscale=False) for name, img in default_images(size=256) if name in HELD_OUT_IMAGES]
-    sharp = torch.stack([c for c in crops for _ in range(per_image)])
-    kernels = make_generator("camera-shake", kernel_size).sample(len(sharp), seed=seed)
-    y = add_noise(blur(sharp, kernels), sigma, generator=torch.Generator().manual_seed(seed))
-    return sharp, kernels, y
+    sharp = held_out_crops(size, per_image)
+    return blur_problems(sharp, camera_shake(len(sharp), kernel_size, seed), sigma, noise_seed=seed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -44,10 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mode", default="official", help="official (the authors' code) or paper")
     parser.add_argument("--particles", type=int, default=1, help="posterior samples per problem (the estimate is their mean)")
     args = parser.parse_args(argv)
-    sigma = args.sigma / 255
+    sigma = check_sigma(args.sigma, "--sigma") / 255
     sharp, kernels, y = make_problems(64, args.kernel_size, args.per_image, sigma)
-    net = load_prior(args.prior, config=args.prior_config)
-    em = run_method("fastem-pigdm", net, y, sigma, steps=args.steps, mstep=MStepConfig(kernel_size=args.kernel_size),
+    prior = load_prior(args.prior, config=args.prior_config)
+    em = run_method("fastem-pigdm", prior.net, y, sigma, schedule=prior.schedule, steps=args.steps, mstep=MStepConfig(kernel_size=args.kernel_size),
                     particles=args.particles, mode=args.mode)
     alt_image, alt_kernel, alt_seconds = wiener_alternation(y, sigma, kernel_size=args.kernel_size)
     print(f"{len(y)} problems, 64x64, {args.kernel_size}x{args.kernel_size} camera-shake kernels, sigma {args.sigma}/255, "

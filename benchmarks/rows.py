@@ -3,7 +3,9 @@
 A row is one (method, sample) pair; its key is ``(method, index)`` where ``method`` is the
 method's label in the config and ``index`` the sample index of the data module. A killed run
 leaves complete rows (a torn last line is dropped when the file is reopened), and a rerun skips
-every key found in any of the files, so no finished row is lost or computed twice.
+every key found in any of the files, so no finished row is lost or computed twice. The metric
+columns come from :mod:`fdem.metrics.registry`; a file written with fewer columns (an older run)
+reads with those cells empty, and is rewritten with the current header before rows are appended.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from pathlib import Path
 from typing import Iterable
 
 from fdem.io_utils import atomic_write_text
+from fdem.metrics.registry import row_columns
 
-COLUMNS = (
-    "method", "method_name", "params", "index", "image_id", "kernel_id", "sigma255", "seed",
-    "seconds", "psnr", "ssim", "lpips", "niqe", "brisque", "kernel_mse", "reblur", "reblur_per_pixel", "psnr_sa",
-)
+COLUMNS = ("method", "method_name", "params", "index", "image_id", "kernel_id", "sigma255", "seed", "seconds",
+           *row_columns())
 KEY = ("method", "index")
 RANK_FOLDER = "rows"
 MERGED = "rows.csv"
@@ -41,12 +42,17 @@ def _complete_lines(path: Path) -> str:
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
-    """Rows of one CSV written by :class:`RowFile` (or the merged file) as dicts of strings."""
+    """Rows of one CSV written by :class:`RowFile` (or the merged file) as dicts of strings with
+    every column of :data:`COLUMNS` (empty where the file has no such column); lines with too
+    few or too many cells, and files without the key columns, give no rows."""
     text = _complete_lines(path)
     if not text:
         return []
-    rows = csv.DictReader(io.StringIO(text))
-    return [r for r in rows if None not in r and all(r.get(c) is not None for c in COLUMNS)]
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    if not set(KEY) <= set(header):
+        return []
+    return [{c: r.get(c, "") for c in COLUMNS} for r in reader if None not in r and None not in r.values()]
 
 
 def row_key(row: dict) -> tuple[str, int]:
@@ -60,7 +66,10 @@ class RowFile:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = _complete_lines(path)
-        if kept != (path.read_text() if path.is_file() else ""):
+        if kept and kept.partition("\n")[0] != ",".join(COLUMNS):
+            kept = _as_csv(read_rows(path))  # an older header: rewrite with the current columns
+            atomic_write_text(path, kept)
+        elif kept != (path.read_text() if path.is_file() else ""):
             path.write_text(kept)  # drop a torn last line before appending
         self._file = open(path, "a", newline="")
         if not kept:
@@ -102,9 +111,14 @@ def merge_rows(out: Path, method_order: Iterable[str]) -> Path:
     """Write ``out/rows.csv``: all rows, sorted by the config's method order then sample index."""
     order = {m: i for i, m in enumerate(method_order)}
     rows = sorted(all_rows(out), key=lambda r: (order.get(r["method"], len(order)), r["method"], int(r["index"])))
+    atomic_write_text(out / MERGED, _as_csv(rows))
+    return out / MERGED
+
+
+def _as_csv(rows: list[dict[str, str]]) -> str:
+    """The CSV text of ``rows`` (dicts with every column) under the current header."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
     writer.writeheader()
-    writer.writerows({c: r[c] for c in COLUMNS} for r in rows)
-    atomic_write_text(out / MERGED, buffer.getvalue())
-    return out / MERGED
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -6,7 +6,7 @@ A config (``configs/bench/*.yaml``) has::
     out: outputs/folder          # rows, tables, plots, manifest
     data: {...}                  # fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule arguments
     methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
-    metrics: [psnr, ssim, lpips, niqe, brisque]
+    metrics: [psnr, ssim, lpips, niqe, brisque, fid]   # default: all (fdem.metrics.registry)
     save_images: false
     trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
 
@@ -24,11 +24,12 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fdem.configio import load_yaml
 from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text, ensure_writable_dir
+from fdem.metrics.registry import check_selection, selectable_names
 
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
-DEFAULT_METRICS = ["psnr", "ssim", "lpips", "niqe", "brisque"]
 
 
 @dataclass
@@ -37,23 +38,13 @@ class BenchConfig:
     data: dict
     methods: list
     title: str = "fdem bench"
-    metrics: list = field(default_factory=lambda: list(DEFAULT_METRICS))
+    metrics: list = field(default_factory=lambda: list(selectable_names()))
     save_images: bool = False
     trainer: dict = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "BenchConfig":
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"benchmark config not found: {path}")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            raise InputError(f"cannot parse {path}: {str(err).splitlines()[0]}") from err
-        if not isinstance(raw, dict):
-            raise InputError(f"{path} must be a mapping with out, data and methods")
+        raw = load_yaml(path, "benchmark config")
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(raw) - known)
         missing = sorted({"out", "data", "methods"} - set(raw))
@@ -63,6 +54,10 @@ class BenchConfig:
         bad = sorted(set(cfg.trainer) - set(TRAINER_KEYS))
         if bad:
             raise InputError(f"{path}: unknown trainer keys {bad}; valid: {', '.join(TRAINER_KEYS)}")
+        try:
+            check_selection(cfg.metrics)
+        except InputError as err:
+            raise InputError(f"{path}: metrics: {err}") from err
         return cfg
 
 

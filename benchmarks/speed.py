@@ -1,12 +1,14 @@
-"""Sampler speed: median wall time of one sampler run on a seeded blurry batch.
+"""Sampler speed: median wall time of one restorer call on a seeded blurry batch.
 
-The UNet has random weights (speed does not depend on them) unless a ``prior`` is given (then
-the rows' equality columns mean something: with random weights the ADM's zero-initialised output
-layer makes ε ≡ 0). The observation is seeded: the bundled photographs (or random images) blurred
-by camera-shake kernels of ``k = min(33, S//2 rounded up to odd)`` (33×33 from 64×64 up) with
-noise σ = 10/255. Non-blind methods get the true kernel; Fast EM and Diffusion EM the M-step with
-the shipped kernel denoiser; ``blind-dps`` (:mod:`fdem.sampling.blind_dps`) a random-weight
-kernel UNet at ``min(64, S)``. The network runs with the speed switches of
+Every method that samples with a score prior (:mod:`fdem.method_table`) is timed the way the
+benchmark runs it, ``build_restorer(...).restore(...)``, with the UNet given in memory. The UNet has
+random weights (speed does not depend on them) unless a ``prior`` is given (then the rows'
+equality columns mean something: with random weights the ADM's zero-initialised output layer
+makes ε ≡ 0). The observation is :func:`fdem.synthetic.synthetic_batch`: the bundled photographs
+(or random images) blurred by camera-shake kernels of ``k = min(33, S//2 rounded up to odd)``
+(33×33 from 64×64 up) with noise σ = 10/255. Non-blind methods get the true kernel; Fast EM and
+Diffusion EM the M-step with the shipped kernel denoiser; a method with a kernel chain
+(``blind-dps``) a random-weight kernel UNet at ``min(64, S)``. The network runs with the speed switches of
 :mod:`fdem.sampling.fast_path` (default: the device's). Warm-up calls are not timed (the first
 one, compilation included, is reported as ``warmup_seconds``); the device is synchronised around
 every timed call. ``steps`` overrides the respaced step count (e.g. DPS with fewer than its 1000
@@ -19,41 +21,30 @@ import csv
 import math
 import platform
 import statistics
-import time
-from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from fdem.benchmarks.flops import method_flops, peak_tflops
-from fdem.deblur import network_multiple
-from fdem.diffusion import check_steps
+from fdem.devices import resolve_device, timed
+from fdem.diffusion import ScheduleSpec, check_steps
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path
 from fdem.kernel_ops import kernel_mse
+from fdem.method_table import Method, lookup
 from fdem.metrics.fidelity import psnr
 from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, build_unet
-from fdem.physics import add_noise, blur
-from fdem.priors import unet_config
-from fdem.restorers import synchronize
-from fdem.sampling.fast_path import SpeedOptions, accelerate, speed_fields
-from fdem.sampling.methods import (
-    DEFAULT_STEPS,
-    METHODS,
-    MStepConfig,
-    make_generators,
-    parse_method,
-    run_method,
-    total_steps,
-)
-from fdem.kernels_gen import make_generator
+from fdem.padding import network_multiple
+from fdem.priors import Prior, load_prior, unet_config
+from fdem.restoration import Restorer
+from fdem.restorers import build_restorer, method_options
+from fdem.sampling.fast_path import FastNet, SpeedOptions, accelerate, speed_fields
+from fdem.synthetic import SIGMA, synthetic_batch
 
-SIGMA = 10 / 255
-METHODS_TIMED = METHODS + ("blind-dps",)
-BLIND_DPS_STEPS = 1000
+PLAIN = SpeedOptions("fp32", False, False)  # how a network given unwrapped runs
 PSNR_TOLERANCE, KERNEL_MSE_TOLERANCE = 0.1, 1e-6  # "equal results" (issue 7)
 RANDOM_OUTPUT_STD = 0.05  # output-layer weights of prior="random"
 CONTEXT = ("unet", "params", "image_size", "kernel_size", "device_name", "torch", "threads", "repeats", "warmup")
@@ -78,8 +69,8 @@ def check_options(
     if not methods or not batches:
         raise InputError("give at least one method and one batch size")
     for method in methods:
-        if method not in METHODS_TIMED:
-            raise InputError(f"unknown method {method!r}: choose one of {', '.join(METHODS_TIMED)}")
+        if not lookup(method).score_prior:
+            raise InputError(f"method {method} does not sample with a diffusion prior: the speed benchmark times those only")
     if min(batches) < 1 or particles < 1 or repeats < 1 or warmup < 0:
         raise InputError(
             f"batch sizes, particles and repeats must be >= 1 and warmup >= 0, got batch {list(batches)}, "
@@ -93,19 +84,6 @@ def check_size(net: nn.Module, image_size: int) -> None:
     multiple = network_multiple(net)
     if image_size < 1 or image_size % multiple:
         raise InputError(f"image size must be a positive multiple of {multiple} for this UNet, got {image_size}")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch.device; an unknown or unavailable one is an InputError."""
-    try:
-        device = torch.device(device)
-    except RuntimeError as err:
-        raise InputError(f"unknown device {str(device)!r}") from err
-    if device.type != "cpu":
-        accelerator = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
-        if accelerator is None or accelerator.type != device.type:
-            raise InputError(f"device {device} is not available on this machine")
-    return device
 
 
 def device_name(device: torch.device) -> str:
@@ -122,79 +100,37 @@ def device_name(device: torch.device) -> str:
     return get_name(device) if get_name else str(device)
 
 
-@lru_cache(maxsize=None)
-def _shipped_denoiser(size: int, device: torch.device) -> nn.Module:
-    from fdem.nets.kernel_denoiser import denoiser_for_kernel
-
-    return denoiser_for_kernel(size, None, device)
-
-
-def sharp_batch(batch: int, image_size: int, images: str = "bundled", seed: int = 0) -> torch.Tensor:
-    """``(B, 3, S, S)`` sharp images: the bundled photographs (held-out ones first, cycled) or random ones."""
-    if images == "random":
-        return torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
-    if images != "bundled":
-        raise InputError(f"images must be bundled or random, got {images!r}")
-    photos = _photos(image_size)
-    return torch.stack([photos[b % len(photos)] for b in range(batch)])
-
-
-@lru_cache(maxsize=4)
-def _photos(image_size: int) -> list[torch.Tensor]:
-    """The bundled photographs at ``image_size``, the held-out ones first."""
-    from fdem.imageio import HELD_OUT_IMAGES, default_images
-
-    return [image for _, image in sorted(default_images(image_size), key=lambda item: item[0] not in HELD_OUT_IMAGES)]
-
-
-def blurry_batch(batch: int, image_size: int, seed: int = 0, images: str = "bundled") -> tuple[torch.Tensor, ...]:
-    """Seeded ``(x, y, kernels)``: sharp images, their camera-shake blur with σ = 10/255, the kernels."""
-    size = min(33, (image_size // 2) | 1)
-    x = sharp_batch(batch, image_size, images, seed)
-    kernels = make_generator("camera-shake", size).sample(batch, seed)
-    return x, add_noise(blur(x, kernels), SIGMA, generator=torch.Generator().manual_seed(seed + 1)), kernels
-
-
-def default_steps(method: str) -> int:
-    return BLIND_DPS_STEPS if method == "blind-dps" else DEFAULT_STEPS[parse_method(method)[0]]
-
-
-def net_calls(method: str, steps: int | None = None, em_iters: int = 10) -> int:
-    """Sampling steps per image of ``method`` (blind-dps: each step calls both of its networks)."""
-    return (steps or BLIND_DPS_STEPS) if method == "blind-dps" else total_steps(method, steps, em_iters)
-
-
 def blind_kernel_size(kernel_net: nn.Module, image_size: int) -> int:
-    """Blind-DPS's kernel side: 64 (the paper's), at most the image side, a multiple of the kernel UNet's."""
+    """A kernel chain's side: 64 (the paper's), at most the image side, a multiple of the kernel UNet's."""
     multiple = network_multiple(kernel_net)
     return max(multiple, min(64, image_size) // multiple * multiple)
 
 
-def make_call(method: str, net: nn.Module, y: torch.Tensor, kernels: torch.Tensor, *, particles: int = 1,
-              steps: int | None = None, em_iters: int = 10, seed: int = 0, kernel_net: nn.Module | None = None):
-    """A function running ``method`` once on ``y`` and returning ``(image, kernel or None)``."""
-    device = y.device
-    if method == "blind-dps":
-        from fdem.sampling.blind_dps import run_blind_dps
+def speed_restorer(entry: Method, net: nn.Module, kernel_net: nn.Module | None, kernel_size: int,
+                   device: torch.device, schedule: ScheduleSpec | None = None, **options) -> Restorer:
+    """``entry``'s restorer on ``net`` as it is (an unwrapped one: fp32 eager) and ``kernel_net``,
+    with the shipped kernel denoiser and those of ``options`` that the method takes."""
+    image = net if isinstance(net, FastNet) else accelerate(net, PLAIN, device)
+    wanted = {"prior": Prior(image, schedule or ScheduleSpec.assumed_for(net)), "kernel_size": kernel_size, **options}
+    if kernel_net is not None:
+        wanted["kernel_prior"] = Prior.of(kernel_net)
+    schema = method_options(entry.name)
+    return build_restorer(entry.name, device, **{k: v for k, v in wanted.items() if k in schema})
 
-        if kernel_net is None:
-            raise InputError("blind-dps needs a kernel network")
-        size = blind_kernel_size(kernel_net, y.shape[-1])
 
-        def blind() -> tuple[torch.Tensor, torch.Tensor | None]:
-            generators = make_generators(seed, y.shape[0], device)
-            return run_blind_dps(net, kernel_net, y, size, steps or BLIND_DPS_STEPS, generators)
-
-        return blind
-    em = parse_method(method)[1]
-    size = kernels.shape[-1]
-    options = {"mstep": MStepConfig(kernel_size=size, denoiser=_shipped_denoiser(size, device))} if em else {"kernel": kernels}
-
-    def call() -> tuple[torch.Tensor, torch.Tensor | None]:
-        result = run_method(method, net, y, SIGMA, particles=particles, steps=steps, seed=seed, em_iters=em_iters, **options)
-        return result.image, result.kernel
-
-    return call
+def time_calls(call: Callable[[], tuple], device: torch.device, repeats: int, warmup: int) -> tuple[float, float, tuple]:
+    """``(median seconds of repeats timed calls, seconds of the first warm-up call (NaN: none), last output)``."""
+    warmup_seconds = math.nan
+    for w in range(warmup):
+        with timed(device) as clock:
+            call()
+        warmup_seconds = clock.seconds if w == 0 else warmup_seconds
+    times = []
+    for _ in range(repeats):
+        with timed(device) as clock:
+            output = call()
+        times.append(clock.seconds)
+    return statistics.median(times), warmup_seconds, output
 
 
 def equality(output: tuple, reference: tuple, x: torch.Tensor, kernels: torch.Tensor) -> dict:
@@ -234,44 +170,35 @@ def measure(
     kernel_net: nn.Module | None = None,
     images: str = "bundled",
     reference: tuple | None = None,
+    schedule: ScheduleSpec | None = None,
 ) -> tuple[dict, tuple]:
     """One row (and the last run's ``(image, kernel)``): median wall time of ``repeats`` calls of
-    ``method`` with ``net`` (already on ``device``, possibly accelerated); with a ``reference``
-    output of the same data and seeds, the equality columns."""
+    ``method``'s restorer on ``net`` (already on ``device``, possibly accelerated; trained with
+    ``schedule``, default T = 1000 linear); with a ``reference`` output of the same data and seeds,
+    the equality columns."""
     check_options([method], [batch], particles=particles, steps=steps, repeats=repeats, warmup=warmup)
     check_size(net, image_size)
-    device = resolve_device(device)
-    x, y, kernels = blurry_batch(batch, image_size, seed, images)
-    call = make_call(method, net, y.to(device), kernels.to(device), particles=particles, steps=steps,
-                     em_iters=em_iters, seed=seed, kernel_net=kernel_net)
-    warmup_seconds = math.nan
-    for w in range(warmup):
-        synchronize(device)
-        start = time.perf_counter()
-        call()
-        synchronize(device)
-        warmup_seconds = time.perf_counter() - start if w == 0 else warmup_seconds
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        output = call()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    calls, full_calls = net_calls(method, steps, em_iters), net_calls(method, None, 10)
-    cfg = getattr(net, "cfg", None)
-    kernel_cfg = getattr(kernel_net, "cfg", None)
-    size = blind_kernel_size(kernel_net, image_size) if method == "blind-dps" else kernels.shape[-1]
-    flops = method_flops(method, cfg, image_size, steps, em_iters, kernel_cfg, size) if cfg is not None else math.nan
+    device, entry = resolve_device(device), lookup(method)
+    if entry.kernel_chain and kernel_net is None:
+        raise InputError(f"{method} needs a kernel network")
+    x, kernels, y = synthetic_batch(batch, image_size, seed=seed, images=images)
+    size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
+    restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
+                              steps=steps or entry.default_steps, em_iters=em_iters)
+    y_on, kernels_on = y.to(device), kernels.to(device)
+
+    def call() -> tuple:
+        result = restorer.restore(y_on, SIGMA, kernel=kernels_on, seed=seed)
+        return result.image, result.kernel
+
+    seconds, warmup_seconds, output = time_calls(call, device, repeats, warmup)
+    calls, full_calls = entry.net_calls(steps, em_iters), entry.net_calls(None, 10)
     fields = speed_fields(net)
-    achieved = flops * batch * particles / seconds / 1e12
-    peak = peak_tflops(device_name(device), fields["precision"]) if device.type != "cpu" else math.nan
     row = {
         "method": method,
-        "steps": steps or default_steps(method),
-        "default_steps": default_steps(method),
-        "em_iters": em_iters if method.startswith("diffem") else None,
+        "steps": steps or entry.default_steps,
+        "default_steps": entry.default_steps,
+        "em_iters": em_iters if entry.em == "diffem" else None,
         "net_calls": calls,
         "batch": batch,
         "particles": particles,
@@ -280,24 +207,40 @@ def measure(
         "unet": unet_name,
         "params": sum(p.numel() for p in net.parameters()),
         **fields,
-        "sec_per_call": seconds,
-        "sec_per_image": seconds / batch,
-        "images_per_sec": batch / seconds,
-        "sec_per_image_default_steps": seconds / batch * full_calls / calls,
-        "warmup_seconds": warmup_seconds,
-        "gflop_per_image": flops * particles / 1e9,
-        "achieved_tflops": achieved,
-        "peak_tflops": peak,
-        "peak_ratio": achieved / peak,
+        **timing(seconds, warmup_seconds, batch, calls, full_calls),
+        **throughput(method, net, kernel_net, image_size, size, steps, em_iters, batch * particles / seconds, device,
+                     fields["precision"], particles),
         **(equality(output, reference, x, kernels) if reference is not None else NO_REFERENCE),
         "repeats": repeats,
         "warmup": warmup,
-        "device": str(device),
-        "device_name": device_name(device),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
+        **machine(device),
     }
     return row, output
+
+
+def timing(seconds: float, warmup_seconds: float, batch: int, calls: int, full_calls: int) -> dict:
+    """The time columns of a row; the last one extrapolated to the default step count (every step costs the same)."""
+    return {"sec_per_call": seconds, "sec_per_image": seconds / batch, "images_per_sec": batch / seconds,
+            "sec_per_image_default_steps": seconds / batch * full_calls / calls, "warmup_seconds": warmup_seconds}
+
+
+def machine(device: torch.device) -> dict:
+    """Where a row was timed: device, its name, torch version, CPU threads."""
+    return {"device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
+def throughput(method: str, net: nn.Module, kernel_net: nn.Module | None, image_size: int, kernel_size: int,
+               steps: int | None, em_iters: int, runs_per_sec: float, device: torch.device, precision: str,
+               particles: int) -> dict:
+    """The FLOP columns: counted GFLOP per image, achieved TFLOP/s at ``runs_per_sec`` sampler runs
+    per second, the device's datasheet peak and the ratio."""
+    cfg, kernel_cfg = getattr(net, "cfg", None), getattr(kernel_net, "cfg", None)
+    flops = method_flops(method, cfg, image_size, steps, em_iters, kernel_cfg, kernel_size) if cfg is not None else math.nan
+    achieved = flops * runs_per_sec / 1e12
+    peak = peak_tflops(device_name(device), precision) if device.type != "cpu" else math.nan
+    return {"gflop_per_image": flops * particles / 1e9, "achieved_tflops": achieved, "peak_tflops": peak,
+            "peak_ratio": achieved / peak}
 
 
 def time_method(method: str, net: nn.Module, image_size: int, batch: int, **options) -> dict:
@@ -305,19 +248,18 @@ def time_method(method: str, net: nn.Module, image_size: int, batch: int, **opti
     return measure(method, net, image_size, batch, **options)[0]
 
 
-def build_network(unet: str | Path | ADMConfig | dict, device: torch.device, prior: str | Path | None = None,
-                  seed: int = 0) -> nn.Module:
-    """The UNet ``unet``: random weights (seeded), or those of ``prior`` (``"shipped"``: the shipped
-    image prior; ``"random"``: random weights with the normally zero-initialised output layer drawn
-    too, so that ε ≢ 0 and the equality columns test the arithmetic without a checkpoint)."""
+def build_prior(unet: str | Path | ADMConfig | dict, device: torch.device, prior: str | Path | None = None,
+                seed: int = 0) -> Prior:
+    """The UNet ``unet`` with random weights (seeded; T = 1000 linear), or the prior file ``prior``
+    (``"shipped"``: the shipped image prior; ``"random"``: random weights with the normally
+    zero-initialised output layer drawn too, so that ε ≢ 0 and the equality columns test the
+    arithmetic without a checkpoint)."""
     if prior is None or str(prior) == "random":
         torch.manual_seed(seed)
         net = build_unet(unet_config(unet))
         if prior is not None:
             nn.init.normal_(net.out[-1].weight, std=RANDOM_OUTPUT_STD)
-        return net.to(device).eval().requires_grad_(False)
-    from fdem.priors import load_prior
-
+        return Prior.of(net.to(device).eval().requires_grad_(False))
     return load_prior(None if str(prior) == "shipped" else prior, unet, device=device)
 
 
@@ -349,7 +291,8 @@ def run_speed(
 ) -> list[dict]:
     """:func:`time_method` over methods × batch sizes with a UNet (named, YAML or fields; random
     weights unless ``prior``) run with ``speed`` (default: the device's switches). ``kernel_unet``
-    is blind-dps's kernel network (default: ``kernel64`` beside ``ffhq256``, else ``kernel-small64``).
+    is the kernel network of a method with a kernel chain (blind-dps; default: ``kernel64`` beside
+    ``ffhq256``, else ``kernel-small64``).
 
     ``threads`` sets torch's CPU threads for the run (restored afterwards).
     """
@@ -357,12 +300,14 @@ def run_speed(
     if threads is not None and threads < 1:
         raise InputError(f"threads must be >= 1, got {threads}")
     device = resolve_device(device)
-    net = build_network(unet, device, prior, seed)
-    check_size(net, image_size)
+    loaded = build_prior(unet, device, prior, seed)
+    check_size(loaded.net, image_size)
     options = (speed or SpeedOptions()).resolve(device)
-    net = accelerate(net, options, device)
-    kernel_unet = kernel_unet or ("kernel64" if unet == "ffhq256" else "kernel-small64")
-    kernel_net = accelerate(build_network(kernel_unet, device, seed=seed), options, device) if "blind-dps" in methods else None
+    net = accelerate(loaded.net, options, device)
+    kernel_net = None
+    if any(lookup(m).kernel_chain for m in methods):
+        kernel_unet = kernel_unet or ("kernel64" if unet == "ffhq256" else "kernel-small64")
+        kernel_net = accelerate(build_prior(kernel_unet, device, seed=seed).net, options, device)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
@@ -371,7 +316,7 @@ def run_speed(
             time_method(
                 method, net, image_size, batch, particles=particles, steps=steps, device=device, repeats=repeats,
                 warmup=max(warmup, int(options.compile)), seed=seed, unet_name=_unet_name(unet),
-                em_iters=em_iters, kernel_net=kernel_net, images=images,
+                em_iters=em_iters, kernel_net=kernel_net, images=images, schedule=loaded.schedule,
             )
             for method, batch in tqdm(grid, desc="speed", unit="run", disable=not progress)
         ]

@@ -24,11 +24,14 @@ from pathlib import Path
 
 import torch
 
+from fdem.configio import load_yaml
+from fdem.devices import resolve_device
 from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text, ensure_writable_dir
+from fdem.method_table import METHODS, lookup
 from fdem.sampling.fast_path import SpeedOptions, accelerate
 
-ALL_METHODS = ["fastem-pigdm", "pigdm", "fastem-dps", "dps", "diffem-pigdm", "blind-dps"]
+ALL_METHODS = [m.name for m in METHODS if m.speed_grid]  # a grid's default methods (the method table's)
 BASELINE = SpeedOptions("fp32", False, False)
 
 
@@ -82,37 +85,21 @@ class SpeedGrid:
 
 def is_speed_config(path: str | Path) -> bool:
     """Whether the YAML at ``path`` is a speed config (a top-level ``speed:`` mapping)."""
-    raw = _read_yaml(path)
-    return isinstance(raw, dict) and "speed" in raw
-
-
-def _read_yaml(path: str | Path):
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"benchmark config not found: {path}")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"cannot parse {path}: {str(err).splitlines()[0]}") from err
+    return "speed" in load_yaml(path, "benchmark config")
 
 
 def load_grid(path: str | Path, device: torch.device | None = None) -> tuple[SpeedGrid, torch.device]:
     """The grid of ``path`` for ``device`` (default: the config's, ``auto`` = the accelerator if any),
     with the ``cpu:`` overrides applied on a CPU."""
-    from fdem.benchmarks.speed import resolve_device
-    from fdem.deblur import default_device
-
-    raw = _read_yaml(path)
-    if not isinstance(raw, dict) or set(raw) != {"speed"} or not isinstance(raw["speed"], dict):
+    raw = load_yaml(path, "benchmark config")
+    if set(raw) != {"speed"} or not isinstance(raw["speed"], dict):
         raise InputError(f"{path}: a speed config is one mapping under the key 'speed'")
     body = dict(raw["speed"])
     cpu = body.pop("cpu", None) or {}
     if not isinstance(cpu, dict):
         raise InputError(f"{path}: speed.cpu must be a mapping of overrides")
     name = device or body.get("device", "auto")
-    device = default_device() if str(name) == "auto" else resolve_device(name)
+    device = resolve_device(name)
     if device.type == "cpu":
         body.update(cpu)
     return SpeedGrid.from_mapping(body, str(path)), device
@@ -150,7 +137,7 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
 
     from fdem.benchmarks.speed import (
         _unet_name,
-        build_network,
+        build_prior,
         check_options,
         check_size,
         measure,
@@ -161,9 +148,11 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
                   warmup=grid.warmup)
     configs = grid.options(device)
     out = ensure_writable_dir(grid.out)
-    net = build_network(grid.unet, device, grid.prior, grid.seed)
+    prior = build_prior(grid.unet, device, grid.prior, grid.seed)
+    net = prior.net
     check_size(net, grid.image_size)
-    kernel_net = build_network(grid.kernel_unet, device, seed=grid.seed) if "blind-dps" in grid.methods else None
+    kernel_chain = any(lookup(m).kernel_chain for m in grid.methods)
+    kernel_net = build_prior(grid.kernel_unet, device, seed=grid.seed).net if kernel_chain else None
     references: dict = {}
     rows: list[dict] = []
     previous_threads = torch.get_num_threads()
@@ -178,7 +167,8 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
                     torch._dynamo.reset()
                     for method in grid.methods:
                         row, output = _measure_row(measure, grid, method, fast, fast_kernel, batch, device,
-                                                   references.get((method, batch)), _unet_name(grid.unet))
+                                                   references.get((method, batch)), _unet_name(grid.unet),
+                                                   prior.schedule)
                         if (threads, options) == configs[0] and output is not None:
                             references[(method, batch)] = tuple(t.detach().cpu() if t is not None else None for t in output)
                         rows.append(row)
@@ -191,13 +181,13 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
 
 
 def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: int, device: torch.device,
-                 reference, unet_name: str) -> tuple[dict, tuple | None]:
+                 reference, unet_name: str, schedule) -> tuple[dict, tuple | None]:
     """One measured row, or a row with the error when the device runs out of memory."""
     try:
         return measure(
             method, net, grid.image_size, batch, particles=grid.particles, steps=grid.steps, em_iters=grid.em_iters,
             device=device, repeats=grid.repeats, warmup=max(grid.warmup, int(net.options.compile)), seed=grid.seed,
-            unet_name=unet_name, kernel_net=kernel_net, images=grid.images, reference=reference,
+            unet_name=unet_name, kernel_net=kernel_net, images=grid.images, reference=reference, schedule=schedule,
         )
     except torch.OutOfMemoryError:
         if device.type != "cpu":

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 import torch
 
 from fdem.benchmarks.prior_check import make_problems
+from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
-from fdem.sampling.methods import MStepConfig, run_method
+from fdem.sampling.methods import run_method
 
 SIGMA = 10 / 255
 
@@ -43,14 +44,15 @@ def step_shares(kernel_size: int = 33, images: int = 4, steps: int = 20) -> dict
 
     per_image = -(-images // 3)
     _, _, y = make_problems(64, kernel_size, per_image, SIGMA)
-    y, net = y[:images], load_prior(None)
-    run_method("fastem-pigdm", net, y, SIGMA, steps=2, mstep=MStepConfig(kernel_size=kernel_size))  # warm-up
+    y, prior = y[:images], load_prior(None)
+    net, spec = prior.net, prior.schedule
+    run_method("fastem-pigdm", net, y, SIGMA, steps=2, mstep=MStepConfig(kernel_size=kernel_size), schedule=spec)  # warm-up
     mstep = TimedMStep(kernel_size=kernel_size)
     start = time.perf_counter()
-    run_method("fastem-pigdm", net, y, SIGMA, steps=steps, mstep=mstep)
+    run_method("fastem-pigdm", net, y, SIGMA, steps=steps, mstep=mstep, schedule=spec)
     total = time.perf_counter() - start
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run_method("fastem-pigdm", net, y, SIGMA, steps=steps, mstep=MStepConfig(kernel_size=kernel_size))
+        run_method("fastem-pigdm", net, y, SIGMA, steps=steps, mstep=MStepConfig(kernel_size=kernel_size), schedule=spec)
     events = prof.key_averages()
     fft = sum(e.self_cpu_time_total for e in events if "fft" in e.key)
     return {"mstep": sum(mstep.seconds) / total, "fft": fft / sum(e.self_cpu_time_total for e in events)}

@@ -18,24 +18,21 @@ import numpy as np
 import pandas as pd
 
 from fdem.io_utils import atomic_path, atomic_write_text
+from fdem.method_table import is_em
+from fdem.metrics.registry import METRICS, row_columns, table_columns
 
-# (column in rows.csv, header in the tables, format)
-TABLE1_COLUMNS = (
-    ("seconds", "s/img", "{:.3g}"),
-    ("psnr", "PSNR", "{:.2f}"),
-    ("ssim", "SSIM", "{:.3f}"),
-    ("lpips", "LPIPS", "{:.3f}"),
-    ("fid", "FID", "{:.2f}"),
-    ("niqe", "NIQE", "{:.2f}"),
-    ("brisque", "BRISQUE", "{:.2f}"),
-    ("kernel_mse", "kernel MSE", "{:.2e}"),
-    ("reblur_per_pixel", "L_reblur", "{:.2e}"),
-)
+# (column in rows.csv, header in the tables, format): the time, then the registry's metrics
+TABLE1_COLUMNS = (("seconds", "s/img", "{:.3g}"), *table_columns())
+SET_COLUMNS = {m.table[0] for m in METRICS if m.source == "set" and m.table}  # FID: one value per group
 POOLED = "all"
 
 
 def load_rows(path: Path) -> pd.DataFrame:
+    """``rows.csv`` as a frame, with a ``particles`` column and NaN for metric columns it lacks."""
     rows = pd.read_csv(path, dtype={"method": str, "method_name": str, "image_id": str, "params": str})
+    for column in row_columns():
+        if column not in rows:
+            rows[column] = math.nan
     rows["particles"] = [json.loads(p).get("particles", 1) if isinstance(p, str) else 1 for p in rows["params"]]
     return rows
 
@@ -74,8 +71,8 @@ def table1(rows: pd.DataFrame, fid: dict) -> pd.DataFrame:
     for (method, sigma), group in _groups(rows):
         line = {"method": method, "sigma255": sigma, "images": len(group)}
         for column, _, _ in TABLE1_COLUMNS:
-            if column == "fid":
-                line["fid_mean"], line["fid_std"] = fid.get((method, sigma), math.nan), math.nan
+            if column in SET_COLUMNS:
+                line[f"{column}_mean"], line[f"{column}_std"] = fid.get((method, sigma), math.nan), math.nan
             else:
                 line[f"{column}_mean"] = group[column].mean()
                 line[f"{column}_std"] = group[column].std(ddof=0)
@@ -90,7 +87,7 @@ def _cell(mean: float, std: float, fmt: str) -> str:
 
 
 def table1_markdown(table: pd.DataFrame) -> str:
-    """Markdown: one section per σ (then pooled), columns of DESIGN.md §6; empty columns dropped."""
+    """Markdown: one section per σ (then pooled), columns of docs/design.md §6; empty columns dropped."""
     present = [(c, h, f) for c, h, f in TABLE1_COLUMNS if table[f"{c}_mean"].notna().any()]
     parts = []
     for sigma in dict.fromkeys(table["sigma255"]):
@@ -107,7 +104,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
 
 def table2(rows: pd.DataFrame) -> pd.DataFrame:
     """Diffusion EM / Fast EM by particles n: mean PSNR and PSNR SA per σ and pooled."""
-    em = rows[rows["method_name"].str.startswith(("diffem-", "fastem-"))]
+    em = rows[rows["method_name"].map(is_em).astype(bool)]
     lines = []
     for (name, n), group in em.groupby(["method_name", "particles"], sort=False):
         for (_, sigma), sub in _groups(group.assign(method=name)):

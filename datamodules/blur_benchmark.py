@@ -19,7 +19,6 @@ They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 wh
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from fdem.errors import InputError
 from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images, list_images, load_image
 from fdem.physics import add_noise, blur
 from fdem.testcases import open_testcases
+from fdem.validate import check_sigma
 from fdem.kernels_gen import GENERATORS, load_bank, make_generator
 
 BUNDLED = "bundled"  # every built-in photograph (fdem.imageio.default_images)
@@ -133,9 +133,7 @@ def _check_sigmas(sigmas) -> list[float]:
     values = [sigmas] if isinstance(sigmas, (int, float)) else list(sigmas)
     if not values:
         raise InputError("sigmas must list at least one noise level (255 scale, e.g. [5, 10, 20])")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise InputError(f"sigmas must be finite numbers >= 0 (255 scale), got {v!r}")
+    check_sigma(values, "sigmas (255 scale)")
     return [float(v) for v in values]
 
 

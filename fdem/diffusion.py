@@ -1,5 +1,8 @@
-"""Diffusion schedule maths: betas, respacing, and the DDPM / DDIM update rules.
+"""Diffusion schedule maths: betas, respacing, the DDPM update rule, and the variance policy.
 
+A :class:`ScheduleSpec` says how a prior was trained (T, beta schedule, whether the network also
+predicts its variance); ``spec.build(steps, device)`` gives the respaced :class:`Schedule` a
+sampler runs on, and :func:`variance_kind` is the one rule for which DDPM variance a sampler uses.
 Everything is computed in float64 and stored as float32 buffers of a `Schedule` module, indexed
 by the *respaced* step i ∈ {0, …, S−1} (sampling runs i = S−1 … 0); `Schedule.timesteps[i]` is the
 original timestep τ_i that the network receives. Every method accepts i as a Python int or as a
@@ -10,15 +13,17 @@ the host.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
 
-__all__ = ["Schedule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps"]
+__all__ = ["Schedule", "ScheduleSpec", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
+PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-prediction only
 MAX_STEPS = 1000  # the T of the schedules the priors are trained with: the most steps a sampler can take
 
 
@@ -38,6 +43,9 @@ def cosine_betas(T: int = 1000, offset: float = 0.008, max_beta: float = 0.999) 
     s = torch.arange(T + 1, dtype=torch.float64) / T
     abar = torch.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
     return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta)
+
+
+BETA_SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas}
 
 
 def respaced_timesteps(T: int, steps: int) -> Tensor:
@@ -128,10 +136,9 @@ class Schedule(nn.Module):
         device: torch.device | str | None = None,
     ) -> Schedule:
         """A `kind` ("linear" or "cosine") schedule of T steps respaced to `steps` (default T)."""
-        makers = {"linear": linear_betas, "cosine": cosine_betas}
-        if kind not in makers:
-            raise InputError(f"unknown beta schedule {kind!r}; valid: {', '.join(makers)}")
-        return cls(makers[kind](T), steps).to(device)
+        if kind not in BETA_SCHEDULES:
+            raise InputError(f"unknown beta schedule {kind!r}; valid: {', '.join(BETA_SCHEDULES)}")
+        return cls(BETA_SCHEDULES[kind](T), steps).to(device)
 
     @property
     def num_steps(self) -> int:
@@ -145,12 +152,6 @@ class Schedule(nn.Module):
         ) * eps
         return x0.clamp(-1, 1) if clip else x0
 
-    def x0_to_eps(self, x: Tensor, x0: Tensor, i: int | Tensor) -> Tensor:
-        """The ε that maps x_i to x0: (x_i/√ᾱ_i − x0)/√(1/ᾱ_i − 1)."""
-        return (_at(self.sqrt_recip_alphas_cumprod, i, x.ndim) * x - x0) / _at(
-            self.sqrt_recipm1_alphas_cumprod, i, x.ndim
-        )
-
     def q_sample(self, x0: Tensor, i: int | Tensor, noise: Tensor) -> Tensor:
         """Draw x_i ~ q(x_i | x0) = N(√ᾱ_i·x0, (1−ᾱ_i)·I) with the given noise."""
         return _at(self.sqrt_alphas_cumprod, i, x0.ndim) * x0 + _at(
@@ -163,25 +164,25 @@ class Schedule(nn.Module):
         mean = _at(self.posterior_mean_coef1, i, n) * x0 + _at(self.posterior_mean_coef2, i, n) * x
         return mean, _at(self.posterior_variance, i, n), _at(self.posterior_log_variance_clipped, i, n)
 
-    def model_variance(
+    def model_log_variance(
         self, var_values: Tensor | None, i: int | Tensor, kind: str = "fixed_small", ndim: int = 4
-    ) -> tuple[Tensor, Tensor]:
-        """(variance, log-variance) of p(x_{i−1} | x_i).
+    ) -> Tensor:
+        """Log-variance of p(x_{i−1} | x_i) (the samplers and losses need only the log).
 
-        "fixed_small": β̃_i, shaped to broadcast over `ndim`-dim tensors (var_values may be None).
+        "fixed_small": log β̃_i (clipped), shaped to broadcast over `ndim`-dim tensors (var_values
+        may be None).
         "learned_range" (improved DDPM): log σ² = f·log β_i + (1−f)·log β̃_i (clipped) with
         f = (v+1)/2 and v the network's variance channels.
         """
         if kind == "fixed_small":
             n = ndim if var_values is None else var_values.ndim
-            return _at(self.posterior_variance, i, n), _at(self.posterior_log_variance_clipped, i, n)
+            return _at(self.posterior_log_variance_clipped, i, n)
         if kind == "learned_range":
             if var_values is None:
                 raise InputError("learned_range variance needs the network's variance channels")
             n = var_values.ndim
             frac = (var_values + 1) / 2
-            log_var = frac * _at(self.log_betas, i, n) + (1 - frac) * _at(self.posterior_log_variance_clipped, i, n)
-            return log_var.exp(), log_var
+            return frac * _at(self.log_betas, i, n) + (1 - frac) * _at(self.posterior_log_variance_clipped, i, n)
         raise InputError(f"unknown variance kind {kind!r}; valid: {', '.join(VARIANCE_KINDS)}")
 
     def ddpm_step(
@@ -197,28 +198,44 @@ class Schedule(nn.Module):
         mean, _, _ = self.posterior_mean_var(x0, x, i)
         if noise is None:
             return mean
-        _, log_var = self.model_variance(var_values, i, var_kind, ndim=x.ndim)
+        log_var = self.model_log_variance(var_values, i, var_kind, ndim=x.ndim)
         return mean + _not_last(i, x) * (0.5 * log_var).exp() * noise
 
-    def ddim_step(
-        self,
-        x: Tensor,
-        x0: Tensor,
-        eps: Tensor,
-        i: int | Tensor,
-        noise: Tensor | None = None,
-        eta: float = 0.0,
-    ) -> Tensor:
-        """DDIM step x_i → x_{i−1} = √ᾱ_{i−1}·x0 + √(1−ᾱ_{i−1}−σ²)·ε + σ·noise.
 
-        σ = η·√((1−ᾱ_{i−1})/(1−ᾱ_i))·√(1−ᾱ_i/ᾱ_{i−1}); η (a Python float) = 0 is deterministic.
-        No noise at i = 0.
-        """
-        n = x.ndim
-        abar = _at(self.alphas_cumprod, i, n)
-        abar_prev = _at(self.alphas_cumprod_prev, i, n)
-        sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).sqrt()
-        out = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).clamp(min=0).sqrt() * eps
-        if noise is None or eta == 0:
-            return out
-        return out + _not_last(i, x) * sigma * noise
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """How a prior was trained: ``T`` diffusion steps of a ``kind`` beta schedule ("linear" or
+    "cosine"), a network that predicts ``prediction`` ("eps") and, if ``learned_sigma``, also its
+    variance (improved-DDPM channels past the image's). The samplers' default is the authors'
+    prior: T = 1000, linear betas, ε-prediction, variance channels not used."""
+
+    T: int = 1000
+    kind: str = "linear"
+    learned_sigma: bool = False
+    prediction: str = "eps"
+
+    def __post_init__(self):
+        if not isinstance(self.T, int) or isinstance(self.T, bool) or self.T < 2:
+            raise InputError(f"schedule T must be an integer >= 2, got {self.T!r}")
+        if self.kind not in BETA_SCHEDULES:
+            raise InputError(f"unknown beta schedule {self.kind!r}; valid: {', '.join(BETA_SCHEDULES)}")
+        if self.prediction not in PREDICTIONS:
+            raise InputError(f"unsupported prediction {self.prediction!r}; valid: {', '.join(PREDICTIONS)}")
+
+    @classmethod
+    def assumed_for(cls, net: nn.Module, T: int = 1000, kind: str = "linear") -> ScheduleSpec:
+        """The spec of a network whose training spec is not known: ``T``, ``kind``, and a learned
+        variance if its config says it predicts one (``net.cfg.learn_sigma``)."""
+        cfg = getattr(net, "cfg", None)
+        return cls(T=T, kind=kind, learned_sigma=bool(getattr(cfg, "learn_sigma", False)))
+
+    def build(self, steps: int | None = None, device: torch.device | str | None = None) -> Schedule:
+        """The schedule respaced to ``steps`` (default T) on ``device``."""
+        return Schedule.make(self.T, steps, self.kind, device)
+
+
+def variance_kind(spec: ScheduleSpec, use_learned: bool) -> str:
+    """The DDPM variance of a sampler: the network's ``learned_range`` if the sampler asks for it
+    (Blind-DPS and unconditional sampling do; the guided loop does not, as in the authors' code)
+    and the prior has one, else the posterior variance β̃_i (``fixed_small``)."""
+    return "learned_range" if use_learned and spec.learned_sigma else "fixed_small"

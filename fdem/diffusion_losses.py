@@ -51,7 +51,7 @@ def vlb_term(schedule: Schedule, x0: Tensor, x_t: Tensor, i: Tensor, eps: Tensor
     """
     true_mean, _, true_logvar = schedule.posterior_mean_var(x0, x_t, i)
     model_mean, _, _ = schedule.posterior_mean_var(schedule.eps_to_x0(x_t, eps, i), x_t, i)
-    _, model_logvar = schedule.model_variance(var_values, i, "learned_range")
+    model_logvar = schedule.model_log_variance(var_values, i, "learned_range")
     kl = normal_kl(true_mean, true_logvar, model_mean, model_logvar)
     nll = -discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar)
     per_dim = torch.where((i == 0).view(-1, 1, 1, 1), nll, kl)

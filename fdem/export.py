@@ -1,4 +1,10 @@
-"""Turn a ``fdem fit`` checkpoint into the plain network state_dict that the library loads."""
+"""Turn a ``fdem fit`` checkpoint into the network file that the library loads.
+
+A module's ``export_state_dict()`` is written as a plain state_dict, or, for a module that also
+has ``export_hyper_parameters()`` (score priors: architecture and schedule), as
+``{"state_dict": ..., "hyper_parameters": ...}``, which :func:`fdem.nets.checkpoints.read_weights`
+reads like a checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -33,10 +39,13 @@ def module_from_checkpoint(path: str | Path):
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Write ``module.export_state_dict()`` of ``checkpoint`` to ``out`` atomically."""
+    """Write the exported weights (and metadata, if the module has any) of ``checkpoint`` to ``out`` atomically."""
     module = module_from_checkpoint(checkpoint)
     if not hasattr(module, "export_state_dict"):
         raise InputError(f"{type(module).__name__} has nothing to export")
+    payload = module.export_state_dict()
+    if hasattr(module, "export_hyper_parameters"):
+        payload = {"state_dict": payload, "hyper_parameters": module.export_hyper_parameters()}
     with atomic_path(out) as tmp:
-        torch.save(module.export_state_dict(), tmp)
+        torch.save(payload, tmp)
     return Path(out)

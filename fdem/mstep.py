@@ -1,36 +1,53 @@
-"""The M-step: kernel estimation from sharp estimates by half-quadratic splitting (DESIGN.md §4).
+"""The M-step: kernel estimation from sharp estimates by half-quadratic splitting (docs/design.md §4).
 
 Given the blurry ``y`` and ``n`` sharp estimates ``x_p`` of each image, HQS alternates
 
 * a data step, solved exactly in Fourier, per colour channel, then averaged over channels::
 
-      Z = F⁻¹[(Σ_p conj(X_p)·Y + α·F(k)) / (Σ_p |X_p|² + α + extra)]      α = σ²β ("official")
+      Z = F⁻¹[(Σ_p conj(X_p)·Y + α·F(k)) / (Σ_p |X_p|² + α + extra)]
 
   cropped to ``k x k``, clipped at 0 and normalised;
 * a prior step on ``Z``: the Plug-and-Play denoiser ``D(Z, √(λ/β))`` ("pnp"), soft
   thresholding ``max(Z − λ/β, 0)`` ("l1"), or nothing ("l2", whose ``λ‖k‖²`` term sits in the
-  data step as ``extra = 2σ²λ``: after the sum-to-one projection a separate ℓ2 shrinkage would be
+  data step as ``extra += 2σ²λ``: after the sum-to-one projection a separate ℓ2 shrinkage would be
   a uniform scale and change nothing), followed by the same projection.
 
-``mode="paper"`` uses the paper's Eq. 24 weight ``α = nβσ²`` and its expected-likelihood
-M-step (Eq. 33): ``extra = n·N·r²`` with ``N = H·W`` and ``r²`` the posterior variance of the
-particles in ``[0, 1]`` units. The FFTs of the images are computed once and reused by every
-HQS iteration; everything stays on the input's device.
+The ``weighting`` of the data step (:func:`data_term`, the one place both equations live):
+
+* ``"official"`` (the authors' code): ``α = σ²β``, ``extra = 0``;
+* ``"paper"``: Eq. 24's ``α = nβσ²`` and Eq. 33's expected likelihood
+  ``Σ_p E‖y − x ⊛ z‖²`` over ``x ~ N(x_p, r²I)``, which adds ``extra = n·N·r²`` (``N = H·W``, ``r²``
+  the particles' posterior variance in ``[0, 1]`` units).
+
+:class:`MStepConfig` holds the choices (validated once, when it is built); :func:`estimate_kernel`
+is the functional form. ``y``'s FFT comes from the run's :class:`~fdem.problem.BlurProblem`, the
+particles' FFTs are computed once per M-step and reused by every HQS iteration; everything stays on
+the input's device.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_ops import dirac, normalize_kernel
-from fdem.physics import check_kernel_fits, as_batch_sigma, full_to_kernel, psf2otf
+from fdem.kernel_ops import dirac, normalize_kernel, recenter as recenter_bilinear
+from fdem.spline_shift import recenter_spline
+from fdem.physics import check_kernel_fits, full_to_kernel, psf2otf
+from fdem.problem import BlurProblem
 
 REGULARISERS = ("pnp", "l1", "l2")
-MODES = ("official", "paper")
+WEIGHTINGS = ("official", "paper")
+
+
+def check_weighting(weighting: str) -> None:
+    """Raise an :class:`InputError` unless ``weighting`` is one of :data:`WEIGHTINGS`."""
+    if weighting not in WEIGHTINGS:
+        raise InputError(f"unknown M-step weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
 
 
 def default_lambda(kernel_size: int, denoiser=None) -> float:
@@ -59,13 +76,12 @@ class KernelDataTerm:
     costs one kernel FFT and one inverse FFT per image.
     """
 
-    def __init__(self, y: Tensor, x: Tensor, alpha: Tensor, extra: Tensor | float = 0.0):
-        self.shape = y.shape[-2:]
-        fy = torch.fft.rfft2(y)  # (B, C, H, W')
+    def __init__(self, problem: BlurProblem, x: Tensor, *, alpha: Tensor, extra: Tensor | float = 0.0):
+        self.shape = problem.shape
         fx = torch.fft.rfft2(x)  # (B, n, C, H, W')
         alpha = alpha.reshape(-1, 1, 1, 1)
         extra = extra.reshape(-1, 1, 1, 1) if torch.is_tensor(extra) else extra
-        numerator = (fx.conj() * fy.unsqueeze(1)).sum(dim=1)
+        numerator = (fx.conj() * problem.y_hat.unsqueeze(1)).sum(dim=1)
         inv_denominator = 1.0 / ((fx.abs() ** 2).sum(dim=1) + alpha + extra + 1e-12)
         self.offset = (numerator * inv_denominator).mean(dim=1, keepdim=True)
         self.gain = alpha * inv_denominator.mean(dim=1, keepdim=True)
@@ -82,14 +98,103 @@ def _shipped_denoiser(kernel_size: int, device: str):
     return denoiser_for_kernel(kernel_size, device=device)
 
 
-def _check_inputs(y: Tensor, x: Tensor, kernel_size: int, reg: str, mode: str) -> Tensor:
-    if reg not in REGULARISERS:
-        raise InputError(f"unknown regulariser {reg!r}: choose one of {', '.join(REGULARISERS)}")
-    if mode not in MODES:
-        raise InputError(f"unknown M-step mode {mode!r}: choose one of {', '.join(MODES)}")
-    if kernel_size < 1:
-        raise InputError(f"kernel_size must be >= 1, got {kernel_size}")
-    check_kernel_fits((kernel_size, kernel_size), tuple(y.shape[-2:]))
+RECENTER_RULES = {"bilinear": recenter_bilinear, "spline": recenter_spline}
+
+
+@dataclass(frozen=True)
+class MStepConfig:
+    """The kernel update of Fast EM and Diffusion EM: HQS with ``iters`` iterations, penalty ``beta``,
+    regulariser ``reg`` of weight ``lam`` (None: :func:`default_lambda`, ``pnp`` only) and, for
+    ``pnp``, the kernel ``denoiser(k, level)`` (None: the shipped one for ``kernel_size``).
+
+    ``recenter=None`` means the method's choice: re-centre in Fast EM, not in Diffusion EM.
+    ``recenter_rule`` says how: ``"bilinear"`` (ours: sub-pixel bilinear shift to ``(k//2, k//2)``,
+    clipped and renormalised) or ``"spline"`` (the authors': ``scipy.ndimage.shift``'s cubic spline
+    with constant boundary, to ``(k − 1)/2``, mass leaving the window lost; :mod:`fdem.spline_shift`).
+    """
+
+    kernel_size: int = 33
+    reg: str = "pnp"
+    lam: float | None = None
+    beta: float = 1e5
+    iters: int = 10
+    recenter: bool | None = None
+    denoiser: Callable | None = None
+    recenter_rule: str = "bilinear"
+
+    def __post_init__(self):
+        if self.recenter_rule not in RECENTER_RULES:
+            raise InputError(f"unknown recenter_rule {self.recenter_rule!r}: choose one of {', '.join(RECENTER_RULES)}")
+        if self.reg not in REGULARISERS:
+            raise InputError(f"unknown regulariser {self.reg!r}: choose one of {', '.join(REGULARISERS)}")
+        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
+            raise InputError(f"kernel_size must be an integer >= 1, got {self.kernel_size!r}")
+        if self.lam is None and self.reg != "pnp":
+            raise InputError(f"lam must be given for the {self.reg} regulariser")
+        if (self.lam is not None and self.lam < 0) or self.beta <= 0:
+            raise InputError(f"need lam >= 0 and beta > 0, got lam={self.lam}, beta={self.beta}")
+        if not isinstance(self.iters, int) or self.iters < 0:
+            raise InputError(f"iters must be an integer >= 0, got {self.iters!r}")
+
+    @property
+    def resolved_lam(self) -> float:
+        """λ: ``lam``, or the default that goes with the denoiser."""
+        return default_lambda(self.kernel_size, self.denoiser) if self.lam is None else self.lam
+
+    @torch.no_grad()
+    def update(
+        self,
+        problem: BlurProblem,
+        x: Tensor,
+        *,
+        init: Tensor | None,
+        weighting: str,
+        r2: float | Tensor,
+        recenter: bool,
+    ) -> Tensor:
+        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, then re-centred
+        on the centre of mass if ``recenter``. Returns ``(B, 1, k, k)`` kernels on the simplex."""
+        y, lam = problem.y, self.resolved_lam
+        data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0)
+        denoiser = self.denoiser
+        if self.reg == "pnp" and denoiser is None and lam > 0:
+            denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
+        kernel = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
+        for _ in range(self.iters):
+            z = normalize_kernel(data.solve(kernel))
+            kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser))
+        return RECENTER_RULES[self.recenter_rule](kernel) if recenter else kernel
+
+
+def data_term(
+    problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0
+) -> KernelDataTerm:
+    """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
+    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2)."""
+    particles = x.shape[1]
+    sig2 = problem.sigma**2
+    paper = weighting == "paper"
+    alpha = sig2 * beta * (particles if paper else 1)  # Eq. 24: α = nβσ² (paper), σ²β (official)
+    extra = 0.0
+    if paper:  # Eq. 33: Σ_p E‖y − x ⊛ z‖², x ~ N(x_p, r²I), adds n·N·r²·‖z‖²
+        r2 = torch.as_tensor(r2, dtype=problem.y.dtype, device=problem.y.device)
+        extra = particles * problem.shape[0] * problem.shape[1] * r2
+    if l2:
+        extra = extra + 2 * sig2 * l2
+    return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
+
+
+def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser) -> Tensor:
+    """The proximal step of ``λR/β`` (PnP: the denoiser at level ``√(λ/β)``)."""
+    if reg == "l1":
+        return (z - lam / beta).clamp_min(0)
+    if reg == "pnp" and lam > 0:
+        return denoiser(z, (lam / beta) ** 0.5)
+    return z
+
+
+def as_particles(x: Tensor, y: Tensor) -> Tensor:
+    """``x`` as ``(B, n, C, H, W)`` particles matching ``y (B, C, H, W)`` (a ``(B, C, H, W)`` x is n = 1)."""
     if x.dim() == 4:
         x = x.unsqueeze(1)
     if x.dim() != 5 or x.shape[0] != y.shape[0] or x.shape[2:] != y.shape[1:]:
@@ -103,13 +208,14 @@ def estimate_kernel(
     x: Tensor,
     sigma: float | Tensor,
     kernel_size: int,
+    *,
     reg: str = "pnp",
     lam: float | None = None,
     beta: float = 1e5,
     iters: int = 10,
     init: Tensor | None = None,
     denoiser=None,
-    mode: str = "official",
+    weighting: str = "official",
     r2: float | Tensor = 0.0,
 ) -> Tensor:
     """Estimate ``(B, 1, k, k)`` kernels from blurry ``y (B,C,H,W)`` and sharp ``x (B,n,C,H,W)``.
@@ -118,35 +224,10 @@ def estimate_kernel(
     :func:`default_lambda` for ``pnp`` (the shipped denoiser's λ, or the authors' λ when a
     ``denoiser`` is passed) and must be given for ``l1``/``l2``; ``init`` warm-starts
     (default: Dirac); ``denoiser`` defaults to the shipped one for the kernel size; ``r2`` is the
-    particles' posterior variance used by ``mode="paper"``.
+    particles' posterior variance used by ``weighting="paper"``.
     """
-    x = _check_inputs(y, x, kernel_size, reg, mode)
-    if lam is None:
-        if reg != "pnp":
-            raise InputError(f"lam must be given for the {reg} regulariser")
-        lam = default_lambda(kernel_size, denoiser)
-    if lam < 0 or beta <= 0:
-        raise InputError(f"need lam >= 0 and beta > 0, got lam={lam}, beta={beta}")
-    batch, particles = x.shape[:2]
-    sig2 = as_batch_sigma(sigma, batch, y).reshape(-1) ** 2
-    alpha = sig2 * beta * (particles if mode == "paper" else 1)
-    extra = particles * y.shape[-1] * y.shape[-2] * torch.as_tensor(r2, device=y.device) if mode == "paper" else 0.0
-    if reg == "l2":
-        extra = extra + 2 * sig2 * lam
-    data = KernelDataTerm(y, x, alpha, extra)
-    if reg == "pnp" and denoiser is None and lam > 0:
-        denoiser = _shipped_denoiser(kernel_size, str(y.device))
-    kernel = dirac(batch, kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
-    for _ in range(iters):
-        z = normalize_kernel(data.solve(kernel))
-        kernel = normalize_kernel(_prior_step(z, reg, lam, beta, denoiser))
-    return kernel
-
-
-def _prior_step(z: Tensor, reg: str, lam: float, beta: float, denoiser) -> Tensor:
-    """The proximal step of ``λR/β`` (PnP: the denoiser at level ``√(λ/β)``)."""
-    if reg == "l1":
-        return (z - lam / beta).clamp_min(0)
-    if reg == "pnp" and lam > 0:
-        return denoiser(z, (lam / beta) ** 0.5)
-    return z
+    config = MStepConfig(kernel_size=kernel_size, reg=reg, lam=lam, beta=beta, iters=iters, denoiser=denoiser)
+    check_weighting(weighting)
+    problem = BlurProblem(y, sigma)
+    check_kernel_fits((kernel_size, kernel_size), problem.shape)
+    return config.update(problem, as_particles(x, y), init=init, weighting=weighting, r2=r2, recenter=False)

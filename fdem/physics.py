@@ -1,6 +1,6 @@
 """Blur physics: circular FFT convolution, kernel placement, noise and linear deconvolution.
 
-Conventions (DESIGN.md §1): images ``(B, C, H, W)`` in ``[0, 1]``, kernels ``(B, 1, k, k)`` (or one
+Conventions (docs/design.md §1): images ``(B, C, H, W)`` in ``[0, 1]``, kernels ``(B, 1, k, k)`` (or one
 kernel ``(1, 1, k, k)`` shared by the batch), any size ``k`` (odd or even) with its centre at index
 ``(k // 2, k // 2)``. The forward model is a *true circular* convolution: the kernel's centre is
 placed at pixel ``(0, 0)`` before the FFT (``psf2otf``). Real FFTs (``rfft2``) are used throughout,
@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
+from fdem.validate import check_sigma
 
 
 def check_kernel_fits(kernel_size: tuple[int, int], shape: tuple[int, int]) -> None:
@@ -59,16 +60,17 @@ def blur_adjoint(y: Tensor, kernel: Tensor) -> Tensor:
 
 
 def as_batch_sigma(sigma: float | Tensor, batch: int, like: Tensor) -> Tensor:
-    """Noise level(s) as a ``(B, 1, 1, 1)`` tensor on ``like``'s device; rejects negative values."""
+    """Noise level(s) as a ``(B, 1, 1, 1)`` tensor on ``like``'s device (already checked where it
+    entered: :func:`fdem.validate.check_sigma`)."""
     if not torch.is_tensor(sigma):
-        if sigma < 0:
-            raise InputError(f"sigma must be >= 0, got {sigma}")
         return torch.full((batch, 1, 1, 1), float(sigma), dtype=like.dtype, device=like.device)
     return sigma.to(device=like.device, dtype=like.dtype).reshape(-1, 1, 1, 1).expand(batch, 1, 1, 1)
 
 
 def add_noise(y: Tensor, sigma: float | Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """``y + sigma * n`` with ``n ~ N(0, I)``; ``sigma`` a float or one value per image."""
+    """``y + sigma * n`` with ``n ~ N(0, I)``; ``sigma`` a float or one value per image (a public
+    entry point: σ is checked here)."""
+    check_sigma(sigma)
     noise = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
     return y + as_batch_sigma(sigma, y.shape[0], y) * noise
 

@@ -56,6 +56,7 @@ from torch import Tensor
 from fdem.errors import InputError
 from fdem.imageio import load_image, save_image, save_image16
 from fdem.io_utils import atomic_path, ensure_writable_dir
+from fdem.validate import check_sigma
 
 AUTHORS_KEYS = ("H", "L", "kernel", "sigma")
 PICKLE_SUFFIXES = (".pickle", ".pkl", ".pt", ".pth")
@@ -231,8 +232,7 @@ def cases_from_authors(obj: object, path: Path, start: int = 0) -> list[dict]:
         raise InputError(f"{path}: kernel {tuple(kernel.shape[-2:])} is larger than the images "
                          f"{tuple(sharp.shape[-2:])}")
     sigma = _per_case(_tensor(obj["sigma"], path, "sigma", torch.float64).reshape(-1), n, path, "sigma")
-    if (sigma < 0).any():
-        raise InputError(f"{path}: sigma must be >= 0, got {sigma.tolist()}")
+    check_sigma(sigma.tolist(), f"{path}: sigma")
     cases = []
     for j in range(n):
         s = float(sigma[j])
@@ -384,8 +384,9 @@ class TestcaseFolder(Sequence):
                       "sigma": float(row["sigma"]), "seed": int(row["seed"])}
         except (TypeError, ValueError) as err:
             raise InputError(f"{meta}, line {line}: bad value ({err})") from err
-        if not re.fullmatch(r"[0-9]+", parsed["id"]) or not parsed["sigma"] >= 0:
-            raise InputError(f"{meta}, line {line}: bad id {parsed['id']!r} or sigma {parsed['sigma']}")
+        if not re.fullmatch(r"[0-9]+", parsed["id"]):
+            raise InputError(f"{meta}, line {line}: bad id {parsed['id']!r}")
+        check_sigma(parsed["sigma"], f"{meta}, line {line}: sigma")
         return parsed
 
     def __len__(self) -> int:

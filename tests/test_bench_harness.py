@@ -104,6 +104,29 @@ def _run(argv, capsys):
     return info.value.code, capsys.readouterr().err
 
 
+def _drop_column(path: Path, column: str, keep_rows: int | None = None) -> None:
+    """Rewrite a rows CSV as an older run would have written it: without ``column`` (and its first rows only)."""
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False).drop(columns=[column])
+    frame.iloc[:keep_rows].to_csv(path, index=False, lineterminator="\n")
+
+
+def test_resuming_a_run_whose_rows_lack_a_column(setup, tmp_path):
+    """Rows written before a metric column existed are kept (the cell empty), the missing rows are
+    computed, and every file gets the current columns."""
+    out = tmp_path / "old"
+    config = _config(setup, out, sigmas=[5])
+    main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    fresh = pd.read_csv(out / "rows.csv")
+    _drop_column(out / "rows" / "rank0.csv", "brisque", keep_rows=2)
+    _drop_column(out / "rows.csv", "brisque", keep_rows=2)
+    main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    rows = pd.read_csv(out / "rows.csv")
+    assert list(rows.columns) == list(fresh.columns) and len(rows) == len(fresh) == 3
+    pd.testing.assert_frame_equal(rows[RESULT_COLUMNS], fresh[RESULT_COLUMNS])
+    assert rows["brisque"].isna().all()
+    assert list(pd.read_csv(out / "rows" / "rank0.csv").columns) == list(fresh.columns)
+
+
 def test_corrupt_image_is_skipped_and_recorded(setup, tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()

@@ -176,10 +176,19 @@ def test_authors_kernel_checkpoint_loads_strictly(tmp_path):
     state = state_dict_from_tsv("adm_kernel64_gray", torch.Generator().manual_seed(0))
     path = tmp_path / "kernel_checkpoint.pt"
     torch.save(state, path)
-    net = load_prior(path, "kernel64")
+    net = load_prior(path, "kernel64").net
     assert sum(p.numel() for p in net.parameters()) == 17_057_474
     torch.testing.assert_close(net.state_dict()["out.2.weight"], state["out.2.weight"])
-    from fdem.sampling.blind_dps import _load_kernel_prior
-
-    default = _load_kernel_prior(path, None, torch.device("cpu"))  # kernel64 is the default layout
+    default = load_prior(path, device=torch.device("cpu"), kind="kernel").net  # kernel64 is the default layout
     assert default.cfg.image_size == 64 and default.cfg.total_out_channels == 2
+
+
+def test_the_priors_schedule_specs_set_the_chains_variance_and_must_agree():
+    from fdem.diffusion import ScheduleSpec
+
+    net = tiny_unet(KERNEL_UNET, 1)
+    assert Chain(net).var_kind == Chain(net, ScheduleSpec(learned_sigma=True)).var_kind == "learned_range"
+    assert Chain(net, ScheduleSpec()).var_kind == "fixed_small"  # a prior without a learned variance
+    with pytest.raises(InputError, match="kernel_schedule"):
+        run_blind_dps(tiny_unet(IMAGE_UNET, 0), net, observation(1), 8, STEPS, make_generators(0, 1, "cpu"),
+                      kernel_schedule=ScheduleSpec(T=500, learned_sigma=True))

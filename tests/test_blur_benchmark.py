@@ -14,7 +14,7 @@ from PIL import Image
 
 from fdem.datamodules import blur_benchmark
 from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
-from fdem.bench_data_cli import add_parser
+from fdem.cli.bench_data import add_parsers
 from fdem.errors import InputError
 from fdem.physics import blur
 from fdem.testcases import (
@@ -57,7 +57,7 @@ def assert_same_case(a, b):
 
 def run_cli(*argv):
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench-data", *argv])
     args.func(args)
 

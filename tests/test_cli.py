@@ -69,20 +69,27 @@ def _bad_cases(tmp_path, sharp_png):
     scipy.io.savemat(nokernel, {"name": "levin"})
     bank = tmp_path / "ok.npz"
     np.savez(bank, kernels=np.ones((1, 5, 5), np.float32))
+    listing = tmp_path / "listing.yaml"
+    listing.write_text("- 1\n- 2\n")
     out = tmp_path / "out"
     return {
         "non-image file": (["blur", tmp_path / "notimage.png", "--kernels", bank, "--out", out], "notimage.png"),
         "empty folder": (["kernel-bench", "--images", tmp_path / "empty", "--out", out], "empty"),
         "kernel larger than image": (["blur", sharp_png, "--kernels", big, "--out", out], "larger"),
         "negative sigma": (["blur", sharp_png, "--kernels", bank, "--sigma", "-1", "--out", out], "--sigma"),
+        "NaN sigma": (["estimate-kernel", "--sharp", sharp_png, "--blurry", sharp_png, "--sigma", "nan",
+                       "--out", out / "k.npy"], "--sigma must be >= 0"),
         "NaN in a kernel": (["blur", sharp_png, "--kernels", nan, "--out", out], "nan.mat"),
         ".mat without kernels": (["blur", sharp_png, "--kernels", nokernel, "--out", out], "nokernel.mat"),
         "unknown generator": (["kernels", "--generator", "wobble", "--out", tmp_path / "k.npz"], "wobble"),
+        "config not a mapping": (["kernel-bench", "--config", listing, "--out", out], "listing.yaml must be a mapping"),
+        "unknown device": (["kernel-bench", "--device", "toaster", "--out", out], "--device: unknown device"),
     }
 
 
-@pytest.mark.parametrize("case", ["non-image file", "empty folder", "kernel larger than image", "negative sigma",
-                                  "NaN in a kernel", ".mat without kernels", "unknown generator"])
+@pytest.mark.parametrize("case", ["non-image file", "empty folder", "kernel larger than image", "negative sigma", "NaN sigma",
+                                  "NaN in a kernel", ".mat without kernels", "unknown generator",
+                                  "config not a mapping", "unknown device"])
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, sharp_png, capsys, case):
     args, needle = _bad_cases(tmp_path, sharp_png)[case]
     code, _, err = run_cli(args, capsys)
@@ -90,6 +97,20 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, sharp_png, capsys, case):
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("fdem: error:") and needle in lines[0], err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_resolve_device_refuses_absent_devices():
+    from fdem.devices import default_device, resolve_device
+    from fdem.errors import InputError
+
+    assert resolve_device(None) == resolve_device("auto") == default_device()
+    assert resolve_device("cpu") == torch.device("cpu")
+    absent = "mps" if default_device().type != "mps" else "cuda"
+    with pytest.raises(InputError, match=f"--gpu: device {absent} is not available"):
+        resolve_device(absent, "--gpu")
+    if default_device().type != "cpu":  # an index past the machine's device count
+        with pytest.raises(InputError, match="not available"):
+            resolve_device(f"{default_device().type}:99")
 
 
 def test_console_script_entry_point(tmp_path):

@@ -7,7 +7,7 @@ import yaml
 from PIL import Image
 
 from fdem.cli import main
-from fdem.deblur import reflect_pad
+from fdem.padding import reflect_pad
 from fdem.nets.kernel_denoiser import KernelDenoiser, denoiser_state_for_export
 from tests.test_sampling import tiny_unet
 
@@ -87,6 +87,7 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--method": "dps"}, "needs the true kernel|give the true kernel"),
         ({"--prior-config": "MISMATCH"}, "missing keys: .*\\(.*\\).*unexpected keys"),
         ({"--prior": "MISSING"}, "prior checkpoint not found"),
+        ({"--device": "toaster"}, "--device: unknown device 'toaster'"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys, change, message):

@@ -1,4 +1,4 @@
-"""Schedule maths: betas, respacing, posterior, variances, DDPM and DDIM steps."""
+"""Schedule maths: betas, respacing, posterior, variances, the DDPM step, the schedule spec and variance policy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from fractions import Fraction
 import pytest
 import torch
 
-from fdem.diffusion import Schedule, cosine_betas, linear_betas, respace, respaced_timesteps
+from fdem.diffusion import (
+    Schedule, ScheduleSpec, cosine_betas, linear_betas, respace, respaced_timesteps, variance_kind,
+)
 from fdem.errors import InputError
 
 
@@ -87,7 +89,8 @@ def test_schedule_buffers_and_device():
 def test_eps_x0_round_trip(sched, i):
     x, eps = images(), noise()
     x0 = sched.eps_to_x0(x, eps, i)
-    assert torch.allclose(sched.x0_to_eps(x, x0, i), eps, atol=1e-3)
+    abar = sched.alphas_cumprod[i].reshape(-1, 1, 1, 1) if torch.is_tensor(i) else sched.alphas_cumprod[i]
+    assert torch.allclose((x / abar.sqrt() - x0) / (1 / abar - 1).sqrt(), eps, atol=1e-3)  # ε back from x̂0
     x0_true = images(2)
     xt = sched.q_sample(x0_true, i, eps)
     assert torch.allclose(sched.eps_to_x0(xt, eps, i), x0_true, atol=1e-3)
@@ -126,14 +129,14 @@ def test_posterior_against_closed_form(sched):
 def test_learned_range_endpoints(sched):
     i = torch.tensor([1, 30, 99])
     ones = torch.ones(3, 3, 4, 4)
-    var_hi, _ = sched.model_variance(ones, i, "learned_range")
-    var_lo, log_lo = sched.model_variance(-ones, i, "learned_range")
+    var_hi = sched.model_log_variance(ones, i, "learned_range").exp()
+    log_lo = sched.model_log_variance(-ones, i, "learned_range")
     assert torch.allclose(var_hi, sched.betas[i].view(-1, 1, 1, 1).expand_as(ones), rtol=1e-5)
-    assert torch.allclose(var_lo, sched.posterior_variance[i].view(-1, 1, 1, 1).expand_as(ones), rtol=1e-5)
-    var_fixed, log_fixed = sched.model_variance(None, i, "fixed_small")
+    assert torch.allclose(log_lo.exp(), sched.posterior_variance[i].view(-1, 1, 1, 1).expand_as(ones), rtol=1e-5)
+    log_fixed = sched.model_log_variance(None, i, "fixed_small")
     assert torch.allclose(log_lo, log_fixed.expand_as(ones))
     with pytest.raises(InputError, match="fixed_small"):
-        sched.model_variance(ones, i, "fixed_large_typo")
+        sched.model_log_variance(ones, i, "fixed_large_typo")
 
 
 def test_ddpm_step(sched):
@@ -153,24 +156,28 @@ def test_ddpm_step(sched):
     assert torch.allclose(sched.ddpm_step(x, x0, i, z, "learned_range", v), sched.ddpm_step(x, x0, i, z), atol=1e-6)
 
 
-def test_ddim_deterministic_recovers_x0(sched):
-    x0, eps = images(), noise()
-    x = sched.q_sample(x0, sched.num_steps - 1, eps)
-    for i in reversed(range(sched.num_steps)):
-        x0_hat = sched.eps_to_x0(x, eps, i)
-        step = sched.ddim_step(x, x0_hat, eps, i, noise(9), eta=0.0)
-        assert torch.equal(step, sched.ddim_step(x, x0_hat, eps, i))  # η = 0 ignores the noise
-        x = step
-        if i:
-            assert torch.allclose(x, sched.q_sample(x0, i - 1, eps), atol=5e-4)  # float32 round-off
-    assert torch.allclose(x, x0, atol=5e-4)
+def test_schedule_spec_builds_the_respaced_schedule():
+    spec = ScheduleSpec()
+    assert (spec.T, spec.kind, spec.learned_sigma, spec.prediction) == (1000, "linear", False, "eps")
+    built, made = spec.build(100, "cpu"), Schedule.make(1000, 100, "linear", "cpu")
+    assert torch.equal(built.timesteps, made.timesteps) and torch.equal(built.betas, made.betas)
+    assert ScheduleSpec(T=50, kind="cosine").build().num_steps == 50
+    for bad, match in ((dict(T=1), "T"), (dict(kind="quadratic"), "linear"), (dict(prediction="v"), "eps")):
+        with pytest.raises(InputError, match=match):
+            ScheduleSpec(**bad)
 
 
-def test_ddim_eta_one_uses_posterior_std(sched):
-    x0, eps, z = images(), noise(), noise(3)
-    i = torch.tensor([0, 20, 99])
-    x = sched.q_sample(x0, i, eps)
-    diff = sched.ddim_step(x, x0, eps, i, z, eta=1.0) - sched.ddim_step(x, x0, eps, i, None, eta=1.0)
-    assert torch.equal(diff[0], torch.zeros_like(diff[0]))
-    for k in (1, 2):
-        assert torch.allclose(diff[k], sched.posterior_variance[i[k]].sqrt() * z[k], atol=1e-6)
+def test_variance_policy_and_assumed_spec():
+    learned = ScheduleSpec(learned_sigma=True)
+    assert variance_kind(learned, use_learned=True) == "learned_range"
+    assert variance_kind(learned, use_learned=False) == "fixed_small"  # the guided loop's choice
+    assert variance_kind(ScheduleSpec(), use_learned=True) == "fixed_small"  # nothing learned to use
+
+    class Net(torch.nn.Module):
+        def __init__(self, learn_sigma):
+            super().__init__()
+            self.cfg = type("Cfg", (), {"learn_sigma": learn_sigma})()
+
+    assert ScheduleSpec.assumed_for(Net(True), T=100) == ScheduleSpec(T=100, learned_sigma=True)
+    assert not ScheduleSpec.assumed_for(Net(False)).learned_sigma
+    assert not ScheduleSpec.assumed_for(torch.nn.Identity()).learned_sigma

@@ -11,7 +11,9 @@ from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics.fidelity import psnr
 from fdem.physics import add_noise, blur
-from fdem.sampling import MStepConfig, PiGDM, run_loop, run_method
+from fdem.mstep import MStepConfig
+from fdem.problem import BlurProblem
+from fdem.sampling import PiGDM, run_loop, run_method
 from fdem.sampling.fast_path import (
     FastNet,
     SpeedOptions,
@@ -96,10 +98,11 @@ def test_loop_through_the_wrapper_never_syncs_with_the_host(monkeypatch):
     guidance, start = PiGDM(sched), dirac(1, 5)
     y, sigma = torch.rand(1, 3, 16, 16), torch.tensor([0.05])
     mstep = MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER)
-    hook = lambda u, k, i: mstep.update(y, u, sigma, k, "official", 0.0, recentre=True)
+    problem = BlurProblem(y, sigma)
+    hook = lambda u, k, i: mstep.update(problem, u, init=k, weighting="official", r2=0.0, recenter=True)
 
     def run():
-        return run_loop(net, sched, y, sigma, guidance, start, make_generators(0, 1, y.device), 2, hook)
+        return run_loop(net, sched, problem, guidance, start, make_generators(0, 1, y.device), 2, mstep=hook)
 
     run()  # compile both graphs (guided steps and the unguided last one) before watching
 

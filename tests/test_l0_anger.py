@@ -14,7 +14,8 @@ from fdem.baselines.l0_anger import (
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel, recenter
 from fdem.physics import add_noise, blur
-from fdem.restorers import Restoration, build_restorer
+from fdem.restoration import Restoration
+from fdem.restorers import build_restorer
 
 
 def _rectangles(size: int, channels: int, generator: torch.Generator) -> torch.Tensor:

@@ -27,7 +27,7 @@ from fdem.metrics import (
     reblur_loss,
     ssim,
 )
-from fdem.metrics.cli import add_parser
+from fdem.cli.metrics import add_parsers
 from fdem.physics import blur
 
 
@@ -177,7 +177,7 @@ def test_missing_package_hint_names_the_extra(monkeypatch):
 
 def test_metrics_check_prints_a_table(capsys):
     parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers(dest="command"))
+    add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["metrics", "check"])
     args.func(args)  # returns normally: exit status 0
     out = capsys.readouterr().out
@@ -314,3 +314,30 @@ def test_kernel_mse_of_a_larger_estimate_is_taken_on_the_true_support():
     expected = ((pad_kernel(spread, 17) - truth) ** 2).mean(dim=(1, 2, 3))  # centred already: crop and compare
     assert torch.allclose(kernel_mse(spread, truth), expected, rtol=1e-3, atol=1e-12)
     assert (kernel_mse(spread, truth) > 1e-6).all()
+
+
+def test_registry_drives_rows_tables_and_the_metric_list():
+    from fdem.benchmarks.rows import COLUMNS
+    from fdem.benchmarks.tables import TABLE1_COLUMNS
+    from fdem.metrics.registry import REGISTRY, selectable_names
+
+    assert COLUMNS[-9:] == ("psnr", "ssim", "lpips", "niqe", "brisque", "kernel_mse", "reblur", "reblur_per_pixel",
+                            "psnr_sa")
+    assert [c for c, _, _ in TABLE1_COLUMNS] == ["seconds", "psnr", "ssim", "lpips", "fid", "niqe", "brisque",
+                                                 "kernel_mse", "reblur_per_pixel"]
+    assert selectable_names() == ("psnr", "ssim", "lpips", "niqe", "brisque", "fid")
+    assert [m.name for m in REGISTRY.values() if m.weights] == ["lpips", "fid", "niqe", "brisque"]
+    assert REGISTRY["psnr"].higher_is_better and not REGISTRY["lpips"].higher_is_better
+
+
+def test_benchmark_warns_only_about_the_metrics_it_is_asked_for(tmp_path):
+    """A config naming psnr and ssim loads (and warns about) nothing else, FID included."""
+    from fdem.benchmarks.module import BenchmarkModule
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        module = BenchmarkModule(["alternation"], str(tmp_path), metrics=("psnr", "ssim"))
+        module.on_predict_start()
+    assert unavailable_warnings(record) == [] and not module.suite.has_fid
+    with pytest.raises(InputError, match="unknown metric"):
+        BenchmarkModule(["alternation"], str(tmp_path), metrics=("psnr", "musiq"))

@@ -8,6 +8,7 @@ from fdem.kernel_ops import kernel_mse, normalize_kernel
 from fdem.mstep import KernelDataTerm, estimate_kernel
 from fdem.nets.kernel_denoiser import KernelDenoiser
 from fdem.physics import add_noise, blur
+from fdem.problem import BlurProblem
 
 
 def _circulant_conv_matrix(img):
@@ -31,7 +32,7 @@ def test_z_update_equals_dense_least_squares():
     y = torch.rand(1, c, h, w, generator=g, dtype=torch.float64)
     k = normalize_kernel(torch.rand(1, 1, ks, ks, generator=g, dtype=torch.float64))
     alpha = torch.tensor([0.3], dtype=torch.float64)
-    ours = KernelDataTerm(y, x, alpha).solve(k)
+    ours = KernelDataTerm(BlurProblem(y, 0.0), x, alpha=alpha).solve(k)
     # dense: per channel, argmin_z Σ_p ||y_c − x_pc ⊛ z||² + α||z − k_full||², then average channels
     k_full = torch.zeros(h, w, dtype=torch.float64)
     for i in range(ks):
@@ -120,12 +121,12 @@ def test_batch_and_particles_are_independent():
     assert torch.allclose(both[1:], one, atol=1e-12)
 
 
-def test_paper_mode_differs_and_stays_on_simplex():
+def test_paper_weighting_differs_and_stays_on_simplex():
     g = torch.Generator().manual_seed(4)
     x = torch.rand(1, 4, 3, 24, 24, generator=g)
     y = torch.rand(1, 3, 24, 24, generator=g)
     off = estimate_kernel(y, x, 0.05, 5, reg="l1", lam=1.0)
-    pap = estimate_kernel(y, x, 0.05, 5, reg="l1", lam=1.0, mode="paper", r2=0.01)
+    pap = estimate_kernel(y, x, 0.05, 5, reg="l1", lam=1.0, weighting="paper", r2=0.01)
     assert not torch.allclose(off, pap)
     assert torch.allclose(pap.sum(), torch.tensor(1.0))
 
@@ -134,7 +135,7 @@ def test_paper_mode_differs_and_stays_on_simplex():
     "kwargs,match",
     [
         (dict(reg="tv"), "regulariser"),
-        (dict(mode="fast"), "mode"),
+        (dict(weighting="fast"), "weighting"),
         (dict(kernel_size=40), "larger than the image"),
         (dict(sigma=-1.0), "sigma"),
         (dict(reg="l1"), "lam must be given"),
@@ -147,3 +148,26 @@ def test_bad_arguments(kwargs, match):
         args.pop("lam")
     with pytest.raises(InputError, match=match):
         estimate_kernel(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), denoiser=lambda k, s: k, **args)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(reg="tv"), "regulariser"),
+        (dict(kernel_size=0), "kernel_size"),
+        (dict(reg="l2"), "lam must be given"),
+        (dict(lam=-1.0), "lam >= 0"),
+        (dict(beta=0.0), "beta > 0"),
+        (dict(iters=-1), "iters"),
+    ],
+)
+def test_mstep_config_is_validated_when_built(kwargs, match):
+    from fdem.mstep import MStepConfig
+
+    with pytest.raises(InputError, match=match):
+        MStepConfig(**kwargs)
+
+
+def test_estimate_kernel_options_are_keyword_only():
+    with pytest.raises(TypeError):
+        estimate_kernel(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), 0.01, 5, "l1", 1.0)

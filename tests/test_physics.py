@@ -1,4 +1,4 @@
-"""Blur operator: adjointness, agreement with scipy's circular convolution, OTF round trips."""
+"""Blur operator: adjointness, agreement with scipy's circular convolution, OTF round trips, the blur problem object."""
 
 import numpy as np
 import pytest
@@ -6,6 +6,7 @@ import scipy.ndimage
 import torch
 
 from fdem.errors import InputError
+from fdem.kernel_ops import normalize_kernel
 from fdem.physics import add_noise, blur, blur_adjoint, otf2psf, psf2otf, tikhonov_deconv, wiener_deconv
 
 
@@ -83,3 +84,36 @@ def test_deconvolution_inverts_noiseless_blur():
     noisy = add_noise(blur(blocks, box), 0.02, generator=g)
     restored = wiener_deconv(noisy, box, 0.02)
     assert ((restored - blocks) ** 2).mean() < 0.7 * ((noisy - blocks) ** 2).mean()
+
+
+def test_blur_problem_operators_match_blur_and_cache_the_otf(monkeypatch):
+    import fdem.problem
+    from fdem.problem import BlurProblem
+
+    g = torch.Generator().manual_seed(7)
+    y = torch.rand(2, 3, 12, 10, generator=g, dtype=torch.float64)
+    u = torch.rand(2, 4, 3, 12, 10, generator=g, dtype=torch.float64)
+    k = normalize_kernel(torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64))
+    calls = []
+    monkeypatch.setattr(fdem.problem, "psf2otf", lambda *a: calls.append(1) or psf2otf(*a))
+    problem = BlurProblem(y, torch.tensor([0.1, 0.2]))
+    assert torch.allclose(problem.forward(u[:, 0], k), blur(u[:, 0], k), atol=1e-12)
+    assert torch.allclose(problem.forward(u, k)[:, 2], blur(u[:, 2], k), atol=1e-12)
+    residual = problem.residual_spectrum(u, k)
+    assert torch.allclose(problem.image(residual)[:, 1], y - blur(u[:, 1], k), atol=1e-12)
+    assert torch.allclose(problem.adjoint(torch.fft.rfft2(y), k), blur_adjoint(y, k), atol=1e-12)
+    assert len(calls) == 1  # one OTF for the one kernel tensor
+    problem.otf(k.clone())
+    assert len(calls) == 2  # a new kernel tensor: recomputed
+    assert torch.equal(problem.y_hat, torch.fft.rfft2(y)) and problem.sigma.shape == (2,)
+
+
+def test_blur_problem_rejects_bad_input():
+    from fdem.problem import BlurProblem
+
+    with pytest.raises(InputError, match="y must be"):
+        BlurProblem(torch.rand(3, 8, 8), 0.1)
+    with pytest.raises(InputError, match="sigma"):
+        BlurProblem(torch.rand(1, 3, 8, 8), torch.tensor([-0.1]))
+    with pytest.raises(InputError, match="sigma"):
+        BlurProblem(torch.rand(1, 3, 8, 8), -0.1)

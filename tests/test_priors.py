@@ -27,7 +27,7 @@ def test_state_dict_with_yaml_config(tiny, tmp_path):
     net, config = tiny
     path = tmp_path / "prior.pt"
     torch.save(net.state_dict(), path)
-    loaded = load_prior(path, config)
+    loaded = load_prior(path, config).net
     assert _same_weights(loaded, net)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
 
@@ -36,7 +36,7 @@ def test_module_prefix_is_detected(tiny, tmp_path):
     net, config = tiny
     path = tmp_path / "prior.pt"
     torch.save({f"module.{k}": v for k, v in net.state_dict().items()}, path)
-    assert _same_weights(load_prior(path, config), net)
+    assert _same_weights(load_prior(path, config).net, net)
 
 
 def test_fit_checkpoint_prefers_ema_and_reads_the_config_from_hparams(tiny, tmp_path):
@@ -46,8 +46,8 @@ def test_fit_checkpoint_prefers_ema_and_reads_the_config_from_hparams(tiny, tmp_
     state["loss_weights"] = torch.ones(3)
     path = tmp_path / "last.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"unet": dict(TINY_UNET)}, "epoch": 3}, path)
-    assert _same_weights(load_prior(path), ema)
-    assert _same_weights(load_prior(path, prefix="net."), net)
+    assert _same_weights(load_prior(path).net, ema)
+    assert _same_weights(load_prior(path, prefix="net.").net, net)
 
 
 def test_several_unets_without_ema_are_ambiguous():
@@ -102,3 +102,22 @@ def test_missing_file_and_unknown_config(tmp_path):
         load_prior(path, "ffhq512")
     with pytest.raises(InputError, match="not found"):
         load_prior(path, str(tmp_path / "missing.yaml"))
+
+
+def test_schedule_comes_from_the_file_or_is_the_public_checkpoints(tiny, tmp_path):
+    """A bare state_dict gets T = 1000 linear; a file with hyper-parameters (``fdem fit``/``fdem
+    export``) its own; a prior in memory is returned as it is."""
+    from fdem.diffusion import ScheduleSpec
+    from fdem.priors import Prior
+
+    net, config = tiny
+    bare, exported = tmp_path / "bare.pt", tmp_path / "exported.pt"
+    torch.save(net.state_dict(), bare)
+    torch.save({"state_dict": net.state_dict(), "hyper_parameters": {"unet": dict(TINY_UNET), "T": 40, "schedule": "cosine"}},
+               exported)
+    learned = bool(net.cfg.learn_sigma)
+    assert load_prior(bare, config).schedule == ScheduleSpec(T=1000, kind="linear", learned_sigma=learned)
+    prior = load_prior(exported)
+    assert prior.schedule == ScheduleSpec(T=40, kind="cosine", learned_sigma=learned)
+    assert load_prior(prior) == prior and isinstance(prior, Prior)
+    assert prior.overriding(kind="linear").schedule == ScheduleSpec(T=40, kind="linear", learned_sigma=learned)

@@ -5,12 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from fdem.diffusion import Schedule, linear_betas
+from fdem.diffusion import Schedule, ScheduleSpec, linear_betas
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel
 from fdem.nets.unet import build_unet
 from fdem.physics import blur, psf2otf
-from fdem.sampling import DPS, MStepConfig, PiGDM, guided_step, run_loop, run_method, save_trace, total_steps
+from fdem.problem import BlurProblem
+from fdem.mstep import MStepConfig
+from fdem.sampling import DPS, PiGDM, guided_step, run_loop, run_method, save_trace, total_steps
 from fdem.sampling.methods import make_generators
 
 IDENTITY_DENOISER = lambda k, s: k  # noqa: E731  (an M-step without kernel prior)
@@ -91,7 +93,7 @@ def test_pigdm_direction_equals_dense_formula(rule):
     k = normalize_kernel(torch.rand(1, 1, 3, 3, generator=g, dtype=torch.float64))
     u = torch.rand(1, n, c, h, w, generator=g, dtype=torch.float64)
     y = torch.rand(1, c, h, w, generator=g, dtype=torch.float64)
-    ours = guidance.direction(u, y, k, torch.tensor([sigma], dtype=torch.float64), i)
+    ours = guidance.direction(u, BlurProblem(y, torch.tensor([sigma], dtype=torch.float64)), k, i)
     H = _dense_blur(k, h, w)
     r2 = guidance.r2[i]
     gram = torch.linalg.inv(r2 * H @ H.T + sigma**2 * torch.eye(h * w, dtype=torch.float64))
@@ -113,7 +115,7 @@ def test_dps_direction_is_minus_gradient_of_residual_norm():
     k = normalize_kernel(torch.rand(2, 1, 3, 3, generator=g, dtype=torch.float64))
     rho = sum((y[b] - blur(u[b, p : p + 1], k[b : b + 1])[0]).norm() for b in range(2) for p in range(3))
     (grad,) = torch.autograd.grad(rho, u)
-    ours = DPS(Schedule.make(1000, 10)).direction(u.detach(), y, k, torch.zeros(2, dtype=torch.float64), 3)
+    ours = DPS(Schedule.make(1000, 10)).direction(u.detach(), BlurProblem(y, torch.zeros(2, dtype=torch.float64)), k, 3)
     assert torch.allclose(ours, -grad, atol=1e-12)
 
 
@@ -128,7 +130,7 @@ def test_dps_step_equals_autograd_through_the_network():
     y = torch.rand(b, 3, 16, 16, generator=g)
     k = normalize_kernel(torch.rand(b, 1, 5, 5, generator=g))
     sigma = torch.full((b,), 0.05)
-    ours, kernel, _ = guided_step(net, sched, x, i, y, sigma, k, DPS(sched), noise)
+    ours, kernel, _ = guided_step(net, sched, x, i, BlurProblem(y, sigma), k, DPS(sched), noise)
 
     x_in = x.clone().requires_grad_(True)
     x0 = sched.eps_to_x0(x_in, net(x_in, sched.timesteps[i].expand(b * n))[:, :3], i, clip=True)
@@ -194,7 +196,8 @@ def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
     sigma = torch.tensor([0.05])
     r2 = [0.0] * sched.num_steps
     mstep = MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER)
-    hook = lambda u, k, i: mstep.update(y, u, sigma, k, "paper", r2[i], recentre=True)  # noqa: E731
+    problem = BlurProblem(y, sigma)
+    hook = lambda u, k, i: mstep.update(problem, u, init=k, weighting="paper", r2=r2[i], recenter=True)  # noqa: E731
     guidance = PiGDM(sched)
 
     def forbidden(*args, **kwargs):
@@ -202,7 +205,7 @@ def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    particles, kernel = run_loop(net, sched, y, sigma, guidance, dirac(1, 5), make_generators(0, 1, y.device), 2, hook)
+    particles, kernel = run_loop(net, sched, problem, guidance, dirac(1, 5), make_generators(0, 1, y.device), 2, mstep=hook)
     monkeypatch.undo()
     assert particles.shape == (1, 2, 3, 16, 16) and kernel.shape == (1, 1, 5, 5)
     assert all(p.grad is None for p in net.parameters())
@@ -246,6 +249,8 @@ def test_nonblind_result_has_no_kernel_and_default_steps():
         (dict(method="fastem-pigdm", mstep=MStepConfig(kernel_size=33)), "larger than the image"),
         (dict(method="fastem-pigdm", sigma=-0.1), "sigma"),
         (dict(method="fastem-pigdm", mode="fancy"), "unknown mode"),
+        (dict(method="fastem-pigdm", r2_rule="fancy"), "unknown r2 rule"),
+        (dict(method="fastem-pigdm", weighting="fancy"), "unknown M-step weighting"),
         (dict(method="pigdm", kernel=torch.ones(3, 3)), "kernel must be"),
     ],
 )
@@ -253,3 +258,36 @@ def test_bad_arguments_raise_input_errors(kwargs, match):
     args = dict(sigma=0.05) | kwargs
     with pytest.raises(InputError, match=match):
         run_method(args.pop("method"), tiny_unet(), torch.rand(1, 3, 16, 16), args.pop("sigma"), steps=3, **args)
+
+
+def test_mode_is_a_preset_that_explicit_r2_rule_and_weighting_override():
+    net = tiny_unet()
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    common = dict(steps=4, particles=2, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER))
+    choices = [("official", None, None), ("paper", None, None), ("official", "paper", "paper"),
+               ("paper", "official", None), ("official", None, "paper")]
+    runs = {
+        (m, rule, w): run_method("fastem-pigdm", net, y, 0.05, mode=m, r2_rule=rule, weighting=w, **common).kernel
+        for m, rule, w in choices
+    }
+    assert torch.equal(runs["official", "paper", "paper"], runs["paper", None, None])
+    assert not torch.equal(runs["official", None, None], runs["paper", None, None])
+    assert not torch.equal(runs["paper", "official", None], runs["paper", None, None])  # the r² rule alone matters
+    assert not torch.equal(runs["official", None, "paper"], runs["official", None, None])  # the weighting alone matters
+
+
+def test_the_prior_schedule_spec_sets_the_steps_schedule():
+    net = RecordingTimesteps(tiny_unet())
+    y = torch.rand(1, 3, 16, 16)
+    run_method("pigdm", net, y, 0.05, kernel=dirac(1, 3), steps=3, schedule=ScheduleSpec(T=100, kind="cosine"))
+    assert net.seen == [99, 50, 0]
+
+
+class RecordingTimesteps(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.seen = net, []
+
+    def forward(self, x, t):
+        self.seen.append(int(t[0]))
+        return self.net(x, t)

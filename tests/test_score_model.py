@@ -14,10 +14,11 @@ import yaml
 from PIL import Image
 
 from fdem.cli import main
-from fdem.diffusion import Schedule, linear_betas
+from fdem.diffusion import Schedule, ScheduleSpec, linear_betas
 from fdem.diffusion_losses import hybrid_loss, vlb_term
 from fdem.nets.unet import build_unet
 from fdem.priors import load_prior
+from fdem.restorers import build_restorer
 from fdem.sampling.unconditional import sample_grid, sample_unconditional
 
 REPO = Path(__file__).parents[1]
@@ -146,14 +147,43 @@ def test_export_loads_strictly_into_the_adm_unet(trained):
     tmp, ckpt, _ = trained
     out = tmp / "tiny.pt"
     main(["export", str(ckpt), "--out", str(out)])
-    state = torch.load(out, weights_only=True)
+    exported = torch.load(out, weights_only=True)
+    state = exported["state_dict"]
     hparams = torch.load(ckpt, weights_only=True)["hyper_parameters"]
+    assert exported["hyper_parameters"] == {"unet": hparams["unet"], "T": 1000, "schedule": "linear"}
     net = build_unet(hparams["unet"])
     net.load_state_dict(state, strict=True)
     ema = {k[4:]: v for k, v in torch.load(ckpt, weights_only=True)["state_dict"].items() if k.startswith("ema.")}
     assert state.keys() == net.state_dict().keys() and all(torch.equal(state[k], ema[k]) for k in state)
-    for prior in (load_prior(out, config=hparams["unet"]), load_prior(ckpt)):
-        assert all(torch.equal(prior.state_dict()[k], state[k]) for k in state)
+    for prior in (load_prior(out, config=hparams["unet"]), load_prior(out), load_prior(ckpt)):
+        assert all(torch.equal(prior.net.state_dict()[k], state[k]) for k in state)
+        assert prior.schedule == ScheduleSpec(T=1000, kind="linear", learned_sigma=True)
+
+
+def test_a_cosine_prior_is_sampled_on_its_cosine_schedule(tmp_path, monkeypatch):
+    """Trained 2 steps with ``schedule: cosine`` and T = 50, exported, loaded: the Prior carries the
+    schedule, and the restorer and ``fdem sample`` build their respaced schedules from it."""
+    config = tiny_config(tmp_path, write_folder(tmp_path / "images"), max_steps=2)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["model"]["init_args"].update(schedule="cosine", T=50)
+    config.write_text(yaml.safe_dump(cfg))
+    main(["fit", "--config", str(config)])
+    out = tmp_path / "cosine.pt"
+    main(["export", str(tmp_path / "checkpoints" / "last.ckpt"), "--out", str(out)])
+    prior = load_prior(out)
+    assert prior.schedule == ScheduleSpec(T=50, kind="cosine", learned_sigma=True, prediction="eps")
+
+    built = []
+    original = ScheduleSpec.build
+    monkeypatch.setattr(ScheduleSpec, "build", lambda spec, *a, **k: built.append(original(spec, *a, **k)) or built[-1])
+    restorer = build_restorer("pigdm", "cpu", prior=str(out), kernel_size=5, steps=4)
+    restorer.restore(torch.rand(1, 3, 16, 16), 0.05, kernel=torch.ones(1, 1, 5, 5) / 25)
+    main(["sample", "--prior", str(out), "--n", "1", "--steps", "3", "--out", str(tmp_path / "grid.png")])
+    cosine = {steps: Schedule.make(50, steps, "cosine").alphas_cumprod for steps in (4, 3)}
+    assert [s.num_steps for s in built] == [4, 3]
+    for schedule in built:
+        assert torch.equal(schedule.alphas_cumprod, cosine[schedule.num_steps])
+        assert not torch.allclose(schedule.alphas_cumprod, Schedule.make(50, schedule.num_steps).alphas_cumprod)
 
 
 def test_sample_writes_a_grid(trained, tmp_path):
@@ -168,8 +198,9 @@ def test_fixed_small_sampling_and_gray_grid():
     torch.manual_seed(0)
     net = build_unet(dict(image_size=8, in_channels=1, model_channels=32, channel_mult=[1, 2],
                           attention_resolutions=[4], num_head_channels=32, learn_sigma=False)).eval()
-    samples = sample_unconditional(net, 3, steps=4, T=100, seed=0, progress=False)
-    again = sample_unconditional(net, 3, steps=4, T=100, seed=0, progress=False)
+    spec = ScheduleSpec.assumed_for(net, T=100)
+    samples = sample_unconditional(net, 3, steps=4, schedule=spec, seed=0, progress=False)
+    again = sample_unconditional(net, 3, steps=4, schedule=spec, seed=0, progress=False)
     assert samples.shape == (3, 1, 8, 8) and torch.equal(samples, again) and samples.abs().max() <= 1
     grid = sample_grid(torch.tensor([-1.0, -0.5, 0.0]).view(3, 1, 1, 1).expand(3, 1, 2, 2), padding=0)
     assert grid.shape == (3, 4, 4) and grid[:, :2, :2].max() == 0 and (grid[:, :2, 2:] == 1).all()

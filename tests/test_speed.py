@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from fdem.benchmarks.flops import method_flops, network_flops, peak_tflops
-from fdem.benchmarks.speed import build_network, equality, markdown_table, measure, run_speed
+from fdem.benchmarks.speed import build_prior, equality, markdown_table, measure, run_speed
 from fdem.cli import main
 from fdem.nets.unet import NAMED_CONFIGS
 from fdem.sampling.fast_path import SpeedOptions, accelerate
@@ -103,7 +103,7 @@ def test_device_peaks():
 
 
 def test_equality_columns_compare_with_the_reference_run():
-    net = build_network(TINY, torch.device("cpu"))
+    net = build_prior(TINY, torch.device("cpu")).net
     options = dict(steps=3, repeats=1, warmup=0)
     _, output = measure("fastem-pigdm", accelerate(net, SpeedOptions("fp32", False, False)), 32, 2, **options)
     same, _ = measure("fastem-pigdm", accelerate(net, SpeedOptions("fp32", True, False)), 32, 2, reference=output, **options)
@@ -114,8 +114,8 @@ def test_equality_columns_compare_with_the_reference_run():
 
 def test_random_prior_draws_the_output_layer_too():
     x, t = torch.rand(1, 3, 32, 32), torch.tensor([500])
-    plain = build_network(TINY, torch.device("cpu"))
-    drawn = build_network(TINY, torch.device("cpu"), prior="random")
+    plain = build_prior(TINY, torch.device("cpu")).net
+    drawn = build_prior(TINY, torch.device("cpu"), prior="random").net
     assert plain(x, t).abs().max() == 0  # ADM's zero-initialised output layer: ε ≡ 0
     assert drawn(x, t).abs().mean() > 1e-3
     assert torch.equal(drawn.input_blocks[0][0].weight, plain.input_blocks[0][0].weight)  # same seed
@@ -203,7 +203,7 @@ def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
     import dataclasses
 
     from fdem.benchmarks.speed_grid import SpeedGrid, is_speed_config, load_grid
-    from fdem.restorers import method_names
+    from fdem.method_table import method_names
 
     path = BENCH_CONFIGS / name
     assert is_speed_config(path)

@@ -23,6 +23,7 @@ DATA = Path(__file__).parent / "data"
 LAYOUTS = [
     ("ffhq256", "adm_ffhq256.tsv", 93_563_910, 362),
     ("kernel64", "adm_kernel64_gray.tsv", 17_057_474, 256),
+    ("imagenet256", "adm_imagenet256_uncond.tsv", 552_814_086, 566),
 ]
 TINY = ADMConfig(
     image_size=16,
@@ -78,10 +79,11 @@ def test_random_checkpoint_loads_strictly(name, tsv, n_params, n_tensors):
     result = model.load_state_dict(state, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
     assert torch.equal(model.state_dict()["out.2.weight"], state["out.2.weight"])
-    if name == "kernel64":  # the full kernel prior is cheap enough to run once at 64×64
+    if name in ("kernel64", "imagenet256"):  # cheap enough to run once at 64×64 on a CPU
+        channels = model.cfg.in_channels
         with torch.no_grad():
-            out = model.eval()(torch.rand(1, 1, 64, 64) * 2 - 1, torch.tensor([999]))
-        assert out.shape == (1, 2, 64, 64) and torch.isfinite(out).all()
+            out = model.eval()(torch.rand(1, channels, 64, 64) * 2 - 1, torch.tensor([999]))
+        assert out.shape == (1, 2 * channels, 64, 64) and torch.isfinite(out).all()
 
 
 def test_named_configs_and_errors():

@@ -16,7 +16,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size, dirac
 from fdem.mstep import estimate_kernel
 from fdem.physics import wiener_deconv
-from fdem.restorers import Restoration, Restorer
+from fdem.restoration import Restoration, Restorer
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ class AlternationRestorer(Restorer):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
 
         super().__init__(method, device)
-        check_kernel_size(kernel_size, "alternation")
+        check_kernel_size(kernel_size, method)
         if rounds < 1 or mstep_iters < 1:
             raise InputError(f"alternation: rounds and mstep_iters must be >= 1, got {rounds} and {mstep_iters}")
         self.options = dict(kernel_size=kernel_size, rounds=rounds, mstep_iters=mstep_iters, lam=lam)

@@ -34,7 +34,8 @@ from torch import Tensor
 from fdem.errors import InputError
 from fdem.kernel_ops import center_of_mass, check_kernel_size, dirac, normalize_kernel, recenter
 from fdem.physics import as_batch_sigma, check_kernel_fits, otf2psf, psf2otf
-from fdem.restorers import ConfigRestorer, Restoration
+from fdem.restoration import ConfigRestorer, Restoration
+from fdem.validate import check_sigma
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
 
@@ -284,8 +285,8 @@ def _check_input(y: Tensor, kernel_size: int, sigma) -> None:
         raise InputError(f"expected images (B, 1 or 3, H, W), got shape {tuple(y.shape)}")
     check_kernel_size(kernel_size, "l0-anger")
     check_kernel_fits((kernel_size, kernel_size), tuple(y.shape[-2:]))
-    if sigma is not None and bool((torch.as_tensor(sigma) < 0).any()):
-        raise InputError(f"sigma must be >= 0, got {sigma}")
+    if sigma is not None:
+        check_sigma(sigma)
 
 
 @torch.no_grad()
@@ -309,10 +310,9 @@ def l0_anger(y: Tensor, kernel_size: int, sigma: float | Tensor | None = None,
 
 
 class L0AngerRestorer(ConfigRestorer):
-    """``l0-anger`` behind the :class:`fdem.restorers.Restorer` interface; options: ``kernel_size``
+    """``l0-anger`` behind the :class:`fdem.restoration.Restorer` interface; options: ``kernel_size``
     and the fields of :class:`L0Params` (deterministic: seeds are ignored)."""
 
-    blind = True
     seeded = False
     config_class = L0Params
 

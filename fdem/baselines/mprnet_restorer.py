@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.restorers import Restoration, Restorer
+from fdem.restoration import Restoration, Restorer
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "nets" / "weights"
 # The shipped network and its widths (must match configs/mprnet_small.yaml's model).
@@ -24,7 +24,6 @@ SHIPPED_MPRNET = (WEIGHTS / "mprnet_small.pt", dict(n_feat=24, scale_unetfeats=1
 class MPRNetRestorer(Restorer):
     """MPRNet on RGB or gray images of any size (reflect-padded to a multiple of 8 by :meth:`MPRNet.restore`)."""
 
-    blind = True
     seeded = False
 
     def __init__(self, method: str, device: torch.device | str = "cpu", weights: str | Path | None = None,

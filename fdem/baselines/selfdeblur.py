@@ -28,7 +28,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import center_of_mass, check_kernel_size, recenter
 from fdem.nets.dip import KernelMLP, SkipGenerator, min_input_size
 from fdem.physics import check_kernel_fits
-from fdem.restorers import ConfigRestorer, Restoration
+from fdem.restoration import ConfigRestorer, Restoration
 
 _RGB_TO_Y = (0.299, 0.587, 0.114)  # ITU-R BT.601, full range (JPEG / OpenCV YCrCb)
 
@@ -255,10 +255,9 @@ def selfdeblur(
 
 
 class SelfDeblurRestorer(ConfigRestorer):
-    """``selfdeblur`` behind :class:`fdem.restorers.Restorer`; options: ``kernel_size`` and the fields
+    """``selfdeblur`` behind :class:`fdem.restoration.Restorer`; options: ``kernel_size`` and the fields
     of :class:`SelfDeblurConfig` (sigma is not used by the method)."""
 
-    blind = True
     seeded = True
     config_class = SelfDeblurConfig
 

@@ -51,7 +51,7 @@ class ScoreModel(L.LightningModule):
         if init_from is not None:  # warm start (fine-tuning): the weights of a prior of the same architecture
             from fdem.priors import load_prior
 
-            self.net.load_state_dict(load_prior(init_from, unet).state_dict())
+            self.net.load_state_dict(load_prior(init_from, unet).net.state_dict())
         self.ema = copy.deepcopy(self.net).requires_grad_(False)
         self.schedule = Schedule.make(T, kind=schedule)
 
@@ -99,3 +99,7 @@ class ScoreModel(L.LightningModule):
     def export_state_dict(self) -> dict[str, Tensor]:
         """The EMA UNet's weights with ADMUNet's own keys (the guided-diffusion layout)."""
         return {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+
+    def export_hyper_parameters(self) -> dict:
+        """What a prior file records beside the weights: the architecture and the schedule trained with."""
+        return {"unet": self.hparams.unet, "T": self.hparams.T, "schedule": self.hparams.schedule}

@@ -1,6 +1,6 @@
 """Which metrics can run here: optional packages and weight files, checked without importing or downloading.
 
-The learned and no-reference metrics need files the user places by hand (DESIGN.md §7): nothing
+The learned and no-reference metrics need files the user places by hand (docs/design.md §7): nothing
 here ever downloads. Folders follow ``torch.hub.get_dir()`` (``$TORCH_HOME/hub``, by default
 ``~/.cache/torch/hub``) and are resolved at call time, so setting ``TORCH_HOME`` takes effect.
 A metric that cannot run is reported once per process by :func:`report_unavailable`.
@@ -15,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-ALWAYS_READY = ("psnr", "ssim", "kernel_mse", "reblur")
-OPTIONAL = ("lpips", "fid", "niqe", "brisque")
+from fdem.metrics.registry import REGISTRY, checked_names
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -31,7 +30,7 @@ SOURCES = {
     BRISQUE_FILE: "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/" + BRISQUE_FILE,
 }
 
-PACKAGES = {"lpips": "lpips", "fid": "pytorch_fid", "niqe": "pyiqa", "brisque": "pyiqa"}
+PACKAGES = {m.name: m.package for m in REGISTRY.values() if m.package}
 INSTALL_HINT = "pip install 'fdem[metrics]'"
 
 
@@ -111,12 +110,12 @@ def _hint(name: str, pkg_ok: bool, files: list[tuple[Path, bool]]) -> str:
 
 def status_of(name: str) -> MetricStatus:
     """:class:`MetricStatus` of one metric, from file presence only (nothing is loaded)."""
-    if name in ALWAYS_READY:
-        return MetricStatus(name, True, [], "")
-    if name not in OPTIONAL:
+    if name not in checked_names():
         from fdem.errors import InputError
 
-        raise InputError(f"unknown metric {name!r}: use one of {', '.join(ALWAYS_READY + OPTIONAL)}")
+        raise InputError(f"unknown metric {name!r}: use one of {', '.join(checked_names())}")
+    if not REGISTRY[name].weights:
+        return MetricStatus(name, True, [], "")
     pkg_ok = package_ok(PACKAGES[name])
     files = [(path, path.is_file()) for path in required_files(name)]
     return MetricStatus(name, pkg_ok, files, _hint(name, pkg_ok, files))
@@ -124,7 +123,7 @@ def status_of(name: str) -> MetricStatus:
 
 def metric_status() -> list[MetricStatus]:
     """Readiness of every metric: the always-available ones first, then the optional ones."""
-    return [status_of(name) for name in ALWAYS_READY + OPTIONAL]
+    return [status_of(name) for name in checked_names()]
 
 
 def require(name: str) -> None:

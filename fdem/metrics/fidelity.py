@@ -1,6 +1,6 @@
 """Full-reference fidelity metrics that need no weights: PSNR, SSIM, re-blur loss, kernel MSE.
 
-All take ``(B, C, H, W)`` batches in ``[0, 1]`` (DESIGN.md §1) and return one value per image,
+All take ``(B, C, H, W)`` batches in ``[0, 1]`` (docs/design.md §1) and return one value per image,
 so that a benchmark averages per-image values (PSNR is averaged after the log, as in the paper).
 """
 

@@ -2,7 +2,8 @@
 
 PSNR and SSIM always run. LPIPS, NIQE, BRISQUE and the FID features run when their package and
 weight files are present; otherwise their column is NaN and one warning per process says which
-file to put where (DESIGN.md §7). FID itself is a set statistic: collect
+file to put where (docs/design.md §7). Which metrics exist, and what each needs, is
+:mod:`fdem.metrics.registry`. FID itself is a set statistic: collect
 :meth:`MetricSuite.fid_features` of restored and sharp images and call
 :func:`fdem.metrics.fid.fid_from_features`.
 """
@@ -18,9 +19,9 @@ from torch import Tensor
 from fdem.errors import InputError
 from fdem.metrics.availability import MetricUnavailable, report_unavailable
 from fdem.metrics.fidelity import psnr, ssim
+from fdem.metrics.registry import REGISTRY, check_selection, suite_names
 
-IMAGE_METRICS = ("psnr", "ssim", "lpips", "niqe", "brisque")
-VALID_NAMES = IMAGE_METRICS + ("fid",)
+FUNCTIONS = {"psnr": psnr, "ssim": ssim}  # the suite's metrics that load nothing
 
 
 def _load(name: str, device: torch.device):
@@ -47,14 +48,11 @@ class MetricSuite:
     (naming ``"fid"`` in ``names`` is accepted and means the same as ``fid=True``).
     """
 
-    def __init__(self, names: Iterable[str] = IMAGE_METRICS, device: str | torch.device = "cpu", fid: bool = True) -> None:
-        names = tuple(names)
-        unknown = [n for n in names if n not in VALID_NAMES]
-        if unknown:
-            raise InputError(f"unknown metric(s) {', '.join(unknown)}: valid names are {', '.join(VALID_NAMES)}")
-        self.names = tuple(n for n in dict.fromkeys(names) if n != "fid")
+    def __init__(self, names: Iterable[str] | None = None, device: str | torch.device = "cpu", fid: bool = True) -> None:
+        names = check_selection(suite_names() if names is None else names)
+        self.names = tuple(n for n in dict.fromkeys(names) if REGISTRY[n].source == "suite")
         self.device = torch.device(device)
-        networks = [n for n in self.names if n in ("lpips", "niqe", "brisque")] + (["fid"] if fid or "fid" in names else [])
+        networks = [n for n in self.names if REGISTRY[n].weights] + (["fid"] if fid or "fid" in names else [])
         self._metrics = {n: _load(n, self.device) for n in networks}
 
     @property
@@ -64,7 +62,7 @@ class MetricSuite:
 
     def available(self, name: str) -> bool:
         """Whether metric ``name`` of this suite gives numbers (not NaN)."""
-        if name in ("psnr", "ssim"):
+        if name in FUNCTIONS:
             return name in self.names
         return self._metrics.get(name) is not None
 
@@ -82,16 +80,11 @@ class MetricSuite:
         nan = torch.full((x.shape[0],), float("nan"))
         out: dict[str, Tensor] = {}
         for name in self.names:
-            if name == "psnr":
-                out[name] = psnr(x, ref).float().cpu()
-            elif name == "ssim":
-                out[name] = ssim(x, ref).float().cpu()
-            elif name == "lpips":
-                metric = self._metrics[name]
-                out[name] = metric(x, ref) if metric is not None else nan.clone()
-            elif name in ("niqe", "brisque"):
-                metric = self._metrics[name]
-                out[name] = metric(x) if metric is not None else nan.clone()
+            metric = FUNCTIONS.get(name) or self._metrics[name]
+            if metric is None:
+                out[name] = nan.clone()
+            else:
+                out[name] = (metric(x, ref) if REGISTRY[name].reference else metric(x)).float().cpu()
         return out
 
     @torch.no_grad()

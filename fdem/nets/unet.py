@@ -113,6 +113,13 @@ NAMED_CONFIGS: dict[str, ADMConfig] = {
         channel_mult=(1, 2, 3, 4),
         attention_resolutions=(16,),
     ),
+    # The public ImageNet 256×256 unconditional ADM (`256x256_diffusion_uncond.pt`, the general-photo
+    # prior of DPS/DDRM/DiffPIR): 552,814,086 parameters, 566 tensors.
+    "imagenet256": ADMConfig(
+        model_channels=256,
+        num_res_blocks=2,
+        attention_resolutions=(32, 16, 8),
+    ),
     # The natural-image prior shipped with fdem (`prior_small64.pt`) and the CPU speed grid's UNet: 1,915,590 parameters.
     "small64": SMALL64,
     # The kernel prior shipped with fdem (`kernel_prior_small64.pt`): small64 on 1-channel kernels.

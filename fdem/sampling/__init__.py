@@ -2,13 +2,13 @@
 
 from fdem.sampling.guidance import DPS, PiGDM, make_guidance, r2_schedule
 from fdem.sampling.loop import guided_step, run_loop
-from fdem.sampling.methods import METHODS, MStepConfig, run_method, total_steps
+from fdem.sampling.methods import METHODS, MODES, run_method, total_steps
 from fdem.sampling.result import SamplingResult, Trace, TraceRecorder, save_trace
 
 __all__ = [
     "DPS",
     "METHODS",
-    "MStepConfig",
+    "MODES",
     "PiGDM",
     "SamplingResult",
     "Trace",

@@ -1,10 +1,11 @@
-"""``blind-dps``: parallel diffusion of image and kernel (Chung et al., CVPR 2023), DESIGN.md §4.
+"""``blind-dps``: parallel diffusion of image and kernel (Chung et al., CVPR 2023), docs/design.md §4.
 
 Two DDPM chains run in lockstep on the same respaced schedule: the image ADM on ``x_i`` and a
 grayscale ADM of kernels on ``x_i^k`` (``k × k``, any size the kernel network accepts). One step
 at index ``i`` uses the primitives of :mod:`fdem.sampling.loop` for each chain (``predict_x0``,
-``per_image_noise``, :meth:`~fdem.diffusion.Schedule.ddpm_step`, ``learned_range`` variance when
-the network predicts one) and adds only the coupling:
+``per_image_noise``, :meth:`~fdem.diffusion.Schedule.ddpm_step`, and the variance of
+:func:`~fdem.diffusion.variance_kind` asking for the learned one: ``learned_range`` when the
+chain's prior predicts its variance) and adds only the coupling:
 
 * ``u = clamp((x̂0 + 1)/2, 0, 1)`` and ``k̂0 = (x̂0ᵏ + 1)/2`` clipped ≥ 0 and normalised to sum 1;
 * ``ρ = ‖y − k̂0 ⊛ u‖₂`` (circular FFT blur, one norm per image, not squared), plus
@@ -30,19 +31,13 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from fdem.diffusion import MAX_STEPS, Schedule, check_steps
+from fdem.diffusion import Schedule, ScheduleSpec, check_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size, normalize_kernel, recenter
 from fdem.physics import blur, check_kernel_fits
-from fdem.restorers import Restoration, Restorer
+from fdem.priors import Prior, load_prior
+from fdem.restoration import Restoration, Restorer
 from fdem.sampling.loop import per_image_noise, predict_x0
-
-
-
-def variance_kind(net: nn.Module) -> str:
-    """``learned_range`` for a network that predicts its variance, else ``fixed_small``."""
-    cfg = getattr(net, "cfg", None)
-    return "learned_range" if cfg is not None and cfg.learn_sigma else "fixed_small"
 
 
 def kernel_from_x0(x0k: Tensor) -> Tensor:
@@ -56,10 +51,12 @@ def residual_norm(y: Tensor, u: Tensor, kernel: Tensor) -> Tensor:
 
 
 class Chain:
-    """One diffusion chain: its network and the variance rule of its DDPM step."""
+    """One diffusion chain: its network and the variance rule of its DDPM step (the prior's
+    learned variance if ``spec`` has one; ``spec=None``: :meth:`ScheduleSpec.assumed_for` the net)."""
 
-    def __init__(self, net: nn.Module):
-        self.net, self.var_kind = net, variance_kind(net)
+    def __init__(self, net: nn.Module, spec: ScheduleSpec | None = None):
+        spec = ScheduleSpec.assumed_for(net) if spec is None else spec
+        self.net, self.var_kind = net, variance_kind(spec, use_learned=True)
 
     def predict(self, schedule: Schedule, x: Tensor, i: int) -> tuple[Tensor, Tensor | None]:
         """Clamped ``x̂0`` (with the graph to ``x``) and the detached variance channels."""
@@ -111,14 +108,24 @@ def run_blind_dps(
     generators: Sequence[torch.Generator],
     kernel_l1: float = 0.0,
     callback: Callable[[], None] | None = None,
+    *,
+    schedule: ScheduleSpec | None = None,
+    kernel_schedule: ScheduleSpec | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Blind-DPS on ``y (B, C, H, W)`` in ``[0, 1]`` (H, W accepted by ``image_net``).
 
+    ``schedule`` and ``kernel_schedule`` are the two priors' specs (None: assumed from the network,
+    T = 1000 linear); the chains run in lockstep, so both must have the same T and beta schedule.
     Image ``b`` draws its image noise, then its kernel noise, from ``generators[b]`` at every step.
     Returns ``(image (B, C, H, W) in [0, 1], kernel (B, 1, k, k) sum 1)``.
     """
-    schedule = Schedule.make(MAX_STEPS, steps, device=y.device)
-    image, kernel = Chain(image_net), Chain(kernel_net)
+    spec = ScheduleSpec.assumed_for(image_net) if schedule is None else schedule
+    kernel_spec = ScheduleSpec.assumed_for(kernel_net) if kernel_schedule is None else kernel_schedule
+    if (kernel_spec.T, kernel_spec.kind) != (spec.T, spec.kind):
+        raise InputError(f"kernel_schedule ({kernel_spec.T} {kernel_spec.kind} steps) must match the image "
+                         f"prior's schedule ({spec.T} {spec.kind} steps): the two chains run in lockstep")
+    schedule = spec.build(steps, y.device)
+    image, kernel = Chain(image_net, spec), Chain(kernel_net, kernel_spec)
     shape, kshape = (1,) + tuple(y.shape[1:]), (1, 1, kernel_size, kernel_size)
     x = per_image_noise(generators, shape, y)
     xk = per_image_noise(generators, kshape, y)
@@ -130,40 +137,30 @@ def run_blind_dps(
     return ((x + 1) / 2).clamp(0, 1), kernel_from_x0(xk.clamp(-1, 1))
 
 
-def _load_kernel_prior(path: str | Path | None, config, device: torch.device) -> nn.Module:
-    """The kernel ADM: ``path`` (default architecture: the checkpoint's own, else ``kernel64``, the
-    authors' ``kernel_checkpoint.pt``), a shipped prior's name, or (None) the shipped default."""
-    from fdem.priors import is_shipped_name, load_prior, read_checkpoint, resolve_prior
-
-    if path is not None and config is None and not is_shipped_name(path):
-        config = read_checkpoint(path)[1].get("unet", "kernel64")
-    path, config = resolve_prior(path, config, kind="kernel")
-    return load_prior(path, config, device=device)
-
-
 class BlindDPSRestorer(Restorer):
     """Blind-DPS with an image prior (``prior=None``: the shipped one) and a kernel prior
-    (``kernel_prior=None``: the shipped one). Images of any size are reflect-padded to the image
+    (``kernel_prior=None``: the shipped one; a file without an architecture is read as
+    ``kernel64``, the authors' ``kernel_checkpoint.pt``); either may be a
+    :class:`~fdem.priors.Prior` in memory. Both chains run on the image prior's schedule, which the
+    kernel prior must share (T, betas). Images of any size are reflect-padded to the image
     network's multiple and cropped back; the kernel chain works at ``kernel_size`` (a multiple of
     the kernel network's). The returned kernel is re-centred on its centre of mass. σ is not used
-    (DPS guidance has no noise term)."""
-
-    blind = True
+    (DPS guidance has no noise term).
+    """
 
     def __init__(
         self,
         method: str,
         device: torch.device | str = "cpu",
-        prior: str | Path | None = None,
+        prior: str | Path | Prior | None = None,
         prior_config: str | None = None,
-        kernel_prior: str | Path | None = None,
+        kernel_prior: str | Path | Prior | None = None,
         kernel_prior_config: str | None = None,
         kernel_size: int = 64,
         steps: int = 1000,
         kernel_l1: float = 0.0,
     ):
-        from fdem.deblur import network_multiple
-        from fdem.priors import load_prior
+        from fdem.padding import network_multiple
 
         super().__init__(method, device)
         check_steps(steps)
@@ -171,8 +168,10 @@ class BlindDPSRestorer(Restorer):
         if kernel_l1 < 0:
             raise InputError(f"kernel_l1 must be >= 0, got {kernel_l1}")
         self.steps, self.kernel_size, self.kernel_l1 = steps, kernel_size, kernel_l1
-        self.net = load_prior(prior, prior_config, device=self.device)
-        self.kernel_net = _load_kernel_prior(kernel_prior, kernel_prior_config, self.device)
+        image = load_prior(prior, prior_config, device=self.device)
+        kernel = load_prior(kernel_prior, kernel_prior_config, device=self.device, kind="kernel")
+        self.net, self.kernel_net = image.net, kernel.net
+        self.schedules = image.schedule, kernel.schedule
         if self.kernel_net.cfg.in_channels != 1:
             raise InputError(f"the kernel prior must have 1 input channel, got {self.kernel_net.cfg.in_channels}")
         multiple = network_multiple(self.kernel_net)
@@ -186,7 +185,7 @@ class BlindDPSRestorer(Restorer):
         return self.steps
 
     def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
-        from fdem.deblur import network_multiple, reflect_pad
+        from fdem.padding import network_multiple, reflect_pad
         from fdem.sampling.methods import make_generators
 
         channels = self.net.cfg.in_channels
@@ -197,6 +196,8 @@ class BlindDPSRestorer(Restorer):
         check_kernel_fits((self.kernel_size, self.kernel_size), tuple(padded.shape[-2:]))
         generators = make_generators(seed, y.shape[0], y.device)
         image, k = run_blind_dps(self.net, self.kernel_net, padded, self.kernel_size, self.steps, generators,
-                                 self.kernel_l1, callback)
+                                 self.kernel_l1, callback,
+                                 schedule=self.schedules[0], kernel_schedule=self.schedules[1])
         image = image[..., top : top + h, left : left + w]
         return Restoration(image, recenter(k), particles=image[:, None])
+

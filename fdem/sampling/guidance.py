@@ -1,20 +1,23 @@
-"""Guidance rules: how the observation ``y = k ⊛ x + σn`` steers each DDPM step (DESIGN.md §4).
+"""Guidance rules: how the observation ``y = k ⊛ x + σn`` steers each DDPM step (docs/design.md §4).
 
 A rule gives, per respaced step ``i``, a host-side weight ``w_i`` and a direction ``d`` in the
 ``[0, 1]`` image space of ``u = clamp((x̂0 + 1)/2, 0, 1)``; the loop adds ``w_i · (∂u/∂x_i)ᵀ d``
 (one vector–Jacobian product through the network) to the unguided step. Directions are computed
-in Fourier for all particles at once: ``u (B, n, C, H, W)``, ``y (B, C, H, W)``, one kernel per
-image ``(B, 1, k, k)`` shared by its particles, ``sigma (B,)`` in ``[0, 1]`` units.
+in Fourier for all particles at once from the run's :class:`~fdem.problem.BlurProblem` (``y``'s
+spectrum, the kernel's cached OTF): ``u (B, n, C, H, W)``, one kernel per image ``(B, 1, k, k)``
+shared by its particles.
 
-* ΠGDM: ``d = F⁻¹[conj(K)(Y − K·U) / (r²|K|² + σ²)] = Hᵀ(r²HHᵀ + σ²I)⁻¹(y − Hu)`` and
-  ``w_i = √ᾱ_i · r_i² · √(1/(1 + v_i))`` with ``v_i = β̃_i``. The r-rule sets ``r_i²``:
-  ``"official"`` (the authors' code) ``v/(1 + v)``, ``"paper"`` (ΠGDM) ``1 − ᾱ_i``; it replaces
-  ``r²`` everywhere it appears, so both rules share the official step form. (With the paper rule
-  the step no longer shrinks with the step size: fine at ΠGDM's 100 steps, it overshoots at 1000.)
-* DPS: ``ρ = ‖y − k ⊛ u‖₂`` (not squared) per particle, ``d = −∇_u ρ = Hᵀ(y − Hu)/ρ`` and
-  ``w_i = √ᾱ_i``, i.e. ``x_{i−1} = x'_{i−1} − √ᾱ_i ∇_{x_i} ρ``. The authors compare ``x̂0`` in
-  ``[−1, 1]`` with ``y`` in ``[0, 1]`` and take one norm over the whole batch; here ``x̂0`` is mapped
-  to ``[0, 1]`` first and each particle has its own norm (so particles and images do not interact).
+* ΠGDM (the paper's Eq. 11): ``d = F⁻¹[conj(K)(Y − K·U) / (r²|K|² + σ²)] = Hᵀ(r²HHᵀ + σ²I)⁻¹(y − Hu)``
+  and ``w_i = √ᾱ_i · r_i² · √(1/(1 + v_i))`` with ``v_i = β̃_i``. The r² rule (:func:`r2_schedule`)
+  sets ``r_i²``: ``"official"`` (the authors' code) ``v/(1 + v)``, ``"paper"`` (ΠGDM) ``1 − ᾱ_i``;
+  it replaces ``r²`` everywhere it appears, so both rules share the official step form. (With the
+  paper rule the step no longer shrinks with the step size: fine at ΠGDM's 100 steps, it overshoots
+  at 1000.)
+* DPS (the paper's Eq. 9): ``ρ = ‖y − k ⊛ u‖₂`` (not squared) per particle,
+  ``d = −∇_u ρ = Hᵀ(y − Hu)/ρ`` and ``w_i = √ᾱ_i``, i.e. ``x_{i−1} = x'_{i−1} − √ᾱ_i ∇_{x_i} ρ``.
+  The authors compare ``x̂0`` in ``[−1, 1]`` with ``y`` in ``[0, 1]`` and take one norm over the
+  whole batch; here ``x̂0`` is mapped to ``[0, 1]`` first and each particle has its own norm (so
+  particles and images do not interact).
 """
 
 from __future__ import annotations
@@ -24,31 +27,30 @@ from torch import Tensor
 
 from fdem.diffusion import Schedule
 from fdem.errors import InputError
-from fdem.physics import psf2otf
+from fdem.problem import BlurProblem
 
-R_RULES = ("official", "paper")
+R2_RULES = ("official", "paper")
 SIGMA_FLOOR = 1e-8  # the authors' guard for σ = 0
 
 
+def check_r2_rule(rule: str) -> None:
+    """Raise an :class:`InputError` unless ``rule`` is one of :data:`R2_RULES`."""
+    if rule not in R2_RULES:
+        raise InputError(f"unknown r2 rule {rule!r}: choose one of {', '.join(R2_RULES)}")
+
+
 def r2_schedule(schedule: Schedule, rule: str) -> list[float]:
-    """ΠGDM's variance ``r_i²`` of ``x0 | x_i`` for every respaced step (host floats)."""
+    """ΠGDM's variance ``r_i²`` of ``x0 | x_i`` for every respaced step (host floats):
+    ``"official"`` ``v_i/(1 + v_i)`` with ``v_i = β̃_i``, ``"paper"`` ``1 − ᾱ_i``."""
+    check_r2_rule(rule)
     if rule == "official":
         v = schedule.posterior_variance.double()
         return (v / (1 + v)).tolist()
-    if rule == "paper":
-        return (1 - schedule.alphas_cumprod.double()).tolist()
-    raise InputError(f"unknown mode {rule!r}: choose one of {', '.join(R_RULES)}")
-
-
-def _spectra(u: Tensor, y: Tensor, kernel: Tensor) -> tuple[Tensor, Tensor]:
-    """``K`` broadcast as ``(B, 1, 1, H, W')`` and the residual spectrum ``Y − K·U`` ``(B, n, C, H, W')``."""
-    otf = psf2otf(kernel.to(u.dtype), u.shape[-2:]).unsqueeze(1)
-    residual = torch.fft.rfft2(y.to(u.dtype)).unsqueeze(1) - otf * torch.fft.rfft2(u)
-    return otf, residual
+    return (1 - schedule.alphas_cumprod.double()).tolist()
 
 
 class PiGDM:
-    """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r-rule."""
+    """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r² rule."""
 
     def __init__(self, schedule: Schedule, rule: str = "official"):
         self.r2 = r2_schedule(schedule, rule)
@@ -56,11 +58,11 @@ class PiGDM:
         v = schedule.posterior_variance.double()
         self.weights = (abar.sqrt() * torch.tensor(self.r2, dtype=torch.float64) / (1 + v).sqrt()).tolist()
 
-    def direction(self, u: Tensor, y: Tensor, kernel: Tensor, sigma: Tensor, i: int) -> Tensor:
-        otf, residual = _spectra(u, y, kernel)
-        sig2 = sigma.to(u.dtype).clamp_min(SIGMA_FLOOR).square().reshape(-1, 1, 1, 1, 1)
-        spectrum = otf.conj() * residual / (self.r2[i] * otf.abs().square() + sig2)
-        return torch.fft.irfft2(spectrum, s=u.shape[-2:])
+    def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
+        otf = problem.otf(kernel).unsqueeze(1)
+        residual = problem.residual_spectrum(u, kernel)
+        sig2 = problem.sigma.clamp_min(SIGMA_FLOOR).square().reshape(-1, 1, 1, 1, 1)
+        return problem.image(otf.conj() * residual / (self.r2[i] * otf.abs().square() + sig2))
 
 
 class DPS:
@@ -69,20 +71,19 @@ class DPS:
     def __init__(self, schedule: Schedule):
         self.weights = schedule.sqrt_alphas_cumprod.double().tolist()
 
-    def direction(self, u: Tensor, y: Tensor, kernel: Tensor, sigma: Tensor, i: int) -> Tensor:
-        otf, residual = _spectra(u, y, kernel)
-        norm = torch.fft.irfft2(residual, s=u.shape[-2:]).flatten(2).norm(dim=-1)
-        adjoint = torch.fft.irfft2(otf.conj() * residual, s=u.shape[-2:])
-        return adjoint / norm.clamp_min(1e-12)[..., None, None, None]
+    def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
+        residual = problem.residual_spectrum(u, kernel)
+        norm = problem.image(residual).flatten(2).norm(dim=-1)  # ρ = ‖y − H u‖₂ per particle
+        return problem.adjoint(residual, kernel) / norm.clamp_min(1e-12)[..., None, None, None]
 
 
 GUIDANCES = ("dps", "pigdm")
 
 
-def make_guidance(name: str, schedule: Schedule, mode: str = "official") -> PiGDM | DPS:
-    """The guidance rule ``name`` ("dps" or "pigdm"); ``mode`` picks ΠGDM's r-rule."""
+def make_guidance(name: str, schedule: Schedule, r2_rule: str = "official") -> PiGDM | DPS:
+    """The guidance rule ``name`` ("dps" or "pigdm"); ``r2_rule`` is ΠGDM's r² rule."""
     if name == "pigdm":
-        return PiGDM(schedule, mode)
+        return PiGDM(schedule, r2_rule)
     if name == "dps":
         return DPS(schedule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")

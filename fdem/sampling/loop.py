@@ -1,14 +1,18 @@
 """THE sampler loop: ancestral DDPM steps with a pluggable guidance rule and optional M-step.
 
 Every method of :mod:`fdem.sampling.methods` is this loop with a different guidance rule and
-per-step kernel update. One step at respaced index ``i`` (DESIGN.md §4, the authors' order):
+per-step kernel update (Fast EM: :mod:`fdem.sampling.fast_em`; Diffusion EM runs it L times:
+:mod:`fdem.sampling.diffusion_em`). One step at respaced index ``i`` (docs/design.md §4, the
+authors' order):
 
-1. the network predicts ε̂ at ``x_i`` for all ``B·n`` particles in one call (channels past ``C``,
-   a learned variance, are used only by ``var_kind="learned_range"``); ``x̂0`` is clamped to
-   ``[−1, 1]`` and ``u = clamp((x̂0 + 1)/2, 0, 1)``;
+1. the network predicts ε̂ at ``x_i`` for all ``B·n`` particles in one call, given the original
+   timestep ``τ_i = schedule.timesteps[i]`` (channels past ``C``, a learned variance, are used
+   only by ``var_kind="learned_range"``); ``x̂0`` is clamped to ``[−1, 1]`` and
+   ``u = clamp((x̂0 + 1)/2, 0, 1)``;
 2. the unguided ancestral step ``x'_{i−1}`` (posterior mean + σ_i·noise, no noise at ``i = 0``);
 3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel;
-4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP).
+4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP),
+   computed with the kernel of step 3: the M-step comes before the guidance.
 
 Particles are laid out image-major, ``(B·n, C, H, W)`` ↔ ``(B, n, C, H, W)``. Image ``b`` draws
 all its noise from its own generator, so its result does not depend on the other images of the
@@ -24,9 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from fdem.diffusion import Schedule
+from fdem.problem import BlurProblem
 
 MStepHook = Callable[[Tensor, Tensor, int], Tensor]  # (u (B,n,C,H,W), kernel, i) -> kernel
 StepCallback = Callable[[Tensor, "Tensor | None"], None]  # (u (B,n,C,H,W), kernel) after each step
+Loop = Callable[..., "tuple[Tensor, Tensor]"]  # run_loop with all but (kernel, mstep=...) bound
 
 
 class Guidance(Protocol):
@@ -35,7 +41,7 @@ class Guidance(Protocol):
 
     weights: list[float]
 
-    def direction(self, u: Tensor, y: Tensor, kernel: Tensor, sigma: Tensor, i: int) -> Tensor: ...
+    def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor: ...
 
 
 def per_image_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...], like: Tensor) -> Tensor:
@@ -58,16 +64,16 @@ def guided_step(
     schedule: Schedule,
     x: Tensor,
     i: int,
-    y: Tensor,
-    sigma: Tensor,
+    problem: BlurProblem,
     kernel: Tensor,
     guidance: Guidance,
     noise: Tensor | None,
+    *,
     mstep: MStepHook | None = None,
     var_kind: str = "fixed_small",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One step ``x_i → x_{i−1}``; returns ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
-    batch = y.shape[0]
+    batch = problem.y.shape[0]
     weight = guidance.weights[i]
     with torch.enable_grad():
         x_in = x.detach().requires_grad_(weight != 0.0)
@@ -79,7 +85,7 @@ def guided_step(
     if mstep is not None:
         kernel = mstep(particles, kernel, i)
     if weight != 0.0:
-        direction = guidance.direction(particles, y, kernel, sigma, i)
+        direction = guidance.direction(particles, problem, kernel, i)
         (vjp,) = torch.autograd.grad(u, x_in, direction.flatten(0, 1))
         x_next = x_next + weight * vjp
     return x_next, kernel, particles
@@ -89,27 +95,30 @@ def guided_step(
 def run_loop(
     net: nn.Module,
     schedule: Schedule,
-    y: Tensor,
-    sigma: Tensor,
+    problem: BlurProblem,
     guidance: Guidance,
     kernel: Tensor,
     generators: Sequence[torch.Generator],
     particles: int = 1,
+    *,
     mstep: MStepHook | None = None,
     var_kind: str = "fixed_small",
     callbacks: Sequence[StepCallback] = (),
 ) -> tuple[Tensor, Tensor]:
-    """Sample ``n = particles`` posterior draws per image of ``y (B, C, H, W)`` in ``[0, 1]``.
+    """Sample ``n = particles`` posterior draws per image of ``problem.y (B, C, H, W)`` in ``[0, 1]``.
 
-    ``sigma (B,)`` is the noise level in ``[0, 1]`` units, ``kernel (B, 1, k, k)`` the (initial)
-    kernel of each image, ``generators`` one per image. Returns ``(particles (B, n, C, H, W) in
-    [0, 1], kernel)``; ``callbacks`` are called after every step with ``(u, kernel)``.
+    ``kernel (B, 1, k, k)`` is the (initial) kernel of each image, ``generators`` one per image,
+    ``mstep`` the per-step kernel update (None: the kernel is fixed). Returns ``(particles
+    (B, n, C, H, W) in [0, 1], kernel)``; ``callbacks`` are called after every step with ``(u, kernel)``.
     """
+    y = problem.y
     shape = (particles,) + tuple(y.shape[1:])
     x = per_image_noise(generators, shape, y)
     for i in reversed(range(schedule.num_steps)):
         noise = per_image_noise(generators, shape, y) if i > 0 else None
-        x, kernel, u = guided_step(net, schedule, x, i, y, sigma, kernel, guidance, noise, mstep, var_kind)
+        x, kernel, u = guided_step(
+            net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, var_kind=var_kind
+        )
         for callback in callbacks:
             callback(u, kernel)
     return ((x + 1) / 2).clamp(0, 1).unflatten(0, (y.shape[0], particles)), kernel

@@ -11,26 +11,31 @@ from torch import Tensor
 from fdem.diffusion import check_steps
 from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size
-from fdem.restorers import Restoration, Restorer
-from fdem.sampling.guidance import R_RULES
-from fdem.sampling.methods import DEFAULT_STEPS, MStepConfig, parse_method, total_steps
+from fdem.method_table import lookup
+from fdem.mstep import MStepConfig
+from fdem.priors import Prior, load_prior
+from fdem.restoration import Restoration, Restorer
+from fdem.sampling.methods import MODES
 
 
 class DiffusionRestorer(Restorer):
-    """Posterior sampling with a score prior (``prior=None``: the shipped natural-image prior).
+    """Posterior sampling with a score prior: a file, a shipped prior's name, a
+    :class:`~fdem.priors.Prior` in memory, or None (the shipped natural-image prior). The sampler
+    runs on the prior's schedule.
 
-    Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.deblur.deblur`).
+    Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.sampling.padded.run_padded`).
     The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
-    (:mod:`fdem.sampling.fast_path`); None/auto take the device default, and rows record them.
+    (:mod:`fdem.sampling.fast_path`); None/auto take the device default, and rows record them. A
+    prior in memory whose network is already wrapped by them runs as it is (the speed grid's case).
     """
 
     def __init__(
         self,
         method: str,
         device: torch.device | str = "cpu",
-        prior: str | Path | None = None,
+        prior: str | Path | Prior | None = None,
         prior_config: str | None = None,
         prior_prefix: str | None = None,
         kernel_size: int = 33,
@@ -46,30 +51,25 @@ class DiffusionRestorer(Restorer):
         compile: bool | None = None,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
-        from fdem.priors import load_prior
-        from fdem.sampling.fast_path import SpeedOptions, accelerate
+        from fdem.sampling.fast_path import SpeedOptions
 
         super().__init__(method, device)
-        guidance, em = parse_method(method)
-        self.blind = em is not None
-        if mode not in R_RULES:
-            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(R_RULES)}")
+        entry = lookup(method)
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
         check_steps(steps)
         check_kernel_size(kernel_size, method)
-        self.options = dict(particles=particles, steps=steps or DEFAULT_STEPS[guidance], mode=mode,
-                            em_iters=em_iters if em == "diffem" else None)
+        self.options = dict(particles=particles, steps=steps or entry.default_steps, mode=mode,
+                            em_iters=em_iters if entry.em == "diffem" else None)
         self.kernel_size, self.trace_every, self.lam = kernel_size, trace_every, lam
         speed = SpeedOptions(precision or "auto", channels_last, compile).resolve(self.device)
-        self.net = accelerate(load_prior(prior, prior_config, prior_prefix, self.device), speed, self.device)
+        loaded = load_prior(prior, prior_config, prior_prefix, self.device)
+        self.net, self.schedule = loaded.accelerated(speed, self.device), loaded.schedule
         uses_denoiser = self.blind and lam != 0
         denoiser = denoiser_for_kernel(kernel_size, kernel_denoiser, self.device) if uses_denoiser else None
         self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser)
-
-    @classmethod
-    def is_blind(cls, method: str) -> bool:
-        return parse_method(method)[1] is not None
 
     @property
     def channels(self) -> int:
@@ -79,15 +79,15 @@ class DiffusionRestorer(Restorer):
         return {**{k: v for k, v in self.options.items() if v is not None}, **self.net.options.row()}
 
     def total_steps(self) -> int:
-        return total_steps(self.method, self.options["steps"], self.options["em_iters"] or 1)
+        return lookup(self.method).net_calls(self.options["steps"], self.options["em_iters"] or 1)
 
     def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
-        from fdem.deblur import deblur
+        from fdem.sampling.padded import run_padded
 
-        result = deblur(
+        result = run_padded(
             self.net, y, sigma, self.method, kernel=None if self.blind else kernel, mstep=self.mstep,
             particles=self.options["particles"], steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
-            callback=callback and (lambda u, k: callback()),
+            schedule=self.schedule, callback=callback and (lambda u, k: callback()),
         )
         return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})

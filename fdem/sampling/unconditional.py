@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from fdem.diffusion import Schedule
+from fdem.diffusion import ScheduleSpec, variance_kind
 from fdem.nets.unet import ADMUNet
 
 
@@ -17,28 +17,30 @@ def sample_unconditional(
     net: ADMUNet,
     n: int,
     steps: int = 100,
-    T: int = 1000,
-    schedule: str = "linear",
+    schedule: ScheduleSpec | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> Tensor:
-    """``n`` samples (n, C, H, W) in [−1, 1] by ancestral DDPM over ``steps`` respaced steps.
+    """``n`` samples (n, C, H, W) in [−1, 1] by ancestral DDPM over ``steps`` respaced steps of the
+    prior's ``schedule`` (None: :meth:`ScheduleSpec.assumed_for` the network, T = 1000 linear).
 
-    The variance is the network's learned range when it predicts σ, else β̃ (fixed_small); x̂0 is
-    clamped to [−1, 1] at every step. Runs on the network's device.
+    The variance is the network's learned range when the prior predicts σ, else β̃ (fixed_small,
+    :func:`~fdem.diffusion.variance_kind`); x̂0 is clamped to [−1, 1] at every step. Runs on the
+    network's device.
     """
     cfg = net.cfg
+    spec = ScheduleSpec.assumed_for(net) if schedule is None else schedule
     device = next(net.parameters()).device
-    sched = Schedule.make(T, steps, schedule, device)
+    sched = spec.build(steps, device)
+    var_kind = variance_kind(spec, use_learned=True)
     g = torch.Generator(device=device).manual_seed(seed)
     c, size = cfg.prediction_channels, cfg.image_size
     x = torch.randn((n, cfg.in_channels, size, size), generator=g, device=device)
-    var_kind = "learned_range" if cfg.learn_sigma else "fixed_small"
     for i in tqdm(range(sched.num_steps - 1, -1, -1), desc="sampling", disable=not progress):
         out = net(x, sched.timesteps[i].expand(n)).float()
         x0 = sched.eps_to_x0(x, out[:, :c], i, clip=True)
         noise = torch.randn(x.shape, generator=g, device=device) if i > 0 else None
-        x = sched.ddpm_step(x, x0, i, noise, var_kind, out[:, c:] if cfg.learn_sigma else None)
+        x = sched.ddpm_step(x, x0, i, noise, var_kind, out[:, c:] if var_kind == "learned_range" else None)
     return x.clamp(-1, 1)
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fdem.metrics.availability import MetricStatus, metric_status
 
-
-def status_table(statuses: list[MetricStatus]) -> str:
+def status_table(statuses) -> str:
     """Markdown table: metric | ready | what is missing and where to put it."""
     lines = ["| metric | ready | missing (where to put it) |", "|---|---|---|"]
     for status in statuses:
@@ -17,13 +15,14 @@ def status_table(statuses: list[MetricStatus]) -> str:
 
 def cmd_metrics(args: argparse.Namespace) -> None:
     """Report metric readiness; never downloads, always exits 0."""
+    from fdem.metrics.availability import metric_status
+
     if args.action == "check":
         print(status_table(metric_status()))
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``metrics`` sub-command (action ``check``) to an argparse sub-parser collection."""
-    p = subparsers.add_parser("metrics", help="check which metrics can run here (packages and weight files)")
+def add_parsers(sub) -> None:
+    """Add the ``metrics`` sub-command (action ``check``) to an ``add_subparsers()`` object."""
+    p = sub.add_parser("metrics", help="check which metrics can run here (packages and weight files)")
     p.add_argument("action", choices=["check"], help="check: list the metrics, ready or not, and what is missing")
     p.set_defaults(func=cmd_metrics)
-    return p

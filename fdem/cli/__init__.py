@@ -1,7 +1,8 @@
-"""The ``fdem`` command.
+"""The ``fdem`` command, the front end above the library: it parses flags, reads and writes files
+and prints; no library module imports it.
 
 ``fdem fit|validate|test|predict --config X.yaml`` go to LightningCLI; the other sub-commands are
-plain argparse programs in :mod:`fdem.commands`. Bad input (:class:`fdem.errors.InputError`) is
+plain argparse programs (:mod:`fdem.cli.parser`). Bad input (:class:`fdem.errors.InputError`) is
 reported on one line and exits with status 2; warnings raised by this project's own code are
 printed on one line ``fdem: warning: ...`` (not with the source line Python adds).
 """
@@ -18,6 +19,8 @@ LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
 # LightningCLI writes the resolved config into the log folder; this name never clashes with a
 # user's input file (which is usually called config.yaml or lives in configs/).
 RESOLVED_CONFIG_NAME = "fdem_resolved_config.yaml"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+OWN_PACKAGES = ("fdem", "benchmarks", "datamodules", "kernels_gen")
 
 
 def run_lightning(argv: list[str]) -> None:
@@ -33,10 +36,6 @@ def run_lightning(argv: list[str]) -> None:
         save_config_kwargs={"config_filename": RESOLVED_CONFIG_NAME, "overwrite": True},
         args=argv,
     )
-
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-OWN_PACKAGES = ("fdem", "benchmarks", "datamodules", "kernels_gen")
 
 
 def is_own_code(filename: str) -> bool:
@@ -59,13 +58,14 @@ def format_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``fdem`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     warnings.formatwarning = format_warning
     try:
         if argv and argv[0] in LIGHTNING_SUBCOMMANDS:
             run_lightning(argv)
         else:
-            from fdem.commands import run_command
+            from fdem.cli.parser import run_command
 
             run_command(argv)
     except InputError as err:
@@ -74,7 +74,3 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("fdem: interrupted; finished work is kept", file=sys.stderr)
         sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()

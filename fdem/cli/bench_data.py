@@ -12,6 +12,7 @@ import argparse
 import inspect
 from pathlib import Path
 
+from fdem.configio import load_yaml
 from fdem.errors import InputError
 
 ACTIONS = ("export",)
@@ -23,7 +24,7 @@ FLAG_ARGS = {
 }
 
 
-def _sigma_list(text: str) -> list[float]:
+def sigma_list(text: str) -> list[float]:
     """``"5,10,20"`` or ``"5"`` → floats (the flag may also be repeated: ``--sigmas 5 10 20``)."""
     try:
         return [float(part) for part in text.split(",") if part.strip()]
@@ -31,10 +32,10 @@ def _sigma_list(text: str) -> list[float]:
         raise InputError(f"--sigmas: not a number in {text!r}") from err
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parsers(sub) -> None:
     """Add the ``bench-data`` sub-command to an ``add_subparsers()`` object."""
-    p = subparsers.add_parser("bench-data", help="export the samples of a blur benchmark as a folder "
-                                                  "(sharp PNG, blurry .npy, kernel .npy, meta.csv)")
+    p = sub.add_parser("bench-data", help="export the samples of a blur benchmark as a folder "
+                                          "(sharp PNG, blurry .npy, kernel .npy, meta.csv)")
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("--config", help="YAML: BlurBenchmarkDataModule arguments, or a LightningCLI config with data:")
     p.add_argument("--images", help="folder of sharp images, or 'bundled'")
@@ -50,21 +51,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (created; must be empty unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
     p.set_defaults(func=cmd_bench_data)
-    return p
 
 
 def read_config(path: str) -> dict:
     """The DataModule arguments in a YAML file (plain, or LightningCLI's ``data: {init_args: ...}``)."""
-    import yaml
-
-    try:
-        with open(path) as f:
-            cfg = yaml.safe_load(f)
-    except OSError as err:
-        raise InputError(f"--config {path}: {err.strerror or err}") from err
-    except yaml.YAMLError as err:
-        raise InputError(f"--config {path}: not valid YAML ({str(err).splitlines()[0]})") from err
-    cfg = cfg.get("data", cfg) if isinstance(cfg, dict) else cfg
+    cfg = load_yaml(path, "--config")
+    cfg = cfg.get("data", cfg)
     if isinstance(cfg, dict) and "class_path" in cfg:
         if not str(cfg["class_path"]).endswith("BlurBenchmarkDataModule"):
             raise InputError(f"--config {path}: data is a {cfg['class_path']}, not a BlurBenchmarkDataModule")
@@ -89,7 +81,7 @@ def datamodule_args(args: argparse.Namespace) -> dict:
         if value is not None:
             kwargs[name] = value
     if getattr(args, "sigmas", None) is not None:
-        kwargs["sigmas"] = [v for text in args.sigmas for v in _sigma_list(text)]
+        kwargs["sigmas"] = [v for text in args.sigmas for v in sigma_list(text)]
     if getattr(args, "from_pickle", None) is not None:
         kwargs.pop("images", None)  # the pickle brings its own images, kernels and σ
     kwargs.setdefault("images", None)
@@ -101,8 +93,6 @@ def cmd_bench_data(args: argparse.Namespace) -> None:
     from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
     from fdem.testcases import write_testcase_folder
 
-    if args.action not in ACTIONS:
-        raise InputError(f"unknown bench-data action {args.action!r}; valid: {', '.join(ACTIONS)}")
     dm = BlurBenchmarkDataModule(**datamodule_args(args))
     dm.setup("predict")
     data = dm.dataset

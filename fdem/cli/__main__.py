@@ -1,0 +1,5 @@
+"""``python -m fdem.cli``: the ``fdem`` command."""
+
+from fdem.cli import main
+
+main()

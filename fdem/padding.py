@@ -1,0 +1,43 @@
+"""Images of any size for a UNet that takes multiples of ``2^(levels−1)``: reflect-pad, then crop back.
+
+The forward model stays the circular convolution of docs/design.md §1, on the padded canvas: an
+image that already is a multiple (e.g. a 256×256 benchmark observation made by circular blur) is
+processed exactly; for other sizes the reflected margin takes the wrap-around, and a photograph
+blurred by a real (non-circular) camera may show mild artefacts within a kernel radius of its border.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def network_multiple(net: nn.Module) -> int:
+    """Image sides the UNet accepts are multiples of this (1 for a network without an ADM config)."""
+    cfg = getattr(net, "cfg", None)
+    return 2 ** (len(cfg.channel_mult) - 1) if cfg is not None else 1
+
+
+def _mirror_index(size: int, before: int, after: int) -> Tensor:
+    """Indices of a symmetric (edge not repeated) extension of ``range(size)``, any width."""
+    idx = torch.arange(-before, size + after)
+    if size == 1:
+        return torch.zeros_like(idx)
+    period = 2 * (size - 1)
+    idx = idx.remainder(period)
+    return torch.where(idx >= size, period - idx, idx)
+
+
+def reflect_pad(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pad ``(B, C, H, W)`` to multiples of ``multiple``; returns it and the (top, left) offset.
+
+    A margin wider than the image keeps mirroring (mirror tiling), so tiny images work too.
+    """
+    offsets = []
+    for dim in (-2, -1):
+        size = x.shape[dim]
+        total = (-size) % multiple
+        first = total // 2
+        x = x.index_select(dim, _mirror_index(size, first, total - first).to(x.device))
+        offsets.append(first)
+    return x, (offsets[0], offsets[1])

@@ -1,0 +1,60 @@
+"""The blur problem ``y = k ⊛ x + σn`` of one run, with the spectra it reuses (docs/design.md §1).
+
+A :class:`BlurProblem` is built once per run and handed to the guidance rules
+(:mod:`fdem.sampling.guidance`) and to the M-step (:mod:`fdem.mstep`): ``y``'s real FFT is computed
+once, not once per diffusion step, and the kernel's OTF is cached for the last kernel *tensor* seen
+(a non-blind run computes it once; Fast EM, whose M-step returns a new kernel every step, once per
+step). Kernels are never modified in place, so the identity of the tensor is a safe cache key.
+Everything stays on ``y``'s device and in ``y``'s dtype; ``u`` passed in must have that dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from fdem.errors import InputError
+from fdem.physics import as_batch_sigma, psf2otf
+from fdem.validate import check_sigma
+
+
+class BlurProblem:
+    """Blurry ``y (B, C, H, W)`` in ``[0, 1]`` with noise level ``sigma`` (float or ``(B,)``, ``[0, 1]``
+    units), and the circular-blur operator ``H`` of a kernel ``(B, 1, k, k)`` or ``(1, 1, k, k)``."""
+
+    def __init__(self, y: Tensor, sigma: float | Tensor):
+        if not torch.is_tensor(y) or y.dim() != 4:
+            raise InputError(f"y must be a (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
+        self.y = y
+        self.sigma = as_batch_sigma(check_sigma(sigma), y.shape[0], y).reshape(-1)  # (B,): checked once, here
+        self.shape = tuple(y.shape[-2:])
+        self.y_hat = torch.fft.rfft2(y)  # (B, C, H, W // 2 + 1), once per run
+        self._kernel: Tensor | None = None
+        self._otf: Tensor | None = None
+
+    def otf(self, kernel: Tensor) -> Tensor:
+        """``K = F(k)`` on ``y``'s grid, ``(B, 1, H, W')``; recomputed only for a new kernel tensor."""
+        if kernel is not self._kernel:
+            self._kernel, self._otf = kernel, psf2otf(kernel.to(self.y.dtype), self.shape)
+        return self._otf
+
+    def forward(self, u: Tensor, kernel: Tensor) -> Tensor:
+        """``H u = k ⊛ u`` for ``u (B, C, H, W)`` or particles ``(B, n, C, H, W)``."""
+        return self.image(self._per_image(self.otf(kernel), u) * torch.fft.rfft2(u))
+
+    def adjoint(self, spectrum: Tensor, kernel: Tensor) -> Tensor:
+        """``Hᵀ v`` (correlation with ``k``) of ``v`` given by its spectrum ``V``: ``F⁻¹[conj(K)·V]``."""
+        return self.image(self._per_image(self.otf(kernel), spectrum).conj() * spectrum)
+
+    def residual_spectrum(self, u: Tensor, kernel: Tensor) -> Tensor:
+        """``Y − K·U`` for particles ``u (B, n, C, H, W)``: the spectrum of ``y − H u_p``, ``(B, n, C, H, W')``."""
+        return self.y_hat.unsqueeze(1) - self.otf(kernel).unsqueeze(1) * torch.fft.rfft2(u)
+
+    def image(self, spectrum: Tensor) -> Tensor:
+        """``F⁻¹`` back to the ``H × W`` image grid."""
+        return torch.fft.irfft2(spectrum, s=self.shape)
+
+    @staticmethod
+    def _per_image(otf: Tensor, like: Tensor) -> Tensor:
+        """``K`` broadcast against ``like``: ``(B, 1, H, W')`` for images, ``(B, 1, 1, H, W')`` for particles."""
+        return otf.unsqueeze(1) if like.dim() == 5 else otf
