@@ -185,12 +185,7 @@ def measure(
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
     restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
                               steps=steps or entry.default_steps, em_iters=em_iters)
-    y_on, kernels_on = y.to(device), kernels.to(device)
-
-    def call() -> tuple:
-        result = restorer.restore(y_on, SIGMA, kernel=kernels_on, seed=seed)
-        return result.image, result.kernel
-
+    call = restore_call(restorer, y.to(device), kernels.to(device), seed)
     seconds, warmup_seconds, output = time_calls(call, device, repeats, warmup)
     calls, full_calls = entry.net_calls(steps, em_iters), entry.net_calls(None, 10)
     fields = speed_fields(net)
@@ -216,6 +211,16 @@ def measure(
         **machine(device),
     }
     return row, output
+
+
+def restore_call(restorer, y: torch.Tensor, kernels: torch.Tensor, seed: int):
+    """A no-argument call of ``restorer`` on ``y`` returning ``(image, kernel)``, for :func:`time_calls`."""
+
+    def call() -> tuple:
+        result = restorer.restore(y, SIGMA, kernel=kernels, seed=seed)
+        return result.image, result.kernel
+
+    return call
 
 
 def timing(seconds: float, warmup_seconds: float, batch: int, calls: int, full_calls: int) -> dict:

@@ -17,9 +17,9 @@ from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 from fdem.cli.bench_data import add_parsers
 from fdem.errors import InputError
 from fdem.physics import blur
+from fdem.safe_pickle import safe_load
 from fdem.testcases import (
     read_testcases,
-    safe_load,
     write_authors_pickle,
     write_testcase_folder,
 )

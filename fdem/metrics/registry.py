@@ -24,7 +24,8 @@ class Metric:
     """``columns``: the row columns it fills; ``table``: ``(row column, header, format)`` of its
     Table 1 column (None: not in Table 1); ``package``: the optional package it needs (with weight
     files placed by hand; None: nothing); ``reference``: compares with the sharp image (False: a
-    no-reference score)."""
+    no-reference score); ``function``: ``"module:name"`` of the plain function computing a suite
+    metric that loads nothing (imported when the suite is built)."""
 
     name: str
     columns: tuple[str, ...]
@@ -33,6 +34,7 @@ class Metric:
     package: str | None = None
     source: str = "suite"
     reference: bool = True
+    function: str | None = None
 
     @property
     def weights(self) -> bool:
@@ -46,8 +48,8 @@ class Metric:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("psnr", ("psnr",), ("psnr", "PSNR", "{:.2f}"), True),
-    Metric("ssim", ("ssim",), ("ssim", "SSIM", "{:.3f}"), True),
+    Metric("psnr", ("psnr",), ("psnr", "PSNR", "{:.2f}"), True, function="fdem.metrics.fidelity:psnr"),
+    Metric("ssim", ("ssim",), ("ssim", "SSIM", "{:.3f}"), True, function="fdem.metrics.fidelity:ssim"),
     Metric("lpips", ("lpips",), ("lpips", "LPIPS", "{:.3f}"), False, package="lpips"),
     Metric("fid", (), ("fid", "FID", "{:.2f}"), False, package="pytorch_fid", source="set"),
     Metric("niqe", ("niqe",), ("niqe", "NIQE", "{:.2f}"), False, package="pyiqa", reference=False),

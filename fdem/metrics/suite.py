@@ -10,6 +10,7 @@ file to put where (docs/design.md §7). Which metrics exist, and what each needs
 
 from __future__ import annotations
 
+import importlib
 from typing import Iterable
 
 import numpy as np
@@ -18,10 +19,12 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.metrics.availability import MetricUnavailable, report_unavailable
-from fdem.metrics.fidelity import psnr, ssim
 from fdem.metrics.registry import REGISTRY, check_selection, suite_names
 
-FUNCTIONS = {"psnr": psnr, "ssim": ssim}  # the suite's metrics that load nothing
+def _function(name: str):
+    """The plain function of a metric that loads nothing (the registry's ``function``)."""
+    module, _, attr = REGISTRY[name].function.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def _load(name: str, device: torch.device):
@@ -53,6 +56,7 @@ class MetricSuite:
         self.names = tuple(n for n in dict.fromkeys(names) if REGISTRY[n].source == "suite")
         self.device = torch.device(device)
         networks = [n for n in self.names if REGISTRY[n].weights] + (["fid"] if fid or "fid" in names else [])
+        self._functions = {n: _function(n) for n in self.names if REGISTRY[n].function is not None}
         self._metrics = {n: _load(n, self.device) for n in networks}
 
     @property
@@ -62,8 +66,8 @@ class MetricSuite:
 
     def available(self, name: str) -> bool:
         """Whether metric ``name`` of this suite gives numbers (not NaN)."""
-        if name in FUNCTIONS:
-            return name in self.names
+        if name in self._functions:
+            return True
         return self._metrics.get(name) is not None
 
     @torch.no_grad()
@@ -80,7 +84,7 @@ class MetricSuite:
         nan = torch.full((x.shape[0],), float("nan"))
         out: dict[str, Tensor] = {}
         for name in self.names:
-            metric = FUNCTIONS.get(name) or self._metrics[name]
+            metric = self._functions.get(name) or self._metrics[name]
             if metric is None:
                 out[name] = nan.clone()
             else:
