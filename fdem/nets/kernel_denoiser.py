@@ -1,4 +1,4 @@
-"""The Plug-and-Play kernel denoiser of the M-step (DESIGN.md §4).
+"""The Plug-and-Play kernel denoiser of the M-step (docs/design.md §4).
 
 Five 3×3 convolutions (2→32, 3 × 32→32, 32→1) with ReLU in between. The input is the noisy
 kernel and a constant map holding its noise level ``σ_d = √(λ/β)``. The paper asks for a
