@@ -75,3 +75,16 @@ def test_fast_em_takes_the_recenter_rule():
     assert not torch.allclose(kernels["spline"], kernels["bilinear"], atol=1e-4)
     with pytest.raises(InputError, match="recenter_rule"):
         MStepConfig(recenter_rule="cubic")
+
+
+def test_the_restorer_takes_the_recenter_rule_and_the_two_mode_options():
+    from fdem.errors import InputError
+    from fdem.restorers import build_restorer
+
+    y = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    r = build_restorer("fastem-pigdm", "cpu", kernel_size=9, steps=2, recenter_rule="spline", r2_rule="paper")
+    assert r.params()["recenter_rule"] == "spline" and r.mstep.recenter_rule == "spline"
+    assert r.restore(y, 0.02, seed=0).kernel.shape == (1, 1, 9, 9)
+    for bad in ({"recenter_rule": "cubic"}, {"r2_rule": "nope"}, {"weighting": "nope"}, {"mode": "nope"}):
+        with pytest.raises(InputError):
+            build_restorer("fastem-pigdm", "cpu", kernel_size=9, steps=2, **bad)

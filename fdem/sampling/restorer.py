@@ -15,7 +15,7 @@ from fdem.method_table import lookup
 from fdem.mstep import MStepConfig
 from fdem.priors import Prior, load_prior
 from fdem.restoration import Restoration, Restorer
-from fdem.sampling.methods import MODES
+from fdem.sampling.methods import resolve_mode
 
 
 class DiffusionRestorer(Restorer):
@@ -42,6 +42,9 @@ class DiffusionRestorer(Restorer):
         particles: int = 1,
         steps: int | None = None,
         mode: str = "official",
+        r2_rule: str | None = None,
+        weighting: str | None = None,
+        recenter_rule: str | None = None,
         em_iters: int = 10,
         lam: float | None = None,
         kernel_denoiser: str | Path | None = None,
@@ -55,21 +58,23 @@ class DiffusionRestorer(Restorer):
 
         super().__init__(method, device)
         entry = lookup(method)
-        if mode not in MODES:
-            raise InputError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        resolve_mode(mode, r2_rule, weighting)  # validated here, once
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
         check_steps(steps)
         check_kernel_size(kernel_size, method)
-        self.options = dict(particles=particles, steps=steps or entry.default_steps, mode=mode,
-                            em_iters=em_iters if entry.em == "diffem" else None)
+        self.options = dict(particles=particles, steps=steps or entry.default_steps, mode=mode, r2_rule=r2_rule,
+                            weighting=weighting, em_iters=em_iters if entry.em == "diffem" else None)
         self.kernel_size, self.trace_every, self.lam = kernel_size, trace_every, lam
         speed = SpeedOptions(precision or "auto", channels_last, compile).resolve(self.device)
         loaded = load_prior(prior, prior_config, prior_prefix, self.device)
         self.net, self.schedule = loaded.accelerated(speed, self.device), loaded.schedule
         uses_denoiser = self.blind and lam != 0
         denoiser = denoiser_for_kernel(kernel_size, kernel_denoiser, self.device) if uses_denoiser else None
-        self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser)
+        self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser,
+                                 recenter_rule=recenter_rule or MStepConfig.recenter_rule)
+        if recenter_rule is not None:
+            self.options["recenter_rule"] = recenter_rule
 
     @property
     def channels(self) -> int:
@@ -87,7 +92,7 @@ class DiffusionRestorer(Restorer):
         result = run_padded(
             self.net, y, sigma, self.method, kernel=None if self.blind else kernel, mstep=self.mstep,
             particles=self.options["particles"], steps=self.options["steps"], seed=seed,
-            mode=self.options["mode"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
+            mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
             schedule=self.schedule, callback=callback and (lambda u, k: callback()),
         )
         return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})
