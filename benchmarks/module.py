@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fdem.benchmarks.threads import check_threads, set_threads
 from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics.registry import METRICS, check_selection, selectable_names
@@ -76,8 +77,9 @@ class BenchmarkModule(L.LightningModule):
     """Runs ``methods`` on each predict batch and returns the rows (see :mod:`fdem.benchmarks.rows`)."""
 
     def __init__(self, methods: list, out: str, metrics: tuple[str, ...] | None = None,
-                 save_images: bool = False, done: set | None = None):
+                 save_images: bool = False, done: set | None = None, threads: int = 1):
         super().__init__()
+        self.threads = check_threads(threads)
         self.specs = parse_methods(methods)
         self.out = Path(out)
         self.metric_names = check_selection(selectable_names() if metrics is None else metrics)
@@ -89,6 +91,7 @@ class BenchmarkModule(L.LightningModule):
     def on_predict_start(self) -> None:
         from fdem.metrics import MetricSuite
 
+        set_threads(self.threads)  # after Lightning's launcher, which sets cores / processes under DDP
         self.suite = MetricSuite(self.metric_names, device=self.device, fid="fid" in self.metric_names)
         self.restorers = {s.label: build_restorer(s.method, self.device, **s.options) for s in self.specs}
 
@@ -115,7 +118,7 @@ class BenchmarkModule(L.LightningModule):
             row = {
                 "method": spec.label, "method_name": spec.method, "params": json.dumps(restorer.params(), sort_keys=True),
                 "index": int(sub["index"][j]), "image_id": sub["image_id"][j], "kernel_id": int(sub["kernel_id"][j]),
-                "sigma255": float(sub["sigma255"][j]), "seed": seeds[j], "seconds": result.seconds / len(todo),
+                "sigma255": float(sub["sigma255"][j]), "seed": seeds[j], "threads": torch.get_num_threads(), "seconds": result.seconds / len(todo),
             }
             row.update({name: float(values[j]) for name, values in metrics.items()})
             rows.append(row)

@@ -8,6 +8,7 @@ A config (``configs/bench/*.yaml``) has::
     methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
     metrics: [psnr, ssim, lpips, niqe, brisque, fid]   # default: all (fdem.metrics.registry)
     save_images: false
+    threads: 1                   # torch threads per process (fdem.benchmarks.threads), rows record it
     trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
 
 Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
@@ -24,9 +25,10 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from fdem.benchmarks.threads import DEFAULT_THREADS, check_threads, current_threads
 from fdem.configio import load_yaml
 from fdem.errors import InputError
-from fdem.io_utils import atomic_write_text, ensure_writable_dir
+from fdem.io_utils import atomic_write_text, ensure_writable_dir, write_skipped
 from fdem.metrics.registry import check_selection, selectable_names
 
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
@@ -40,6 +42,7 @@ class BenchConfig:
     title: str = "fdem bench"
     metrics: list = field(default_factory=lambda: list(selectable_names()))
     save_images: bool = False
+    threads: int = DEFAULT_THREADS
     trainer: dict = field(default_factory=dict)
 
     @classmethod
@@ -58,6 +61,10 @@ class BenchConfig:
             check_selection(cfg.metrics)
         except InputError as err:
             raise InputError(f"{path}: metrics: {err}") from err
+        try:
+            check_threads(cfg.threads)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from err
         return cfg
 
 
@@ -106,26 +113,32 @@ def _device_name(trainer) -> str:
 def write_manifest(out: Path, cfg: BenchConfig, trainer, summary: str) -> Path:
     manifest = {
         "config": asdict(cfg), "samples": summary, "versions": _versions(), "git_commit": _git_commit(),
-        "device": _device_name(trainer), "world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
+        "device": _device_name(trainer), "threads": current_threads(), "world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return out / "manifest.json"
 
 
-def write_skipped(out: Path, skipped: list[tuple[str, str]]) -> None:
-    import csv
-    import io
+def sample_indices(dataset) -> list[int]:
+    """The ``index`` of every sample (the grid index rows are keyed by), without building the samples."""
+    if hasattr(dataset, "locate"):
+        return [dataset.locate(i)[3] for i in range(len(dataset))]
+    return [int(dataset[i]["index"]) for i in range(len(dataset))]
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "reason"])
-    writer.writerows(skipped)
-    atomic_write_text(out / "skipped.csv", buffer.getvalue())
+
+def resume_line(done: set, specs: list, indices: list[int], out: Path) -> str | None:
+    """``"resuming: …"`` with the number of this run's rows already on disk (skipped), or None."""
+    planned = {(s.label, i) for s in specs for i in indices}
+    found = len(planned & done)
+    if not found:
+        return None
+    return f"resuming: {found} of {len(planned)} rows already in {out} are skipped, {len(planned) - found} to run\n"
 
 
 def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     """Run (or resume) ``cfg``; returns the written tables and plots by name (on rank 0)."""
     import lightning as L
+    from lightning.pytorch.utilities import rank_zero_only
 
     from fdem.benchmarks.module import BenchmarkModule, parse_methods
     from fdem.benchmarks.rows import done_keys, merge_rows
@@ -144,13 +157,17 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     if data.skipped:
         write_skipped(out, data.skipped)
         print(f"skipped {len(data.skipped)} unreadable image(s): see {out / 'skipped.csv'}")
-    module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done_keys(out))
+    done = done_keys(out)
+    module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done,
+                             threads=cfg.threads)
     trainer = L.Trainer(
         logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
         inference_mode=False,  # guided samplers need autograd (a VJP through the UNet) inside predict
         callbacks=[RowWriter(out)], **{"accelerator": "auto", "devices": 1, **cfg.trainer},
     )
-    print(f"{cfg.title}: {data.samples_summary()} × {len(specs)} methods → {out}")
+    if rank_zero_only.rank == 0:  # the launcher's rank: children re-run this before the strategy sets ranks
+        print(f"{cfg.title}: {data.samples_summary()} × {len(specs)} methods → {out}")
+        print(resume_line(done, specs, sample_indices(data.dataset), out) or "", end="")
     trainer.predict(module, datamodule=data, return_predictions=False)
     trainer.strategy.barrier()
     if trainer.global_rank != 0:

@@ -19,12 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
+from fdem.validate import MAX_STEPS
 
 __all__ = ["Schedule", "ScheduleSpec", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
 PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-prediction only
-MAX_STEPS = 1000  # the T of the schedules the priors are trained with: the most steps a sampler can take
 
 
 def check_steps(steps: int | None) -> None:

@@ -15,17 +15,15 @@ import torch
 
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path
+from fdem.nets.checkpoints import load_checkpoint
 
 
 def module_from_checkpoint(path: str | Path):
     """Rebuild the LightningModule saved by ``fdem fit`` (class from the checkpoint's hyper-parameters)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, or a pickle carrying arbitrary objects
-        raise InputError(f"cannot read checkpoint {path}: {err}") from err
+    ckpt = load_checkpoint(path, "checkpoint")
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{path} holds a {type(ckpt).__name__}, not a checkpoint written by `fdem fit`")
     hparams = dict(ckpt.get("hyper_parameters", {}))
     class_path = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)

@@ -2,12 +2,13 @@
 
 Reading goes through Pillow (PNG, JPEG, TIFF, BMP and the rest of its formats), with two
 exceptions where Pillow keeps only the high byte of each sample: 16-bit colour PNGs are
-decoded by the small PNG decoder below, 16-bit colour TIFFs by tifffile (a scikit-image
+decoded by :mod:`fdem.png16`, 16-bit colour TIFFs by tifffile (a scikit-image
 dependency). 16-bit gray PNG/TIFF goes through Pillow at full precision.
 
 Conventions of the loader:
-- alpha is dropped, not composited over a background: the stored colour values are what a
-  deblurring benchmark measures (FFHQ PNGs with an all-opaque alpha channel load as RGB);
+- alpha is dropped by :func:`load_image`, not composited over a background: the stored colour
+  values are what a deblurring benchmark measures (FFHQ PNGs with an all-opaque alpha channel
+  load as RGB); :func:`read_picture` returns it apart, with the file's bit depth;
 - gray is replicated to three channels for ``channels=3``; ``channels=1`` turns RGB into
   luminance with the ITU-R BT.601 weights (0.299, 0.587, 0.114), in float;
 - palette images are expanded through their palette; multi-frame files give their first
@@ -15,8 +16,8 @@ Conventions of the loader:
 - float images (TIFF mode ``F``) are taken as already on the [0, 1] scale and clipped;
   32-bit integer images (Pillow mode ``I``) are read as 16-bit data, clipped to 65535.
 
-Writers produce PNG only: 8-bit through Pillow, 16-bit (gray or RGB) through the encoder
-below, because Pillow cannot write 16-bit RGB. Every write goes to a temporary file in the
+Writers produce PNG only: 8-bit through Pillow, 16-bit through :mod:`fdem.png16`, because
+Pillow cannot write 16-bit RGB; :func:`save_picture` adds an alpha channel. Every write goes to a temporary file in the
 destination folder, then ``os.replace`` puts it in place, so an interrupted run never leaves
 a half-written image under the final name.
 """
@@ -25,7 +26,9 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -37,6 +40,7 @@ from PIL import Image, ImageOps
 
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path
+from fdem.png16 import decode_png16, encode_png16, is_png16_colour
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
@@ -57,10 +61,18 @@ LUMA_BT601 = (0.299, 0.587, 0.114)
 
 _GRAY_MODES = frozenset({"1", "L", "LA", "La"})
 _FULL_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_PNG16_COLOUR_SAMPLES = {2: 3, 4: 2, 6: 4}  # PNG colour type -> samples per pixel (RGB, gray+alpha, RGBA)
 _TIFF_BITS_PER_SAMPLE = 258
 _READ_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """An image file's content: ``colour (C, H, W)`` (C = 1 or 3) in [0, 1], ``alpha (1, H, W)``
+    in [0, 1] or None, and ``bits``, the file's sample depth (8, or 16 for anything deeper)."""
+
+    colour: torch.Tensor
+    alpha: torch.Tensor | None
+    bits: int
 
 
 def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
@@ -69,34 +81,101 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
     Raises InputError, naming the file, when it is missing, a folder, not an image or corrupt
     (a truncated file is caught here: the pixels are decoded before returning).
     """
-    path = Path(path)
     if channels not in (1, 3):
         raise InputError(f"channels must be 1 or 3, got {channels} (loading {path})")
+    return convert_channels(to_tensor(_drop_alpha(_decode(Path(path)))), channels)
+
+
+def read_picture(path: str | os.PathLike) -> Picture:
+    """Read an image file's colour, alpha and bit depth (errors as :func:`load_image`)."""
+    array = _decode(Path(path))
+    bits = 8 if array.dtype in (np.uint8, np.bool_) else 16
+    has_alpha = array.ndim == 3 and array.shape[-1] in (2, 4)
+    alpha = to_tensor(array[..., -1]) if has_alpha else None
+    return Picture(to_tensor(_drop_alpha(array)), alpha, bits)
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(H, W)`` of an image file or a ``.npy`` array ``(C, H, W)``, read from its header (nothing
+    decoded, so it is cheap for any size); errors as :func:`load_image` for a bad header."""
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() == ".npy":
+        return tuple(_npy_shape(path)[-2:])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the caller checks sizes itself
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.UnidentifiedImageError as exc:
+        raise InputError(f"{path} is not an image file (unknown format or corrupt header)") from exc
+    except _READ_ERRORS as exc:
+        raise InputError(f"cannot read image {path}: {_reason(exc)}") from exc
+    return height, width
+
+
+def load_npy_image(path: str | os.PathLike) -> torch.Tensor:
+    """A float ``(C, H, W)`` (C = 1 or 3) or ``(H, W)`` ``.npy`` array, as ``fdem blur`` writes its
+    observations (unclipped: noise may leave [0, 1]), as a float32 ``(C, H, W)`` tensor."""
+    path = Path(path)
+    _npy_shape(path)
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(f"cannot read {path}: {_reason(exc)}") from exc
+    if array.dtype.kind not in "fiu" or not np.isfinite(array).all():
+        raise InputError(f"{path}: expected finite numbers, got {array.dtype} with non-finite or non-numeric values")
+    array = array[None] if array.ndim == 2 else array
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    """The shape of a ``.npy`` file from its header, checked to be ``(H, W)`` or ``(C, H, W)``, C = 1 or 3."""
+    _check_file(path)
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # maps the file, reads the header
+    except (OSError, ValueError, EOFError, SyntaxError) as exc:
+        raise InputError(f"{path} is not a .npy array file: {_reason(exc)}") from exc
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[0] not in (1, 3)) or 0 in shape:
+        raise InputError(f"{path}: expected an (H, W) or (C, H, W) array with C = 1 or 3, got shape {shape}")
+    return shape
+
+
+def _check_file(path: Path) -> None:
+    """InputError unless ``path`` is an existing file."""
     if not path.exists():
         raise InputError(f"image file not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an image file")
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def _decode(path: Path) -> np.ndarray:
+    """:func:`_read_array` with every failure turned into an :class:`InputError` naming ``path``."""
+    _check_file(path)
     try:
-        image = to_tensor(_drop_alpha(_read_array(path)))
+        return _read_array(path)
     except Image.UnidentifiedImageError as exc:
         raise InputError(f"{path} is not an image file (unknown format or corrupt header)") from exc
     except _READ_ERRORS as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"cannot read image {path}: {reason}") from exc
-    return convert_channels(image, channels)
+        raise InputError(f"cannot read image {path}: {_reason(exc)}") from exc
 
 
 def _read_array(path: Path) -> np.ndarray:
     """Decode a file to an (H, W) or (H, W, S) array of its native sample type."""
     with Image.open(path) as im:
-        if im.format == "PNG" and _is_png16_colour(path):
-            return _decode_png16(path.read_bytes())
+        if im.format == "PNG" and is_png16_colour(path):
+            return decode_png16(path.read_bytes())
         if im.format == "TIFF" and im.mode not in _FULL_DEPTH_MODES and _tiff_bits(im) > 8:
             return _read_tiff(path)
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode in _GRAY_MODES:
-            im = im.convert("L")
+            im = im.convert("LA" if "A" in im.mode or "a" in im.mode else "L")  # alpha kept for read_picture
         elif im.mode in ("P", "PA"):
             im = im.convert("RGBA")  # through RGBA: Pillow warns on palette transparency otherwise
         elif im.mode not in _FULL_DEPTH_MODES | {"RGB", "RGBA"}:
@@ -129,86 +208,6 @@ def _read_tiff(path: Path) -> np.ndarray:
         page = tif.pages[0]
         array = page.asarray()
         return np.moveaxis(array, 0, -1) if page.axes.startswith("S") else array
-
-
-def _is_png16_colour(path: Path) -> bool:
-    """Whether a PNG stores 16-bit colour samples (IHDR bit depth 16, colour type 2, 4 or 6)."""
-    with open(path, "rb") as f:
-        head = f.read(29)
-    return len(head) == 29 and head[24] == 16 and head[25] in _PNG16_COLOUR_SAMPLES
-
-
-def _decode_png16(data: bytes) -> np.ndarray:
-    """Decode a non-interlaced 16-bit colour PNG to an (H, W, S) big-endian uint16 array."""
-    width, height, _, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if interlace:
-        raise ValueError("interlaced 16-bit colour PNGs are not supported; save it without interlacing")
-    chunks, pos = [], len(_PNG_SIGNATURE)
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        if kind == b"IEND":
-            break
-        if kind == b"IDAT":
-            chunks.append(data[pos + 8:pos + 8 + length])
-        pos += 12 + length
-    samples = _PNG16_COLOUR_SAMPLES[colour]
-    bpp = 2 * samples
-    stride = width * bpp
-    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), np.uint8)
-    if raw.size != height * (stride + 1):
-        raise ValueError(f"PNG image data holds {raw.size} bytes, expected {height * (stride + 1)}")
-    rows = raw.reshape(height, stride + 1)
-    out = np.zeros((height + 1, stride), np.uint8)  # row 0: the zero row above the image
-    for y in range(height):
-        out[y + 1] = _unfilter(rows[y, 0], rows[y, 1:], out[y], bpp)
-    return out[1:].view(">u2").reshape(height, width, samples)
-
-
-def _unfilter(kind: int, line: np.ndarray, up: np.ndarray, bpp: int) -> np.ndarray:
-    """Undo one PNG row filter (None, Sub, Up, Average, Paeth) given the decoded row above."""
-    if kind == 0:
-        return line
-    if kind == 1:
-        return np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).ravel()
-    if kind == 2:
-        return line + up
-    if kind in (3, 4):
-        return _unfilter_sequential(kind == 4, line, up, bpp)
-    raise ValueError(f"bad PNG filter type {kind}")
-
-
-def _unfilter_sequential(paeth: bool, line: np.ndarray, up: np.ndarray, bpp: int) -> np.ndarray:
-    """Average or Paeth: each byte depends on the decoded byte to its left, so loop (pure Python)."""
-    cur = bytearray(bpp + line.size)  # bpp zero bytes left of the row
-    above = bytes(bpp) + up.tobytes()
-    for i, byte in enumerate(line.tobytes()):
-        a, b, c = cur[i], above[i + bpp], above[i]
-        if paeth:
-            p = a + b - c
-            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-            pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
-        else:
-            pred = (a + b) >> 1
-        cur[i + bpp] = (byte + pred) & 0xFF
-    return np.frombuffer(bytes(cur[bpp:]), np.uint8)
-
-
-def _encode_png16(array: np.ndarray) -> bytes:
-    """Encode an (H, W) or (H, W, 3) uint16 array as a 16-bit gray or RGB PNG (rows Sub-filtered)."""
-    height, width = array.shape[:2]
-    samples = 1 if array.ndim == 2 else array.shape[2]
-    bpp = 2 * samples
-    rows = np.ascontiguousarray(array, dtype=">u2").view(np.uint8).reshape(height, width * bpp)
-    filtered = rows.copy()
-    filtered[:, bpp:] -= rows[:, :-bpp]
-    data = np.hstack([np.ones((height, 1), np.uint8), filtered]).tobytes()  # 1 = Sub filter
-    header = struct.pack(">IIBBBBB", width, height, 16, 0 if samples == 1 else 2, 0, 0, 0)
-    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", zlib.compress(data)) + _png_chunk(b"IEND", b"")
-
-
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    """One PNG chunk: length, type, body, CRC of type and body."""
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -311,27 +310,45 @@ def save_image(path: str | os.PathLike, img: torch.Tensor) -> None:
     Values are clamped to [0, 1] (NaN becomes 0) and rounded; parent folders are created;
     the write is atomic (see the module notes).
     """
-    array = _quantise(path, img, np.uint8)
-
-    def write(f: BinaryIO) -> None:
-        Image.fromarray(array).save(f, format="PNG")
-
-    _write_atomically(Path(path), write)
+    _write_png(Path(path), _quantise(path, img, np.uint8))
 
 
 def save_image16(path: str | os.PathLike, img: torch.Tensor) -> None:
     """Like `save_image`, as a 16-bit gray or RGB PNG (values kept to 1/65535)."""
-    data = _encode_png16(_quantise(path, img, np.uint16))
-    _write_atomically(Path(path), lambda f: f.write(data))
+    _write_png(Path(path), _quantise(path, img, np.uint16))
 
 
-def _quantise(path: str | os.PathLike, img: torch.Tensor, dtype: type) -> np.ndarray:
-    """(C, H, W) or (H, W) float image -> (H, W) or (H, W, 3) integers of `dtype`, clamped and rounded."""
+def save_picture(path: str | os.PathLike, colour: torch.Tensor, alpha: torch.Tensor | None = None, bits: int = 8) -> None:
+    """Like `save_image`, with an optional ``alpha (1, H, W)`` (gray+alpha or RGBA PNG) and ``bits``
+    8 or 16: what :func:`read_picture` returns, written back."""
+    if bits not in (8, 16):
+        raise InputError(f"cannot save {path}: bits must be 8 or 16, got {bits}")
+    samples = (1, 3)
+    if alpha is not None:
+        colour = torch.as_tensor(colour).detach().cpu().float()
+        colour = torch.cat([colour, torch.as_tensor(alpha).detach().cpu().float().reshape(1, *colour.shape[-2:])])
+        samples = (2, 4)
+    _write_png(Path(path), _quantise(path, colour, np.uint8 if bits == 8 else np.uint16, samples))
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """Write quantised samples ``(H, W)`` or ``(H, W, S)``: 8-bit through Pillow, 16-bit through :mod:`fdem.png16`."""
+    if array.dtype == np.uint16:
+        data = encode_png16(array)
+        _write_atomically(path, lambda f: f.write(data))
+    else:
+        _write_atomically(path, lambda f: Image.fromarray(array).save(f, format="PNG"))
+
+
+def _quantise(path: str | os.PathLike, img: torch.Tensor, dtype: type, samples: tuple[int, ...] = (1, 3)) -> np.ndarray:
+    """(C, H, W) (C in ``samples``) or (H, W) float image -> (H, W) or (H, W, C) integers of `dtype`,
+    clamped and rounded."""
     img = torch.as_tensor(img).detach().cpu().float()
-    if img.ndim == 3 and img.shape[0] in (1, 3):
+    if img.ndim == 3 and img.shape[0] in samples:
         img = img[0] if img.shape[0] == 1 else img.permute(1, 2, 0)
-    elif img.ndim != 2:
-        raise InputError(f"cannot save {path}: expected a (C, H, W) image with C = 1 or 3, or (H, W); got {tuple(img.shape)}")
+    elif img.ndim != 2 or 1 not in samples:
+        allowed = " or ".join(map(str, samples))
+        raise InputError(f"cannot save {path}: expected a (C, H, W) image with C = {allowed}, or (H, W); got {tuple(img.shape)}")
     scale = float(np.iinfo(dtype).max)
     return torch.nan_to_num(img, nan=0.0).clamp(0.0, 1.0).mul(scale).round().numpy().astype(dtype)
 

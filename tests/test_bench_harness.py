@@ -1,6 +1,7 @@
 """`fdem bench`: 1 vs 2 processes give the same rows, kill + rerun loses and duplicates nothing,
 bad input fails clearly (or, for a corrupt image, is skipped and recorded)."""
 
+import json
 import os
 import signal
 import subprocess
@@ -52,33 +53,54 @@ def _config(root: Path, out: Path, steps: int = 3, **data) -> Path:
 
 
 def _fdem(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, "-m", "fdem.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, cwd=Path(__file__).parents[1])
+    """``fdem`` in a subprocess with the default thread settings (no OMP_NUM_THREADS)."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    return subprocess.run([sys.executable, "-m", "fdem.cli", *args], capture_output=True, text=True,
+                          env={**env, "PYTHONWARNINGS": "ignore"}, timeout=timeout, cwd=Path(__file__).parents[1])
 
 
-def _rows(out: Path) -> pd.DataFrame:
-    return pd.read_csv(out / "rows.csv")[RESULT_COLUMNS]
+def _classical_config(out: Path) -> Path:
+    """l0-anger and the Wiener + M-step alternation on 3 bundled photographs at 64², 2 σ: 12 rows.
+    Thread count changes the alternation's rows by ~1e-6 dB (1 vs 2 threads), so only exactly
+    equal threads give exactly equal rows."""
+    cfg = {
+        "title": "test", "out": str(out),
+        "data": {"images": "bundled", "num_images": 3, "size": 64, "kernels": "camera-shake", "kernel_size": 9,
+                 "sigmas": [5, 20]},
+        "methods": [{"method": "l0-anger", "options": {"kernel_size": 9}},
+                    {"method": "alternation", "options": {"kernel_size": 9}}],
+        "metrics": ["psnr", "ssim"], "trainer": {"accelerator": "cpu"},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
 
-def test_two_ddp_processes_give_the_rows_of_one(setup, tmp_path):
+def test_two_ddp_processes_give_the_rows_of_one(tmp_path):
+    """Default thread settings: the config's thread count (1) in every process, so the rows are
+    exactly equal, every metric column; the thread count is in the rows and the manifest."""
     one, two = tmp_path / "one", tmp_path / "two"
-    first = _fdem("bench", "--config", str(_config(setup, one)), "--no-progress")
+    first = _fdem("bench", "--config", str(_classical_config(one)), "--no-progress")
     assert first.returncode == 0, first.stderr[-2000:]
-    second = _fdem("bench", "--config", str(_config(setup, two)), "--devices", "2", "--strategy", "ddp", "--no-progress")
+    second = _fdem("bench", "--config", str(_classical_config(two)), "--devices", "2", "--strategy", "ddp",
+                   "--no-progress")
     assert second.returncode == 0, second.stderr[-2000:]
     assert sorted(p.name for p in (two / "rows").iterdir()) == ["rank0.csv", "rank1.csv"]
-    a, b = _rows(one), _rows(two)
-    assert len(a) == 2 * 6  # 2 methods × 3 images × 2 σ
-    pd.testing.assert_frame_equal(a, b)
-    for name in ("table1.csv", "table1.md", "table2.csv", "pareto.png", "kernel_mse.png", "manifest.json"):
+    columns = [*RESULT_COLUMNS, "threads", "reblur", "reblur_per_pixel"]
+    a, b = pd.read_csv(one / "rows.csv")[columns], pd.read_csv(two / "rows.csv")[columns]
+    assert len(a) == 2 * 6 and (a["threads"] == 1).all()
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    for out in (one, two):
+        assert json.loads((out / "manifest.json").read_text())["threads"]["intra_op"] == 1
+    for name in ("table1.csv", "table1.md", "table2.csv", "pareto.png", "kernel_mse.png"):
         assert (two / name).stat().st_size > 0
 
 
 def test_killed_run_resumes_without_losing_or_duplicating_rows(setup, tmp_path):
     out = tmp_path / "run"
     config = _config(setup, out, steps=40)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    env.pop("OMP_NUM_THREADS", None)
     proc = subprocess.Popen([sys.executable, "-m", "fdem.cli", "bench", "--config", str(config), "--no-progress"],
                             env=env, cwd=Path(__file__).parents[1], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rank0 = out / "rows" / "rank0.csv"
@@ -110,16 +132,24 @@ def _drop_column(path: Path, column: str, keep_rows: int | None = None) -> None:
     frame.iloc[:keep_rows].to_csv(path, index=False, lineterminator="\n")
 
 
-def test_resuming_a_run_whose_rows_lack_a_column(setup, tmp_path):
+def test_resuming_a_run_whose_rows_lack_a_column(setup, tmp_path, capsys, monkeypatch):
     """Rows written before a metric column existed are kept (the cell empty), the missing rows are
-    computed, and every file gets the current columns."""
+    computed, and every file gets the current columns. The resumed run says how many rows it
+    skipped, and no run warns about a metric the config does not ask for (psnr, ssim only)."""
+    import fdem.metrics.suite
+
+    reported = []
+    monkeypatch.setattr(fdem.metrics.suite, "report_unavailable", lambda name, reason: reported.append(name))
     out = tmp_path / "old"
     config = _config(setup, out, sigmas=[5])
     main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    assert "rows already in" not in capsys.readouterr().out
     fresh = pd.read_csv(out / "rows.csv")
     _drop_column(out / "rows" / "rank0.csv", "brisque", keep_rows=2)
     _drop_column(out / "rows.csv", "brisque", keep_rows=2)
     main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    assert "resuming: 2 of 3 rows already in" in capsys.readouterr().out
+    assert reported == []
     rows = pd.read_csv(out / "rows.csv")
     assert list(rows.columns) == list(fresh.columns) and len(rows) == len(fresh) == 3
     pd.testing.assert_frame_equal(rows[RESULT_COLUMNS], fresh[RESULT_COLUMNS])
@@ -191,3 +221,15 @@ def test_config_restorer_options_reach_the_method():
     assert spec.options["iters"] == 50
     with pytest.raises(InputError, match=r"unknown option\(s\) \['iter'\]; valid: kernel_size, iters"):
         MethodSpec("selfdeblur", {"iter": 50})
+
+
+@pytest.mark.parametrize("threads", [0, -1, 1.5, "two", True])
+def test_bad_thread_count_is_refused(tmp_path, threads):
+    from fdem.benchmarks.run import BenchConfig
+    from fdem.errors import InputError
+
+    config = _classical_config(tmp_path / "out")
+    cfg = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**cfg, "threads": threads}))
+    with pytest.raises(InputError, match="threads: expected an integer >= 1"):
+        BenchConfig.from_yaml(config)

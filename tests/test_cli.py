@@ -78,7 +78,7 @@ def _bad_cases(tmp_path, sharp_png):
         "kernel larger than image": (["blur", sharp_png, "--kernels", big, "--out", out], "larger"),
         "negative sigma": (["blur", sharp_png, "--kernels", bank, "--sigma", "-1", "--out", out], "--sigma"),
         "NaN sigma": (["estimate-kernel", "--sharp", sharp_png, "--blurry", sharp_png, "--sigma", "nan",
-                       "--out", out / "k.npy"], "--sigma must be >= 0"),
+                       "--out", out / "k.npy"], "--sigma must be a number in [0, 255], got nan"),
         "NaN in a kernel": (["blur", sharp_png, "--kernels", nan, "--out", out], "nan.mat"),
         ".mat without kernels": (["blur", sharp_png, "--kernels", nokernel, "--out", out], "nokernel.mat"),
         "unknown generator": (["kernels", "--generator", "wobble", "--out", tmp_path / "k.npz"], "wobble"),
@@ -127,3 +127,59 @@ def test_own_warnings_are_one_line_and_others_keep_their_source(tmp_path):
     assert own == "fdem: warning: metric lpips unavailable (NaN): put alexnet.pth in X\n"
     theirs = cli.format_warning("deprecated", DeprecationWarning, str(tmp_path / "lib.py"), 3, "x = 1")
     assert theirs.startswith(str(tmp_path / "lib.py") + ":3: DeprecationWarning: deprecated")
+
+
+def _subparsers(parser):
+    """``{name: parser}`` of every sub-command of ``parser``."""
+    import argparse
+
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_option_of_every_subcommand_has_help_and_shows_its_default():
+    from fdem.cli import LIGHTNING_SUBCOMMANDS
+    from fdem.cli.parser import build_parser
+
+    commands = _subparsers(build_parser())
+    assert set(LIGHTNING_SUBCOMMANDS) <= set(commands)
+    for name, sub in commands.items():
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            assert action.help and action.help.strip(), f"fdem {name} {action.option_strings or action.dest}: no help"
+            shown = formatter._get_help_string(action)
+            if action.option_strings and action.default not in (None, False):
+                assert "default" in shown, f"fdem {name} {action.option_strings}: default not shown"
+
+
+def test_top_level_help_lists_every_subcommand_and_version(capsys):
+    from fdem.cli.parser import build_parser
+
+    code, out, _ = run_cli(["--help"], capsys)
+    assert code == 0
+    for name in _subparsers(build_parser()):
+        assert name in out
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith("fdem ") and out.split()[1][0].isdigit()
+
+
+def test_blur_failing_at_the_first_write_leaves_no_folder(tmp_path, sharp_png, capsys, monkeypatch):
+    import fdem.imageio
+
+    bank = tmp_path / "bank.npz"
+    assert run_cli(["kernels", "--size", "5", "--count", "1", "--out", bank], capsys)[0] == 0
+
+    def refuse(path, img):
+        raise fdem.errors.InputError(f"cannot write {path}: disk full")
+
+    monkeypatch.setattr(fdem.imageio, "save_image", refuse)
+    code, _, err = run_cli(["blur", sharp_png, "--kernels", bank, "--out", tmp_path / "a" / "obs"], capsys)
+    assert code == 2 and "disk full" in err and not (tmp_path / "a").exists()
+
+
+def test_sample_steps_above_the_priors_T_is_refused(capsys, tmp_path):
+    code, _, err = run_cli(["sample", "--prior", "small64", "--T", "50", "--steps", "100", "--n", "1",
+                            "--out", tmp_path / "s.png"], capsys)
+    assert code == 2 and "--steps must be an integer in [2, 50]" in err and not (tmp_path / "s.png").exists()

@@ -1,4 +1,8 @@
-"""`fdem deblur`: any image size and format in, outputs of the input's size out; padding; errors."""
+"""`fdem deblur`: any image size and format in, outputs of the input's size, depth and alpha out;
+folders, globs and .npy inputs; corrupt inputs skipped; padding; bad input refused before anything is made."""
+
+import re
+import time
 
 import numpy as np
 import pytest
@@ -7,6 +11,7 @@ import yaml
 from PIL import Image
 
 from fdem.cli import main
+from fdem.imageio import read_picture, save_picture
 from fdem.padding import reflect_pad
 from fdem.nets.kernel_denoiser import KernelDenoiser, denoiser_state_for_export
 from tests.test_sampling import tiny_unet
@@ -46,7 +51,8 @@ def test_blind_deblur_of_a_200x300_rgba_png(files, tmp_path, capsys):
         "--true-kernel", str(files / "kernel.npy"), "--out", str(out), "--trace", "--trace-every", "2",
     ])
     with Image.open(out / "photo_restored.png") as im:
-        assert im.size == (300, 200) and im.mode == "RGB"
+        assert im.size == (300, 200) and im.mode == "RGBA"
+        assert np.array_equal(np.asarray(im)[..., 3], np.asarray(Image.open(files / "photo.png"))[..., 3])
     kernel = np.load(out / "photo_kernel.npy")
     assert kernel.shape == (7, 7) and kernel.sum() == pytest.approx(1.0, abs=1e-5) and (kernel >= 0).all()
     assert (out / "photo_kernel.png").is_file()
@@ -64,7 +70,7 @@ def test_nonblind_deblur_of_a_16bit_gray_png_of_odd_size(files, tmp_path):
         "--trace", "--trace-format", "png",
     ])
     with Image.open(out / "gray16_restored.png") as im:
-        assert im.size == (45, 37) and im.mode == "L"
+        assert im.size == (45, 37) and im.mode.startswith("I;16")  # 16-bit in, 16-bit out
     assert not (out / "gray16_kernel.npy").exists() and (out / "gray16_trace.png").is_file()
 
 
@@ -83,7 +89,19 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
     [
         ({"--method": "fastem-foo"}, "unknown method"),
         ({"--kernel-size": "64"}, "larger than image"),
-        ({"--sigma": "-1"}, "--sigma must be >= 0"),
+        ({"--sigma": "-1"}, "--sigma must be a number in \\[0, 255\\]"),
+        ({"--sigma": "inf"}, "--sigma must be"),
+        ({"--sigma": "1e6"}, "--sigma must be"),
+        ({"--sigma": "1e6", "--method": "l0-anger"}, "--sigma must be"),
+        ({"--steps": "0"}, "--steps must be an integer"),
+        ({"--particles": "0"}, "--particles must be an integer >= 1"),
+        ({"--kernel-size": "1"}, "--kernel-size must be an integer >= 3"),
+        ({"--em-iters": "0", "--method": "diffem-pigdm"}, "--em-iters must be"),
+        ({"--iters": "0", "--method": "selfdeblur"}, "--iters must be"),
+        ({"--trace": None, "--trace-every": "0"}, "--trace-every must be"),
+        ({"--max-memory": "0"}, "--max-memory must be"),
+        ({"--prior": "NOTES"}, "notes.txt"),
+        ({"--device": "cuda:7"}, "--device"),
         ({"--method": "dps"}, "needs the true kernel|give the true kernel"),
         ({"--prior-config": "MISMATCH"}, "missing keys: .*\\(.*\\).*unexpected keys"),
         ({"--prior": "MISSING"}, "prior checkpoint not found"),
@@ -93,7 +111,7 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
 def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys, change, message):
     args = {
         "--sigma": "5", "--method": "fastem-pigdm", "--prior": str(files / "prior.pt"),
-        "--prior-config": str(files / "prior.yaml"), "--kernel-size": "7", "--steps": "2", "--out": str(tmp_path),
+        "--prior-config": str(files / "prior.yaml"), "--kernel-size": "7", "--steps": "2", "--out": str(tmp_path / "out"),
         "--kernel-denoiser": str(files / "denoiser.pt"),
     } | change
     if args["--prior-config"] == "MISMATCH":  # a checkpoint with keys the architecture lacks, and vice versa
@@ -103,9 +121,100 @@ def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys,
         args["--prior"], args["--prior-config"] = str(tmp_path / "bad.pt"), str(files / "prior.yaml")
     if args["--prior"] == "MISSING":
         args["--prior"] = str(tmp_path / "none.pt")
-    argv = ["deblur", str(files / "gray16.png")] + [item for pair in args.items() for item in pair]
+    if args["--prior"] == "NOTES":
+        (tmp_path / "notes.txt").write_text("my notes, not weights\n")
+        args["--prior"] = str(tmp_path / "notes.txt")
+    if args["--method"] in ("l0-anger", "selfdeblur"):  # the classical methods take none of the diffusion options
+        args = {k: v for k, v in args.items() if k in ("--sigma", "--method", "--kernel-size", "--out", "--iters")}
+    argv = ["deblur", str(files / "gray16.png")] + [item for pair in args.items() for item in pair if item is not None]
+    _assert_refused(argv, capsys, tmp_path / "out", message)
+
+
+def _assert_refused(argv, capsys, out, message):
+    """Exit code 2, one stderr line naming the problem, no output folder."""
     code, err = _run(argv, capsys)
-    assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("fdem: error:")
-    assert __import__("re").search(message, lines[0]), lines[0]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("fdem: error:"), err
+    assert re.search(message, lines[0]), lines[0]
+    assert not out.exists()
+
+
+def test_a_10000x10000_image_is_refused_from_its_header_quickly(files, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.new("L", (10000, 10000)).save(big)  # a few hundred KB on disk
+    argv = ["deblur", str(big), "--sigma", "5", "--prior", str(files / "prior.pt"), "--prior-config",
+            str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2", "--out", str(tmp_path / "out")]
+    start = time.perf_counter()
+    _assert_refused(argv, capsys, tmp_path / "out", r"big.png \(10000x10000 after padding\) needs about .* GB .*limit")
+    assert time.perf_counter() - start < 10
+    _assert_refused(argv + ["--max-memory", "4"], capsys, tmp_path / "out", "limit of 4.0 GB .*would fit")
+
+
+def _photo(path, seed, bits=8, alpha=False, size=(40, 48)):
+    rng = np.random.default_rng(seed)
+    colour = torch.from_numpy(rng.random((3, *size), dtype=np.float32))
+    save_picture(path, colour, torch.from_numpy(rng.random((1, *size), dtype=np.float32)) if alpha else None, bits)
+
+
+L0 = ["--sigma", "5", "--method", "l0-anger", "--kernel-size", "5"]
+
+
+def test_a_folder_with_one_corrupt_file_restores_the_others_and_lists_it(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder / "a.png", 0)
+    _photo(folder / "c.png", 1)
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="skipping .*b.png"):
+        main(["deblur", str(folder), *L0, "--out", str(out)])
+    assert (out / "a_restored.png").is_file() and (out / "c_restored.png").is_file()
+    assert not (out / "b_restored.png").exists()
+    rows = (out / "skipped.csv").read_text().splitlines()
+    assert rows[0] == "path,reason" and len(rows) == 2 and "b.png" in rows[1]
+
+
+def test_all_inputs_bad_is_refused_and_leaves_nothing(tmp_path, capsys):
+    for name in ("x.png", "y.png"):
+        (tmp_path / name).write_bytes(b"garbage")
+    with pytest.warns(UserWarning):
+        _assert_refused(["deblur", str(tmp_path / "*.png"), *L0, "--out", str(tmp_path / "out")], capsys,
+                        tmp_path / "out", "none of the 2 input")
+
+
+def test_16bit_rgba_comes_back_16bit_with_its_alpha(tmp_path):
+    _photo(tmp_path / "rgba16.png", 2, bits=16, alpha=True)
+    main(["deblur", str(tmp_path / "rgba16.png"), *L0, "--out", str(tmp_path / "out")])
+    given, back = read_picture(tmp_path / "rgba16.png"), read_picture(tmp_path / "out" / "rgba16_restored.png")
+    assert back.bits == 16 and back.colour.shape == (3, 40, 48)
+    assert torch.equal(back.alpha, given.alpha)
+
+
+def test_npy_observations_through_a_glob(tmp_path):
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "obs_blurry.npy", rng.normal(0.5, 0.3, (3, 36, 40)).astype(np.float32))  # unclipped
+    main(["deblur", str(tmp_path / "*_blurry.npy"), *L0, "--out", str(tmp_path / "out")])
+    back = read_picture(tmp_path / "out" / "obs_blurry_restored.png")
+    assert back.bits == 16 and back.colour.shape == (3, 36, 40) and back.alpha is None
+
+
+def test_out_of_memory_later_is_one_line_and_keeps_the_finished_images(tmp_path, capsys, monkeypatch):
+    from fdem.baselines.l0_anger import L0AngerRestorer
+
+    _photo(tmp_path / "a.png", 4)
+    _photo(tmp_path / "b.png", 5)
+    calls, run = [], L0AngerRestorer._restore
+
+    def second_runs_out(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise torch.OutOfMemoryError("simulated")
+        return run(self, *args)
+
+    monkeypatch.setattr(L0AngerRestorer, "_restore", second_runs_out)
+    code, err = _run(["deblur", str(tmp_path / "a.png"), str(tmp_path / "b.png"), *L0, "--out", str(tmp_path / "out")], capsys)
+    fdem_lines = [line for line in err.splitlines() if line.startswith("fdem:")]  # the rest: a's progress bar
+    assert code == 2 and fdem_lines == [fdem_lines[0]] and "fdem: error: out of memory restoring" in fdem_lines[0]
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_kernel.npy", "a_kernel.png", "a_restored.png"]

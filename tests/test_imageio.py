@@ -286,3 +286,35 @@ def test_folder_errors(tmp_path):
         list_images(tmp_path)
     with pytest.raises(InputError, match="only.txt"):
         list_images(tmp_path / "only.txt")
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("colours", [1, 3])
+def test_picture_round_trip_keeps_alpha_and_depth(tmp_path, bits, colours):
+    from fdem.imageio import read_picture, save_picture
+
+    scale = 255 if bits == 8 else 65535
+    colour = torch.from_numpy(RNG.integers(0, scale + 1, (colours, 7, 9)).astype(np.float32) / scale)
+    alpha = torch.from_numpy(RNG.integers(0, scale + 1, (1, 7, 9)).astype(np.float32) / scale)
+    save_picture(tmp_path / "p.png", colour, alpha, bits)
+    back = read_picture(tmp_path / "p.png")
+    assert back.bits == bits and torch.equal(back.alpha, alpha) and torch.equal(back.colour, colour)
+    assert read_picture(tmp_path / "p.png").bits == bits and load_image(tmp_path / "p.png").shape == (3, 7, 9)
+
+
+def test_image_size_reads_headers_only(tmp_path):
+    from fdem.imageio import image_size, load_npy_image
+
+    Image.new("L", (12000, 9000)).save(tmp_path / "huge.png")  # over Pillow's bomb warning size: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert image_size(tmp_path / "huge.png") == (9000, 12000)
+    np.save(tmp_path / "y.npy", np.full((3, 5, 6), 1.5, np.float32))
+    assert image_size(tmp_path / "y.npy") == (5, 6)
+    assert load_npy_image(tmp_path / "y.npy").max() == 1.5  # unclipped
+    np.save(tmp_path / "bad.npy", np.zeros((4, 5, 6)))
+    with pytest.raises(InputError, match="C = 1 or 3"):
+        image_size(tmp_path / "bad.npy")
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    with pytest.raises(InputError, match="junk.png is not an image"):
+        image_size(tmp_path / "junk.png")

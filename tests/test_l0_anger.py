@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from fdem.baselines.l0_anger import (
+    PROTOCOLS,
     L0AngerRestorer,
+    L0Params,
     center_integer,
     clean_kernel,
     l0_anger,
+    make_params,
 )
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel, recenter
@@ -60,6 +63,37 @@ def test_kernel_beats_dirac_start(problem):
 def test_restored_image_beats_blurry_input(problem):
     x, _, y, image, _, _ = problem
     assert _psnr(image, x) > _psnr(y.clamp(0, 1), x) + 1.0
+
+
+def _short_stroke(size: int = 15) -> torch.Tensor:
+    """A short straight 5-px stroke in a wide window: the case where the article's cleaning
+    threshold leaves a diffuse blob."""
+    kernel = torch.zeros(1, 1, size, size)
+    kernel[0, 0, size // 2, size // 2 - 2 : size // 2 + 3] = 1.0
+    return normalize_kernel(kernel)
+
+
+def test_tuned_protocol_beats_blurry_input_and_paper_protocol():
+    """A photograph (the bundled camera man, 128²) blurred by a short stroke in a wide window,
+    σ = 5/255: the tuned default improves on the blurry input (measured 24.1 → 28.1 dB), the
+    paper's protocol makes it worse (20.5 dB)."""
+    from fdem.imageio import default_images
+
+    x = dict(default_images(128))["camera"][None]
+    y = add_noise(blur(x, _short_stroke()), 5 / 255, torch.Generator().manual_seed(0))
+    tuned, _, _ = l0_anger(y, 15, sigma=5 / 255)
+    paper, _, _ = l0_anger(y, 15, sigma=5 / 255, protocol="paper")
+    assert _psnr(tuned, x) > _psnr(y.clamp(0, 1), x) + 2
+    assert _psnr(tuned, x) > _psnr(paper, x) + 2
+
+
+def test_protocols_set_threshold_and_tv_weight_unless_given():
+    paper, tuned = L0Params(protocol="paper"), L0Params()
+    assert (paper.cleaning_threshold, tuned.cleaning_threshold) == (PROTOCOLS["paper"].threshold, PROTOCOLS["tuned"].threshold)
+    assert L0Params(threshold=0.1).cleaning_threshold == 0.1
+    assert paper.final_weight(0.0) == PROTOCOLS["paper"].tv_floor and L0Params(tv_weight=0.5).final_weight(0.1) == 0.5
+    with pytest.raises(InputError, match="protocol"):
+        make_params(protocol="nope")
 
 
 def test_output_shapes_and_simplex(problem):

@@ -41,9 +41,27 @@ _EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
 
 
 @dataclass(frozen=True)
-class L0Params:
-    """The method's parameters; the defaults are the IPOL article's (TV weight: see :func:`l0_anger`)."""
+class Protocol:
+    """What differs between the article's settings and the tuned default: the kernel-cleaning
+    threshold (a fraction of the kernel's maximum) and the final TV weight ``floor + 2σ²``."""
 
+    threshold: float
+    tv_floor: float
+
+
+PROTOCOLS = {
+    "paper": Protocol(threshold=0.05, tv_floor=1e-3),  # the IPOL article (the paper's Table 1 number)
+    "tuned": Protocol(threshold=0.3, tv_floor=3e-3),  # tuned on BSDS500 val (benchmarks/l0_check.py)
+}
+
+
+@dataclass(frozen=True)
+class L0Params:
+    """The method's parameters: the IPOL article's defaults, except the kernel-cleaning ``threshold``
+    and the final TV weight, which come from ``protocol`` (``"tuned"``, the default, or
+    ``"paper"``) unless given."""
+
+    protocol: str = "tuned"
     lam: float = 4e-3
     lam_min: float = 1e-4
     lam_decay: float = 1.1
@@ -51,7 +69,7 @@ class L0Params:
     gamma: float = 20.0
     iters: int = 5
     scale: float = 0.5
-    threshold: float = 0.05
+    threshold: float | None = None
     min_component_mass: float = 0.1
     tv_weight: float | None = None
     tv_iters: int = 60
@@ -60,16 +78,26 @@ class L0Params:
     def check(self) -> None:
         """Raise :class:`InputError` naming the first out-of-range parameter."""
         rules = {
+            "protocol": self.protocol in PROTOCOLS,
             "lam": self.lam > 0, "lam_min": self.lam_min > 0, "lam_decay": self.lam_decay >= 1,
             "beta_max": self.beta_max > 0, "gamma": self.gamma > 0, "iters": int(self.iters) >= 1,
-            "scale": 0 < self.scale < 1, "threshold": 0 <= self.threshold < 1,
+            "scale": 0 < self.scale < 1, "threshold": self.threshold is None or 0 <= self.threshold < 1,
             "min_component_mass": 0 <= self.min_component_mass <= 1,
             "tv_weight": self.tv_weight is None or self.tv_weight > 0,
             "tv_iters": int(self.tv_iters) >= 1, "tv_rho": self.tv_rho is None or self.tv_rho > 0,
         }
         for name, ok in rules.items():
             if not ok:
-                raise InputError(f"bad l0-anger parameter {name}={getattr(self, name)!r}")
+                valid = f" (valid: {', '.join(PROTOCOLS)})" if name == "protocol" else ""
+                raise InputError(f"bad l0-anger parameter {name}={getattr(self, name)!r}{valid}")
+
+    @property
+    def cleaning_threshold(self) -> float:
+        return PROTOCOLS[self.protocol].threshold if self.threshold is None else self.threshold
+
+    def final_weight(self, sigma: Tensor) -> Tensor | float:
+        """The final TV weight: ``tv_weight`` if given, else the protocol's ``floor + 2σ²``."""
+        return self.tv_weight or PROTOCOLS[self.protocol].tv_floor + 2 * sigma**2
 
 
 DEFAULTS = asdict(L0Params())
@@ -240,7 +268,7 @@ def estimate_kernel_l0(grey: Tensor, kernel_size: int, p: L0Params | dict,
         scale = _Scale.of(_resize_image(grey, p.scale**level))
         for _ in range(int(p.iters)):
             x = l0_image_step(scale, kernel, lam, p.beta_max)
-            kernel = clean_kernel(kernel_step(x, scale, size, p.gamma), p.threshold, p.min_component_mass)
+            kernel = clean_kernel(kernel_step(x, scale, size, p.gamma), p.cleaning_threshold, p.min_component_mass)
             lam = max(lam / p.lam_decay, p.lam_min)
             if callback is not None:
                 callback()
@@ -295,15 +323,15 @@ def l0_anger(y: Tensor, kernel_size: int, sigma: float | Tensor | None = None,
     """Blind deblurring of ``y (B,C,H,W)``: ``(image in [0,1], kernel (B,1,k,k), seconds)``.
 
     ``sigma`` (a float or one value per image) only sets the default TV weight of the final
-    deconvolution, ``1e-3 + 2σ²`` (with ADMM penalty ``10×`` the weight); the kernel estimation does
-    not use it, as in the article. ``params``: the fields of :class:`L0Params`.
+    deconvolution, ``floor + 2σ²`` (:class:`Protocol`; ADMM penalty ``10×`` the weight); the kernel
+    estimation does not use it, as in the article. ``params``: the fields of :class:`L0Params`.
     """
     p = make_params(**params)
     _check_input(y, kernel_size, sigma)
     start = time.perf_counter()
     grey = y.mean(dim=1, keepdim=True)
     kernel = estimate_kernel_l0(grey, kernel_size, p, callback)
-    weight = p.tv_weight or 1e-3 + 2 * as_batch_sigma(sigma if sigma is not None else 0.0, y.shape[0], y) ** 2
+    weight = p.final_weight(as_batch_sigma(sigma if sigma is not None else 0.0, y.shape[0], y))
     rho = p.tv_rho or 10 * weight
     image = tv_deconv(y, kernel, weight, int(p.tv_iters), rho).clamp(0, 1)
     return image, kernel, time.perf_counter() - start

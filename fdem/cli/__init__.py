@@ -1,9 +1,10 @@
 """The ``fdem`` command, the front end above the library: it parses flags, reads and writes files
 and prints; no library module imports it.
 
-``fdem fit|validate|test|predict --config X.yaml`` go to LightningCLI; the other sub-commands are
-plain argparse programs (:mod:`fdem.cli.parser`). Bad input (:class:`fdem.errors.InputError`) is
-reported on one line and exits with status 2; warnings raised by this project's own code are
+``fdem fit|validate|test|predict --config X.yaml`` go to LightningCLI (and are listed in
+``fdem --help``); the other sub-commands are plain argparse programs (:mod:`fdem.cli.parser`) whose
+numeric flags are checked as they are read (:mod:`fdem.cli.args`). Bad input (a parser error or an
+:class:`fdem.errors.InputError`) is reported on one line and exits with status 2; warnings raised by this project's own code are
 printed on one line ``fdem: warning: ...`` (not with the source line Python adds).
 """
 

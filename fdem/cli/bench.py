@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fdem.cli.args import REPO_CONFIGS, summary
+from fdem.cli.args import REPO_CONFIGS, add_int, add_seed, add_steps, summary
 from fdem.errors import InputError
 
 
@@ -21,8 +21,6 @@ def cmd_bench(args: argparse.Namespace) -> dict:
     if args.out:
         cfg.out = args.out
     if args.max_images is not None:
-        if args.max_images < 1:
-            raise InputError(f"--max-images must be >= 1, got {args.max_images}")
         cfg.data["num_images"] = args.max_images
     if args.methods:
         cfg.methods = select_methods(cfg.methods, args.methods, args.config)
@@ -108,39 +106,39 @@ def add_bench_parsers(sub) -> None:
         if name == "bench":
             p.add_argument("--config", required=True, help="benchmark YAML, or the name of a shipped one (demo, table1, table2, speed, ...)")
         p.add_argument("--out", help="output folder (overrides the config's out)")
-        p.add_argument("--max-images", type=int, help="use only the first N images (overrides data.num_images)")
+        add_int(p, "--max-images", help="use only the first N images, N >= 1 (overrides data.num_images)")
         p.add_argument("--methods", help="comma-separated subset of the config's methods (names or labels)")
         p.add_argument("--accelerator", help="cpu, gpu, auto (overrides trainer.accelerator)")
-        p.add_argument("--devices", type=int, help="processes / GPUs per node (overrides trainer.devices)")
+        add_int(p, "--devices", maximum=1024, help="processes / GPUs per node, in [1, 1024] (overrides trainer.devices)")
         p.add_argument("--strategy", help="auto, ddp, ddp_spawn (overrides trainer.strategy)")
-        p.add_argument("--num-nodes", dest="num_nodes", type=int, help="nodes (overrides trainer.num_nodes)")
+        add_int(p, "--num-nodes", dest="num_nodes", maximum=1024, help="nodes, in [1, 1024] (overrides trainer.num_nodes)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
 
 
 def add_kernel_bench_parser(sub) -> None:
     p = sub.add_parser("kernel-bench", help=summary(cmd_kernel_bench))
-    p.add_argument("--config", default=str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml"))
+    p.add_argument("--config", default=str(REPO_CONFIGS / "bench" / "kernel_estimation.yaml"), help="kernel-estimation benchmark YAML")
     p.add_argument("--tune", action="store_true", help="re-tune λ on the validation split and write it into the config")
     p.add_argument("--out", help="output folder (overrides the config)")
     p.add_argument("--images", help="folder of sharp images (overrides the config)")
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (overrides the config)")
-    p.add_argument("--max-images", type=int, help="use only the first N images")
+    add_int(p, "--max-images", help="use only the first N images, N >= 1")
     p.set_defaults(func=cmd_kernel_bench)
 
 
 def add_speed_parser(sub) -> None:
     p = sub.add_parser("speed", help="time the samplers (random-weight UNet, random blurry batch); CSV + Markdown table")
     p.add_argument("--unet", default="small64", help="small64 (default), ffhq256, kernel64 or a YAML of ADMConfig fields")
-    p.add_argument("--size", type=int, default=64, help="image side (a multiple of the UNet's 2^(levels-1))")
+    add_int(p, "--size", maximum=4096, default=64, help="image side, in [1, 4096] (a multiple of the UNet's 2^(levels-1))")
     p.add_argument("--methods", default="fastem-pigdm,pigdm", help="comma-separated method names")
     p.add_argument("--batch", default="1,4", help="comma-separated batch sizes")
-    p.add_argument("--particles", type=int, default=1)
-    p.add_argument("--steps", type=int, help="respaced steps (default: 100 for PiGDM methods, 1000 for DPS ones)")
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per row (the median is reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed calls before timing")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    add_int(p, "--particles", maximum=1024, default=1, help="posterior samples per image, in [1, 1024]")
+    add_steps(p, "--steps", help="respaced steps, in [2, 1000] (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    add_int(p, "--repeats", maximum=1000, default=3, help="timed calls per row, in [1, 1000] (the median is reported)")
+    add_int(p, "--warmup", minimum=0, maximum=1000, default=1, help="untimed calls before timing, in [0, 1000]")
+    add_seed(p, "--seed", default=0, help="seed of the random weights and batch")
+    add_int(p, "--threads", maximum=1024, help="torch CPU threads, in [1, 1024] (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--out", default="speed.csv", help="CSV of the rows")
     p.set_defaults(func=cmd_speed)

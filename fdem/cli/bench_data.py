@@ -12,8 +12,10 @@ import argparse
 import inspect
 from pathlib import Path
 
+from fdem.cli.args import KERNEL_SIZE_MAX, Checked, add_int, add_kernel_size, add_seed
 from fdem.configio import load_yaml
 from fdem.errors import InputError
+from fdem.validate import SIGMA255_MAX, check_float
 
 ACTIONS = ("export",)
 # flag destination -> DataModule argument
@@ -24,29 +26,32 @@ FLAG_ARGS = {
 }
 
 
-def sigma_list(text: str) -> list[float]:
-    """``"5,10,20"`` or ``"5"`` → floats (the flag may also be repeated: ``--sigmas 5 10 20``)."""
+def sigma_list(text: str, flag: str = "--sigmas") -> list[float]:
+    """``"5,10,20"`` or ``"5"`` → floats, each in ``[0, SIGMA255_MAX]`` (the flag may also be
+    repeated: ``--sigmas 5 10 20``)."""
     try:
-        return [float(part) for part in text.split(",") if part.strip()]
+        values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as err:
-        raise InputError(f"--sigmas: not a number in {text!r}") from err
+        raise InputError(f"{flag}: not a number in {text!r}") from err
+    return [check_float(v, flag, 0, SIGMA255_MAX) for v in values]
 
 
 def add_parsers(sub) -> None:
     """Add the ``bench-data`` sub-command to an ``add_subparsers()`` object."""
     p = sub.add_parser("bench-data", help="export the samples of a blur benchmark as a folder "
                                           "(sharp PNG, blurry .npy, kernel .npy, meta.csv)")
-    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("action", choices=ACTIONS, help="export: write the samples to --out")
     p.add_argument("--config", help="YAML: BlurBenchmarkDataModule arguments, or a LightningCLI config with data:")
     p.add_argument("--images", help="folder of sharp images, or 'bundled'")
-    p.add_argument("--num-images", type=int, help="keep the first N images (sorted by path)")
-    p.add_argument("--size", type=int, help="resize the short side and centre-crop to SIZE x SIZE")
+    add_int(p, "--num-images", help="keep the first N images (sorted by path), N >= 1")
+    add_int(p, "--size", maximum=4096, help="resize the short side and centre-crop to SIZE x SIZE, in [1, 4096]")
     p.add_argument("--kernels", help="kernel generator name (camera-shake, ...) or kernel-bank file/folder")
-    p.add_argument("--kernel-size", type=int, help="kernel side (generator default 33)")
-    p.add_argument("--kernel-seed", type=int)
-    p.add_argument("--kernels-per-image", type=int)
-    p.add_argument("--sigmas", nargs="+", help="noise levels, 255 scale: 5 10 20 or 5,10,20")
-    p.add_argument("--seed", type=int, help="noise seed: sample i uses seed + i")
+    add_kernel_size(p, "--kernel-size", help=f"kernel side, in [3, {KERNEL_SIZE_MAX}] (generator default 33)")
+    add_seed(p, "--kernel-seed", help="seed of the kernel bank: kernel j depends on (seed, j) only (default 0)")
+    add_int(p, "--kernels-per-image", maximum=10_000, help="kernels per image, in [1, 10000] (default 1)")
+    p.add_argument("--sigmas", nargs="+", action=Checked, check=sigma_list,
+                   help=f"noise levels, 255 scale, in [0, {SIGMA255_MAX}]: 5 10 20 or 5,10,20 (default 5 10 20)")
+    add_seed(p, "--seed", help="noise seed: sample i uses seed + i (default 0)")
     p.add_argument("--from-pickle", help="the authors' test-case pickle (or a folder of them) to convert")
     p.add_argument("--out", required=True, help="output folder (created; must be empty unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -81,7 +86,7 @@ def datamodule_args(args: argparse.Namespace) -> dict:
         if value is not None:
             kwargs[name] = value
     if getattr(args, "sigmas", None) is not None:
-        kwargs["sigmas"] = [v for text in args.sigmas for v in sigma_list(text)]
+        kwargs["sigmas"] = [v for values in args.sigmas for v in values]  # lists checked by the parser
     if getattr(args, "from_pickle", None) is not None:
         kwargs.pop("images", None)  # the pickle brings its own images, kernels and σ
     kwargs.setdefault("images", None)

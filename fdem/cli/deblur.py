@@ -1,17 +1,21 @@
 """``fdem deblur``: deblur image files with any method (the file front end of :mod:`fdem.restorers`).
 
-Any image size (the diffusion methods pad it: :mod:`fdem.padding`); every input is read and every
-option checked before a network is loaded or anything is written.
+Inputs are files, folders (their images, sorted) or glob patterns; ``.npy`` observations (what
+``fdem blur`` writes) are accepted by name or pattern. Every flag is checked, every input's header
+read and the plan's memory estimated (:mod:`fdem.memory`) before the output folder is made; an
+unreadable input is skipped and listed (one warning line each, ``skipped.csv``), the others are done.
+An image comes back at its own bit depth (16-bit in, 16-bit out; ``.npy`` gives 16-bit) with its alpha.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fdem.cli.args import sigma255
 from fdem.errors import InputError
 from fdem.method_table import lookup, method_names
 
@@ -20,129 +24,261 @@ if TYPE_CHECKING:
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior")
+GLOB_CHARACTERS = frozenset("*?[")
 
 
 @dataclass
 class Observation:
-    """A blurry input file: ``image (3, H, W)`` in ``[0, 1]``; ``gray`` if its channels are equal."""
+    """A blurry input: ``image (3, H, W)`` (``.npy``: unclipped); ``gray`` if its channels are equal;
+    the file's ``alpha (1, H, W)`` (or None) and ``bits`` (8 or 16), given back to the output."""
 
     path: Path
     image: Tensor
     gray: bool
+    alpha: Tensor | None = None
+    bits: int = 8
 
 
-def load_observations(paths: list[str], kernel_size: int) -> list[Observation]:
-    """Read every input (RGB/RGBA/gray, 8/16-bit) and check that the kernel fits in each."""
-    import torch
+@dataclass(frozen=True)
+class Job:
+    """What every image of one ``deblur_files`` call shares."""
 
-    from fdem.imageio import load_image
+    method: str
+    sigma: float
+    seed: int
+    truths: Tensor | None
+    trace_format: str
+    progress: bool
 
-    stems = [Path(p).stem for p in paths]
+
+def expand_inputs(items: list[str]) -> list[Path]:
+    """Files as given, folders as their images (sorted, not recursive), glob patterns as their sorted
+    matches; each file once, in order. A pattern matching nothing is an :class:`InputError`."""
+    from fdem.imageio import list_images
+
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            paths += list_images(path, recursive=False)
+        elif not path.exists() and GLOB_CHARACTERS & set(item):
+            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
+            if not matches:
+                raise InputError(f"no file matches {item!r}")
+            paths += matches
+        else:
+            paths.append(path)
+    return list(dict.fromkeys(paths))
+
+
+def probe_inputs(paths: list[Path], kernel_size: int) -> tuple[list[tuple[Path, tuple[int, int]]], list[tuple[str, str]]]:
+    """``(readable, skipped)``: each input's ``(path, (H, W))`` read from its header, and the
+    ``(path, reason)`` of those that are not images (one warning each). Outputs named alike, a kernel
+    larger than an image or no readable input at all are an :class:`InputError`."""
+    from fdem.imageio import image_size
+
+    stems = [p.stem for p in paths]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise InputError(f"several inputs are named {', '.join(duplicates)}: their outputs would overwrite each other")
-    observations = []
-    for p in paths:
-        image = load_image(p, channels=3)
-        if kernel_size > min(image.shape[-2:]):
-            raise InputError(f"kernel of size {kernel_size}x{kernel_size} is larger than image {p} ({image.shape[-2]}x{image.shape[-1]})")
-        gray = bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
-        observations.append(Observation(Path(p), image, gray))
-    return observations
+    readable, skipped = [], []
+    for path in paths:
+        try:
+            size = image_size(path)
+        except InputError as err:
+            skip(path, err, skipped)
+            continue
+        if kernel_size > min(size):
+            raise InputError(f"kernel of size {kernel_size}x{kernel_size} is larger than image {path} ({size[0]}x{size[1]})")
+        readable.append((path, size))
+    if not readable:
+        raise InputError(f"none of the {len(paths)} input(s) is a readable image (first: {skipped[0][1]})")
+    return readable, skipped
 
 
-def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif") -> list[Path]:
-    """Write ``<stem>_restored.png``, for methods that estimate a kernel ``<stem>_kernel.png``
-    (scaled to its maximum, enlarged) and ``<stem>_kernel.npy`` (float32 k×k, sum 1), and
-    ``<stem>_trace.<gif|png>`` when the :class:`~fdem.restoration.Restoration` carries a trace."""
+def skip(path: Path, err: Exception, skipped: list[tuple[str, str]]) -> None:
+    """Record an unreadable input and warn about it on one line."""
+    skipped.append((str(path), str(err)))
+    warnings.warn(f"skipping {path}: {err}", stacklevel=2)
+
+
+def load_observation(path: Path) -> Observation:
+    """Decode an input: an image file (RGB/RGBA/gray, 8/16-bit) or a ``.npy`` observation."""
+    import torch
+
+    from fdem.imageio import convert_channels, load_npy_image, read_picture
+
+    if path.suffix.lower() == ".npy":
+        colour, alpha, bits = load_npy_image(path), None, 16
+    else:
+        picture = read_picture(path)
+        colour, alpha, bits = picture.colour, picture.alpha, picture.bits
+    image = convert_channels(colour, 3)
+    gray = colour.shape[0] == 1 or bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
+    return Observation(path, image, gray, alpha, bits)
+
+
+def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif", written: list | None = None) -> list[Path]:
+    """Write ``<stem>_restored.png`` (the input's bit depth, its alpha), for methods that estimate a
+    kernel ``<stem>_kernel.png`` (scaled to its maximum, enlarged) and ``<stem>_kernel.npy`` (float32
+    k×k, sum 1), and ``<stem>_trace.<gif|png>`` when the result carries a trace. Each file is added
+    to ``written`` as it is made (so a failed call can remove them); returns ``written``."""
     import numpy as np
 
-    from fdem.imageio import save_image
+    from fdem.imageio import save_picture
     from fdem.io_utils import atomic_path
     from fdem.kernels_gen import save_preview
     from fdem.sampling.result import save_trace
 
+    written = [] if written is None else written
     image = result.image[0].detach().float().cpu()
     if obs.gray and image.shape[0] == 3:
         image = image.mean(dim=0, keepdim=True)
-    written = [out / f"{obs.path.stem}_restored.png"]
-    save_image(written[0], image)
+    stem = out / obs.path.stem
+    written.append(Path(f"{stem}_restored.png"))
+    save_picture(written[-1], image, obs.alpha, obs.bits)
     if result.kernel is not None:
         kernel = result.kernel[0, 0].detach().float().cpu()
-        written += [out / f"{obs.path.stem}_kernel.png", out / f"{obs.path.stem}_kernel.npy"]
-        save_preview(kernel, written[1], ncol=1)
-        with atomic_path(written[2]) as tmp:
+        written.append(Path(f"{stem}_kernel.png"))
+        save_preview(kernel, written[-1], ncol=1)
+        written.append(Path(f"{stem}_kernel.npy"))
+        with atomic_path(written[-1]) as tmp:
             np.save(tmp, kernel.numpy())
     trace = result.extras.get("trace")
     if trace is not None:
-        written.append(save_trace(trace, out / f"{obs.path.stem}_trace.{trace_format}"))
+        written.append(Path(f"{stem}_trace.{trace_format}"))
+        save_trace(trace, written[-1])
+    return written
+
+
+def restore_one(restorer, obs: Observation, job: Job, j: int):
+    """Restore observation ``j`` (seed ``seed + j``, kernel ``j`` of the truths cyclically); running
+    out of memory is an :class:`InputError` saying what to change."""
+    import torch
+    from tqdm import tqdm
+
+    from fdem.imageio import convert_channels
+
+    y = convert_channels(obs.image, restorer.channels or 3)[None]
+    truth = None if job.truths is None else job.truths[j % len(job.truths)][None]
+    try:
+        with tqdm(total=restorer.total_steps(), desc=obs.path.name, unit="step", disable=not job.progress) as bar:
+            return restorer.restore(y, job.sigma, kernel=truth, seed=job.seed + j, callback=bar.update), truth
+    except (torch.OutOfMemoryError, MemoryError) as err:
+        h, w = y.shape[-2:]
+        raise InputError(f"out of memory restoring {obs.path} ({h}x{w}) with {job.method}: use a smaller image, "
+                         "fewer --particles or a classical method (l0-anger, alternation)") from err
+
+
+def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: Job) -> list[Path]:
+    """Decode, restore and save every input in turn (an undecodable one is skipped); a failure
+    removes the unfinished image's files (and the folder if nothing else is in it), keeping the others."""
+    from fdem.io_utils import write_skipped
+    from fdem.kernel_ops import kernel_mse
+
+    written: list[Path] = []
+    for j, (path, _) in enumerate(inputs):
+        try:
+            obs = load_observation(path)
+        except InputError as err:
+            skip(path, err, skipped)
+            continue
+        files: list[Path] = []
+        try:
+            result, truth = restore_one(restorer, obs, job, j)
+            obs = replace(obs, gray=True) if (restorer.channels or 3) == 1 else obs
+            save_outputs(obs, result, folder.folder(), job.trace_format, files)
+        except BaseException:
+            folder.discard(files)
+            raise
+        written += files
+        note = f", kernel MSE {kernel_mse(result.kernel.cpu(), truth).item():.3g}" if result.kernel is not None and truth is not None else ""
+        print(f"{path.name}: {job.method} in {result.seconds:.1f} s{note}")
+    if not written:
+        raise InputError(f"none of the {len(inputs) + len(skipped)} input(s) could be read (first: {skipped[0][1]})")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable input(s): see {write_skipped(folder.folder(), skipped)}")
     return written
 
 
 def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: float, seed: int = 0,
                  device: str | None = None, true_kernel: str | Path | None = None, trace_format: str = "gif",
-                 progress: bool = True, **options) -> list[Path]:
-    """Deblur files with any method of :mod:`fdem.restorers`, image ``j`` with seed ``seed + j``;
-    ``sigma`` in ``[0, 1]`` units (checked by the caller); ``options`` go to the method (e.g.
-    ``prior``, ``kernel_size``, ``particles``, ``steps``; ``prior=None``: the shipped prior).
+                 progress: bool = True, max_memory: float | None = None, **options) -> list[Path]:
+    """Deblur files, folders or glob patterns (:func:`expand_inputs`) with any method of
+    :mod:`fdem.restorers`, image ``j`` with seed ``seed + j``; ``sigma`` in ``[0, 1]`` units;
+    ``options`` go to the method (e.g. ``prior``, ``kernel_size``, ``particles``, ``steps``;
+    ``prior=None``: the shipped prior). ``max_memory``: the plan's limit in GB (default: most of the
+    free memory, :func:`fdem.memory.memory_limit`); a plan over it is refused before anything runs.
 
     Non-blind methods (``dps``, ``pigdm``) need ``true_kernel`` (a ``.npy`` or any kernel bank; image
     ``j`` takes kernel ``j`` cyclically); for the blind ones it only adds the kernel MSE to the
     printed line. Returns the files written.
     """
-    from tqdm import tqdm
-
     from fdem.devices import resolve_device
-    from fdem.imageio import convert_channels
-    from fdem.io_utils import ensure_writable_dir
-    from fdem.kernel_ops import kernel_mse
+    from fdem.io_utils import OutputFolder
     from fdem.kernels_gen import load_bank
-    from fdem.restorers import build_restorer
+    from fdem.memory import check_plan, memory_limit, restorer_plan
+    from fdem.restorers import build_restorer, check_options
     from fdem.sampling.result import TRACE_FORMATS
+    from fdem.validate import check_float
 
     blind = lookup(method).blind
+    sigma = check_float(sigma, "sigma", 0, 1)
     if trace_format not in TRACE_FORMATS:
         raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
+    check_options(method, options)
+    device = resolve_device(device)
     truths = load_bank(true_kernel) if true_kernel is not None else None
     if not blind and truths is None:
         raise InputError(f"method {method} is non-blind: give the true kernel (--true-kernel FILE)")
-    observations = load_observations(images, options.get("kernel_size", 33) if blind else truths.shape[-1])
-    out = ensure_writable_dir(out)
-    restorer = build_restorer(method, resolve_device(device), **options)
-    written = []
-    for j, obs in enumerate(observations):
-        y = convert_channels(obs.image, restorer.channels or 3)[None]
-        truth = None if truths is None else truths[j % len(truths)][None]
-        with tqdm(total=restorer.total_steps(), desc=obs.path.name, unit="step", disable=not progress) as bar:
-            result = restorer.restore(y, sigma, kernel=truth, seed=seed + j, callback=bar.update)
-        if y.shape[1] == 1:
-            obs = replace(obs, gray=True)
-        written += save_outputs(obs, result, out, trace_format)
-        note = ""
-        if result.kernel is not None and truth is not None:
-            note = f", kernel MSE {kernel_mse(result.kernel.cpu(), truth).item():.3g}"
-        print(f"{obs.path.name}: {method} in {result.seconds:.1f} s{note}")
-    return written
+    inputs, skipped = probe_inputs(expand_inputs(images), options.get("kernel_size", 33) if blind else truths.shape[-1])
+    folder = OutputFolder(out)
+    limit = memory_limit(device, max_memory)
+    restorer = build_restorer(method, device, **options)
+    for path, (h, w) in inputs:
+        check_plan(restorer_plan(restorer, h, w, restorer.channels or 3), limit, f"image {path}")
+    return restore_all(restorer, inputs, skipped, folder, Job(method, sigma, seed, truths, trace_format, progress))
+
+
+def checked_options(args: argparse.Namespace) -> dict:
+    """The method options given on the command line, each checked where it enters."""
+    from fdem.diffusion import MAX_STEPS
+    from fdem.validate import check_float, check_int
+
+    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    bounds = {"kernel_size": (3, None), "particles": (1, None), "steps": (2, MAX_STEPS), "iters": (1, None),
+              "em_iters": (1, None)}
+    for name, (low, high) in bounds.items():
+        if name in options:
+            options[name] = check_int(options[name], "--" + name.replace("_", "-"), low, high)
+    if "lam" in options:
+        options["lam"] = check_float(options["lam"], "--lam", 0)
+    if args.trace:
+        options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
+    elif args.trace_every is not None:
+        raise InputError("--trace-every needs --trace")
+    return options
 
 
 def cmd_deblur(args: argparse.Namespace) -> None:
     """Deblur your images with any method (default: Fast EM ΠGDM on the shipped prior)."""
-    options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    if args.trace:
-        options["trace_every"] = args.trace_every or 10
-    elif args.trace_every is not None:
-        raise InputError("--trace-every needs --trace")
+    from fdem.validate import check_float, check_int, check_sigma255
+
+    sigma = check_sigma255(args.sigma)
+    seed = check_int(args.seed, "--seed", 0)
+    max_memory = None if args.max_memory is None else check_float(args.max_memory, "--max-memory", 0, inclusive=False)
     deblur_files(
-        args.images, args.out, method=args.method, sigma=sigma255(args.sigma), seed=args.seed, device=args.device,
-        true_kernel=args.true_kernel, trace_format=args.trace_format, **options,
+        args.images, args.out, method=args.method, sigma=sigma, seed=seed, device=args.device,
+        true_kernel=args.true_kernel, trace_format=args.trace_format, max_memory=max_memory, **checked_options(args),
     )
 
 
 def add_parsers(sub) -> None:
     """Add ``deblur`` to an ``add_subparsers()`` object."""
     p = sub.add_parser("deblur", help="deblur your images with any method (default: Fast EM PiGDM, shipped prior)")
-    p.add_argument("images", nargs="+", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit)")
-    p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale")
+    p.add_argument("images", nargs="+", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit), "
+                   "folders of them, glob patterns, or .npy observations written by `fdem blur`")
+    p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale, in [0, 255]")
     p.add_argument("--method", default="fastem-pigdm", help=f"one of {', '.join(method_names())} (default: fastem-pigdm)")
     p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt), a `fdem fit` checkpoint "
                    "or a shipped prior's name (default: small64, the shipped natural-image prior)")
@@ -150,19 +286,21 @@ def add_parsers(sub) -> None:
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
     p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
-    p.add_argument("--kernel-size", type=int, help="size of the estimated kernel (blind methods; default 33)")
-    p.add_argument("--particles", type=int, help="posterior samples per image; the output is their mean (default 1)")
-    p.add_argument("--steps", type=int, help="diffusion steps (default: 100 for PiGDM methods, 1000 for DPS ones)")
-    p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations (default 5000)")
-    p.add_argument("--seed", type=int, default=0, help="image j uses seed + j")
-    p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: the accelerator if there is one)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default 33)")
+    p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default 1)")
+    p.add_argument("--steps", type=int, help="diffusion steps, >= 2 (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000)")
+    p.add_argument("--seed", type=int, default=0, help="image j uses seed + j (default 0)")
+    p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
+    p.add_argument("--max-memory", type=float, help="memory limit of a plan in GB (default: 80%% of the free memory "
+                   "of the device); a larger plan is refused before it runs")
+    p.add_argument("--out", required=True, help="output folder (made when the first image is done)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
     p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
-    p.add_argument("--lam", type=float, help="M-step PnP weight (default: tuned for the shipped kernel denoiser)")
-    p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM (default 10)")
+    p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")
+    p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM, >= 1 (default 10)")
     p.add_argument("--kernel-denoiser", help="kernel denoiser state_dict (default: the shipped one)")
     p.add_argument("--trace", action="store_true", help="also save the progress (x0 estimate and kernel)")
-    p.add_argument("--trace-every", type=int, help="steps between trace frames (default 10; needs --trace)")
-    p.add_argument("--trace-format", default="gif", help="gif (animation) or png (grid of frames)")
+    p.add_argument("--trace-every", type=int, help="steps between trace frames, >= 1 (default 10; needs --trace)")
+    p.add_argument("--trace-format", default="gif", help="gif (animation) or png (grid of frames) (default: gif)")
     p.set_defaults(func=cmd_deblur)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fdem.cli.args import key_value, sigma255
+from fdem.cli.args import add_float, add_int, add_kernel_size, add_seed, add_sigma, key_value, output_file
 from fdem.errors import InputError
 
 
@@ -14,8 +14,6 @@ def cmd_kernels(args: argparse.Namespace) -> None:
     """Write a seeded kernel bank (and optionally a preview grid)."""
     from fdem.kernels_gen import make_generator, save_bank, save_preview
 
-    if args.count < 1:
-        raise InputError(f"--count must be >= 1, got {args.count}")
     gen = make_generator(args.generator, args.size, **dict(args.param or []))
     kernels = gen.sample(args.count, seed=args.seed)
     save_bank(args.out, kernels, generator=gen, seed=args.seed)
@@ -45,26 +43,32 @@ def cmd_blur(args: argparse.Namespace) -> None:
     import torch
 
     from fdem.imageio import load_image, save_image
-    from fdem.io_utils import atomic_path, ensure_writable_dir
+    from fdem.io_utils import OutputFolder, atomic_path
     from fdem.kernels_gen import load_bank
     from fdem.physics import add_noise, blur
 
-    sigma = sigma255(args.sigma)
+    sigma = args.sigma / 255  # checked by the parser
+    folder = OutputFolder(args.out)  # checked now, made at the first write
     kernels = load_bank(args.kernels)
     images = [(Path(p), load_image(p)) for p in args.images]  # everything is read before anything is written
     for path, img in images:
         if kernels.shape[-1] > min(img.shape[-2:]):
             raise InputError(f"kernels of {args.kernels} ({kernels.shape[-1]}x{kernels.shape[-1]}) are larger than image {path} {tuple(img.shape[-2:])}")
-    out = ensure_writable_dir(args.out)
     g = torch.Generator().manual_seed(args.seed)
-    for i, (path, img) in enumerate(images):
-        k = kernels[i % len(kernels)][None]
-        y = add_noise(blur(img[None], k), sigma, generator=g)[0]
-        with atomic_path(out / f"{path.stem}_blurry.npy") as tmp:
-            np.save(tmp, y.numpy())
-        with atomic_path(out / f"{path.stem}_kernel.npy") as tmp:
-            np.save(tmp, k[0, 0].numpy())
-        save_image(out / f"{path.stem}_blurry.png", y)
+    files: list[Path] = []  # the outputs of the image being written
+    try:
+        out = folder.folder()
+        for i, (path, img) in enumerate(images):
+            files = [out / f"{path.stem}_{name}" for name in ("blurry.npy", "kernel.npy", "blurry.png")]
+            k = kernels[i % len(kernels)][None]
+            y = add_noise(blur(img[None], k), sigma, generator=g)[0]
+            for file, array in zip(files, (y, k[0, 0])):
+                with atomic_path(file) as tmp:
+                    np.save(tmp, array.numpy())
+            save_image(files[2], y)
+    except BaseException:
+        folder.discard(files)  # the unfinished image's files, then the folder if it is empty
+        raise
     print(f"wrote {len(images)} observations to {out}")
 
 
@@ -95,7 +99,7 @@ def cmd_estimate_kernel(args: argparse.Namespace) -> None:
     from fdem.kernels_gen import save_preview
     from fdem.mstep import estimate_kernel
 
-    sigma = sigma255(args.sigma)
+    sigma = args.sigma / 255  # checked by the parser
     sharp, blurry = load_image(args.sharp), load_observation(args.blurry)
     if sharp.shape != blurry.shape:
         raise InputError(f"--sharp {args.sharp} {tuple(sharp.shape)} and --blurry {args.blurry} {tuple(blurry.shape)} differ in size")
@@ -109,31 +113,31 @@ def cmd_estimate_kernel(args: argparse.Namespace) -> None:
 def add_parsers(sub) -> None:
     """Add ``kernels``, ``blur`` and ``estimate-kernel`` to an ``add_subparsers()`` object."""
     p = sub.add_parser("kernels", help="write a seeded kernel bank (.npz)")
-    p.add_argument("--generator", default="camera-shake")
-    p.add_argument("--size", type=int, default=33)
-    p.add_argument("--count", type=int, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--param", type=key_value, action="append", metavar="KEY=VALUE", help="generator parameter")
-    p.add_argument("--out", required=True)
-    p.add_argument("--preview", help="PNG grid of (up to 64 of) the kernels")
+    p.add_argument("--generator", default="camera-shake", help="kernel generator: camera-shake, motion, trajectory or gaussian")
+    add_kernel_size(p, "--size", default=33)
+    add_int(p, "--count", minimum=1, maximum=100_000, default=64, help="number of kernels, in [1, 100000]")
+    add_seed(p, "--seed", default=0, help="seed: kernel i depends on (seed, i) only")
+    p.add_argument("--param", type=key_value, action="append", metavar="KEY=VALUE", help="generator parameter (repeatable)")
+    p.add_argument("--out", required=True, type=output_file(".npz"), help="kernel bank .npz")
+    p.add_argument("--preview", type=output_file(".png"), help="PNG grid of (up to 64 of) the kernels")
     p.add_argument("--stats", action="store_true", help="print min/median/max shape statistics of the bank")
     p.set_defaults(func=cmd_kernels)
 
     p = sub.add_parser("blur", help="blur (and add noise to) images with kernels from a bank")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="sharp images (PNG/JPEG/TIFF...)")
     p.add_argument("--kernels", required=True, help=".npz bank, PNG folder or MATLAB .mat")
-    p.add_argument("--sigma", type=float, default=0.0, help="noise level, 255 scale")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True)
+    add_sigma(p, "--sigma", default=0.0)
+    add_seed(p, "--seed", default=0, help="noise seed")
+    p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_blur)
 
     p = sub.add_parser("estimate-kernel", help="the M-step alone: kernel from a sharp and a blurry image")
-    p.add_argument("--sharp", required=True)
+    p.add_argument("--sharp", required=True, help="sharp image file")
     p.add_argument("--blurry", required=True, help="image file or .npy written by `fdem blur`")
-    p.add_argument("--sigma", type=float, required=True, help="noise level, 255 scale")
-    p.add_argument("--kernel-size", type=int, default=33)
-    p.add_argument("--reg", default="pnp", choices=["pnp", "l1", "l2"])
-    p.add_argument("--lam", type=float, help="regularisation weight (default: the authors' PnP λ)")
-    p.add_argument("--iters", type=int, default=10)
-    p.add_argument("--out", required=True, help="kernel .npy (a viewable .png is written beside it)")
+    add_sigma(p, "--sigma", required=True)
+    add_kernel_size(p, "--kernel-size", default=33)
+    p.add_argument("--reg", default="pnp", choices=["pnp", "l1", "l2"], help="kernel regularisation")
+    add_float(p, "--lam", minimum=0, help="regularisation weight, >= 0 (default: the authors' PnP λ)")
+    add_int(p, "--iters", minimum=1, maximum=10_000, default=10, help="M-step iterations, in [1, 10000]")
+    p.add_argument("--out", required=True, type=output_file(".npy"), help="kernel .npy (a viewable .png is written beside it)")
     p.set_defaults(func=cmd_estimate_kernel)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
+from fdem.nets.checkpoints import load_checkpoint
 from fdem.metrics.availability import (
     INCEPTION_FILE,
     MetricUnavailable,
@@ -88,11 +89,19 @@ def inception_weights() -> Path:
     return checkpoint_dir() / INCEPTION_FILE
 
 
+def _inception_state(path: Path) -> object:
+    """The Inception weights, read by the one safe loader; an unreadable file makes FID unavailable."""
+    try:
+        return load_checkpoint(path, "FID weight file")
+    except InputError as err:
+        raise MetricUnavailable(str(err)) from err
+
+
 def _local_loader(path: Path):
     """Stand-in for ``load_state_dict_from_url``: reads ``path`` (tensors only), never downloads."""
 
     def load(*_args, **_kwargs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _inception_state(path)
 
     return load
 
@@ -110,7 +119,9 @@ class InceptionFeatures:
             # local file makes construction offline and unpickling-free.
             with mock.patch.object(fid_inception, "load_state_dict_from_url", _local_loader(path)):
                 net = fid_inception.InceptionV3([fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[FEATURE_DIM]])
-        except Exception as err:  # a corrupt or foreign file: report, never crash the benchmark
+        except MetricUnavailable:
+            raise
+        except Exception as err:  # a file of the wrong network: report, never crash the benchmark
             raise MetricUnavailable(f"could not load {path}: {type(err).__name__}: {err}") from err
         self.device = torch.device(device)
         self.net = net.eval().requires_grad_(False).to(self.device)

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from fdem.errors import InputError
+from fdem.nets.checkpoints import load_checkpoint
 from fdem.metrics.availability import (
     ALEXNET_FILE,
     BRISQUE_FILE,
@@ -31,10 +33,11 @@ NIQE_MIN_SIZE = 96  # NIQE's patch size: smaller images have no patch to fit
 
 
 def _load_tensors(path) -> object:
+    """The tensors of a metric's weight file, read by the one safe loader (its message in words)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise MetricUnavailable(f"could not load {path}: {type(err).__name__}: {err}") from err
+        return load_checkpoint(path, "metric weight file")
+    except InputError as err:
+        raise MetricUnavailable(str(err)) from err
 
 
 def _as_rgb(x: Tensor) -> Tensor:
