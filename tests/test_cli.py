@@ -183,3 +183,24 @@ def test_sample_steps_above_the_priors_T_is_refused(capsys, tmp_path):
     code, _, err = run_cli(["sample", "--prior", "small64", "--T", "50", "--steps", "100", "--n", "1",
                             "--out", tmp_path / "s.png"], capsys)
     assert code == 2 and "--steps must be an integer in [2, 50]" in err and not (tmp_path / "s.png").exists()
+
+
+def test_out_of_memory_anywhere_is_one_line(monkeypatch, capsys):
+    """A command running out of memory prints one line and exits 2 (no traceback)."""
+    import torch
+
+    import fdem.cli.parser as parser
+    from fdem.cli import main
+
+    def exhausted(argv):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.8 GiB")
+
+    monkeypatch.setattr(parser, "run_command", exhausted)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--config", "demo"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fdem: error: out of memory")
+    monkeypatch.setattr(parser, "run_command", lambda argv: (_ for _ in ()).throw(RuntimeError("other")))
+    with pytest.raises(RuntimeError, match="other"):
+        main(["bench", "--config", "demo"])

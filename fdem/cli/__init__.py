@@ -75,3 +75,16 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("fdem: interrupted; finished work is kept", file=sys.stderr)
         sys.exit(130)
+    except (MemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
+        print(f"fdem: error: out of memory ({str(err).splitlines()[0][:200] or type(err).__name__}); use smaller "
+              "images, fewer particles or a lighter method (finished work is kept)", file=sys.stderr)
+        sys.exit(2)
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is the host's MemoryError or an accelerator's out-of-memory error (torch's
+    ``OutOfMemoryError`` is a RuntimeError), without importing torch."""
+    torch = sys.modules.get("torch")
+    return isinstance(err, MemoryError) or (torch is not None and isinstance(err, torch.OutOfMemoryError))
