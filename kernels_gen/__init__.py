@@ -9,18 +9,21 @@ Generators: ``camera-shake`` (default, the paper's kind), ``motion`` (DPS-style,
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from fdem.errors import InputError
 
 from .bank import load_bank, save_bank
-from .base import KernelGenerator
-from .camera_shake import CameraShake
-from .gaussian import Gaussian
-from .motion import Motion
+from .base import GENERATORS, KernelGenerator
+from .camera_shake import CameraShake  # noqa: F401  (the default generator registers first)
 from .preview import save_preview
 from .stats import kernel_stats
-from .trajectory import Trajectory
 
-GENERATORS: dict[str, type[KernelGenerator]] = {cls.name: cls for cls in (CameraShake, Motion, Trajectory, Gaussian)}
+# Every module of this package is imported, so a new generator module registers itself (a
+# KernelGenerator subclass with a ``name``): adding one touches its module and its test only.
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def make_generator(name: str, size: int, **params) -> KernelGenerator:

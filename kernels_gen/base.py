@@ -22,10 +22,19 @@ import torch
 from fdem.errors import InputError
 
 
+GENERATORS: dict[str, type["KernelGenerator"]] = {}  # name → class, filled as subclasses are defined
+
+
 class KernelGenerator:
-    """Base class: subclasses set ``name``, ``defaults(size)``, ``_configure()`` and ``_kernel(rng)``."""
+    """Base class: subclasses set ``name``, ``defaults(size)``, ``_configure()`` and ``_kernel(rng)``;
+    defining a subclass with a ``name`` registers it in :data:`GENERATORS`."""
 
     name: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.name:
+            GENERATORS[cls.name] = cls
 
     def __init__(self, size: int, **params):
         if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 3:

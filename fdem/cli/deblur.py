@@ -282,7 +282,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--method", default="fastem-pigdm", help=f"one of {', '.join(method_names())} (default: fastem-pigdm)")
     p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt), a `fdem fit` checkpoint "
                    "or a shipped prior's name (default: small64, the shipped natural-image prior)")
-    p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), small64, kernel64 or a YAML of ADMConfig fields")
+    p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), imagenet256, small64, kernel64 or a YAML of ADMConfig fields")
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
     p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
