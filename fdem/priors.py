@@ -40,6 +40,7 @@ WEIGHTS = Path(__file__).parent / "nets" / "weights"
 # architecture. A name is accepted wherever a prior file is (unless a file of that name exists).
 SHIPPED_PRIORS = {
     "small64": (WEIGHTS / "prior_small64.pt", "small64"),
+    "bsds64": (WEIGHTS / "prior_bsds64.pt", "small64"),  # small64 fine-tuned on BSDS500 train+val
     "kernel-small64": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
 }
 DEFAULT_PRIORS = {"image": "small64", "kernel": "kernel-small64"}  # what ``prior=None`` means
