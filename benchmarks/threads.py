@@ -1,8 +1,7 @@
 """The torch thread count of a benchmark process: part of the run's configuration.
 
-Float sums split over a different number of threads round differently, and some methods amplify
-that rounding (``l0-anger``'s hard thresholds flip pixels on 1e-7 differences), so a row depends
-on the thread count. Lightning's DDP launcher sets ``cores / processes`` threads when
+Float sums split over a different number of threads round differently, and chaotic samplers
+(blind Fast EM at 100 steps) amplify that rounding, so a row depends on the thread count. Lightning's DDP launcher sets ``cores / processes`` threads when
 ``OMP_NUM_THREADS`` is unset, so 1 and N processes would compute with different counts. The
 config's ``threads`` (default 1, the same for any number of processes) is set in every process
 before any method is built (intra-op; see :func:`set_threads`), and recorded in ``manifest.json`` and in every row.

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
-from fdem.validate import MAX_STEPS
+from fdem.validate import MAX_STEPS, check_int
 
 __all__ = ["Schedule", "ScheduleSpec", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
@@ -29,8 +29,8 @@ PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-p
 
 def check_steps(steps: int | None) -> None:
     """Raise an :class:`InputError` unless ``steps`` (None: a method's default) is an integer in [2, MAX_STEPS]."""
-    if steps is not None and (not isinstance(steps, int) or isinstance(steps, bool) or not 2 <= steps <= MAX_STEPS):
-        raise InputError(f"the number of steps must be an integer in [2, {MAX_STEPS}], got {steps!r}")
+    if steps is not None:
+        check_int(steps, "steps", 2, MAX_STEPS)
 
 
 def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:

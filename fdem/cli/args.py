@@ -14,7 +14,7 @@ from pathlib import Path
 
 import fdem.configs
 from fdem.errors import InputError
-from fdem.validate import MAX_STEPS, SEED_MAX, SIGMA255_MAX, check_float, check_int, check_sigma255
+from fdem.validate import MAX_STEPS, SEED_MAX, SIGMA255_MAX, check_float, check_int
 
 REPO_CONFIGS = Path(fdem.configs.__file__).parent  # installed with the package (package data)
 KERNEL_SIZE_MAX = 255  # the largest kernel side a flag accepts
@@ -105,11 +105,6 @@ def key_value(text: str) -> tuple[str, object]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     return key, yaml.safe_load(value)
-
-
-def sigma255(value: float, flag: str = "--sigma") -> float:
-    """A noise-level flag on the 255 scale, checked, in ``[0, 1]`` units."""
-    return check_sigma255(value, flag)
 
 
 def summary(func) -> str:

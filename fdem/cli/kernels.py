@@ -74,20 +74,9 @@ def cmd_blur(args: argparse.Namespace) -> None:
 
 def load_observation(path: str):
     """A blurry image: ``.npy`` (float, unclipped, as ``fdem blur`` writes) or any image file."""
-    import numpy as np
-    import torch
+    from fdem.imageio import load_image, load_npy_image
 
-    from fdem.imageio import load_image
-
-    if path.endswith(".npy"):
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            raise InputError(f"cannot read {path}: {err}") from err
-        if arr.ndim != 3 or not np.isfinite(arr).all():
-            raise InputError(f"{path}: expected a finite (C, H, W) array, got shape {arr.shape}")
-        return torch.from_numpy(arr.astype(np.float32))
-    return load_image(path)
+    return load_npy_image(path) if path.endswith(".npy") else load_image(path)
 
 
 def cmd_estimate_kernel(args: argparse.Namespace) -> None:
