@@ -171,11 +171,13 @@ def measure(
     images: str = "bundled",
     reference: tuple | None = None,
     schedule: ScheduleSpec | None = None,
+    step_rule: str = "ddpm",
+    eta: float = 1.0,
 ) -> tuple[dict, tuple]:
     """One row (and the last run's ``(image, kernel)``): median wall time of ``repeats`` calls of
     ``method``'s restorer on ``net`` (already on ``device``, possibly accelerated; trained with
     ``schedule``, default T = 1000 linear); with a ``reference`` output of the same data and seeds,
-    the equality columns."""
+    the equality columns. ``step_rule``/``eta``: the sampler's step rule (docs/design.md §8)."""
     check_options([method], [batch], particles=particles, steps=steps, repeats=repeats, warmup=warmup)
     check_size(net, image_size)
     device, entry = resolve_device(device), lookup(method)
@@ -183,8 +185,9 @@ def measure(
         raise InputError(f"{method} needs a kernel network")
     x, kernels, y = synthetic_batch(batch, image_size, seed=seed, images=images)
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
+    rule = {"step_rule": step_rule, "eta": eta} if step_rule != "ddpm" else {}
     restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
-                              steps=steps or entry.default_steps, em_iters=em_iters)
+                              steps=steps or entry.default_steps, em_iters=em_iters, **rule)
     call = restore_call(restorer, y.to(device), kernels.to(device), seed)
     seconds, warmup_seconds, output = time_calls(call, device, repeats, warmup)
     calls, full_calls = entry.net_calls(steps, em_iters), entry.net_calls(None, 10)
@@ -194,6 +197,8 @@ def measure(
         "steps": steps or entry.default_steps,
         "default_steps": entry.default_steps,
         "em_iters": em_iters if entry.em == "diffem" else None,
+        "step_rule": step_rule,
+        "eta": eta if step_rule == "ddim" else None,
         "net_calls": calls,
         "batch": batch,
         "particles": particles,
@@ -347,6 +352,8 @@ def _steps_cell(row: dict) -> str:
         cell += f" ×{row['net_calls'] // row['steps']} rounds"
     if row["steps"] != row["default_steps"]:
         cell += f" (default {row['default_steps']})"
+    if row.get("step_rule", "ddpm") != "ddpm":
+        cell += f" {row['step_rule']} η={row['eta']:g}"
     return cell
 
 

@@ -60,6 +60,7 @@ class SpeedGrid:
     seed: int = 0
     images: str = "bundled"
     device: str = "auto"
+    step_variants: list = field(default_factory=list)  # extra rows: {method, steps, step_rule, eta}
 
     @classmethod
     def from_mapping(cls, raw: dict, source: str) -> "SpeedGrid":
@@ -71,7 +72,14 @@ class SpeedGrid:
         for name in ("methods", "batches", "precisions", "compile", "channels_last", "threads"):
             if not isinstance(getattr(grid, name), list) or not getattr(grid, name):
                 raise InputError(f"{source}: speed.{name} must be a non-empty list")
+        grid.step_variants = [check_variant(v, source) for v in grid.step_variants or []]
         return grid
+
+    def rows_of(self, baseline: bool = True) -> list[tuple[str, dict]]:
+        """``(method, step options)`` of every row at one configuration and batch: the grid's
+        methods at ``steps`` (ancestral), then, at the ``baseline`` configuration only (a step
+        costs the same under every rule, so the ratio does not depend on it), the step variants."""
+        return [(m, {}) for m in self.methods] + ([(v["method"], v) for v in self.step_variants] if baseline else [])
 
     def options(self, device: torch.device) -> list[tuple[int | None, SpeedOptions]]:
         """``(threads, resolved options)`` per configuration, the fp32 eager baseline first; checked for ``device``."""
@@ -81,6 +89,21 @@ class SpeedGrid:
             if (threads, options) not in found:
                 found.append((threads, options))
         return found
+
+
+def check_variant(raw, source: str) -> dict:
+    """A ``step_variants`` entry: ``method`` (a score-prior method), ``steps`` in [2, 1000],
+    ``step_rule`` ddpm|ddim and ``eta`` in [0, 1] (default 1), all checked."""
+    from fdem.diffusion import check_step_rule, check_steps
+
+    if not isinstance(raw, dict) or set(raw) - {"method", "steps", "step_rule", "eta"} or "method" not in raw:
+        raise InputError(f"{source}: a step variant is a mapping of method, steps, step_rule, eta; got {raw!r}")
+    variant = {"steps": None, "step_rule": "ddpm", "eta": 1.0, **raw}
+    if not lookup(variant["method"]).score_prior:
+        raise InputError(f"{source}: step variant method {variant['method']} does not sample with a diffusion prior")
+    check_steps(variant["steps"])
+    variant["eta"] = check_step_rule(variant["step_rule"], variant["eta"])
+    return variant
 
 
 def is_speed_config(path: str | Path) -> bool:
@@ -115,6 +138,7 @@ def apply_overrides(grid: SpeedGrid, overrides: dict) -> SpeedGrid:
         if missing or not wanted:
             raise InputError(f"--methods: {missing or wanted} not in the speed grid ({', '.join(grid.methods)})")
         grid.methods = [m for m in grid.methods if m in wanted]
+        grid.step_variants = [v for v in grid.step_variants if v["method"] in wanted]
     if (overrides.get("devices") or 1) > 1 or (overrides.get("num_nodes") or 1) > 1:
         raise InputError("the speed benchmark times one device: drop --devices/--num-nodes (see docs/multi_gpu.md)")
     if overrides.get("max_images") is not None:
@@ -156,7 +180,8 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
     references: dict = {}
     rows: list[dict] = []
     previous_threads = torch.get_num_threads()
-    bar = tqdm(total=len(configs) * len(grid.batches) * len(grid.methods), desc="speed", unit="row", disable=not progress)
+    total = (len(configs) * len(grid.methods) + len(grid.step_variants)) * len(grid.batches)
+    bar = tqdm(total=total, desc="speed", unit="row", disable=not progress)
     try:
         with torch._dynamo.config.patch(recompile_limit=64):
             for threads, options in configs:
@@ -165,12 +190,13 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
                 fast_kernel = accelerate(kernel_net, options, device) if kernel_net is not None else None
                 for batch in grid.batches:
                     torch._dynamo.reset()
-                    for method in grid.methods:
+                    for index, (method, variant) in enumerate(grid.rows_of((threads, options) == configs[0])):
+                        key = (method, batch) if not variant else (method, batch, index)
                         row, output = _measure_row(measure, grid, method, fast, fast_kernel, batch, device,
-                                                   references.get((method, batch)), _unet_name(grid.unet),
-                                                   prior.schedule)
+                                                   references.get(key), _unet_name(grid.unet),
+                                                   prior.schedule, variant)
                         if (threads, options) == configs[0] and output is not None:
-                            references[(method, batch)] = tuple(t.detach().cpu() if t is not None else None for t in output)
+                            references[key] = tuple(t.detach().cpu() if t is not None else None for t in output)
                         rows.append(row)
                         write_csv(rows, out / "speed.csv")
                         bar.update()
@@ -181,29 +207,61 @@ def run_grid(grid: SpeedGrid, device: torch.device, progress: bool = True) -> li
 
 
 def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: int, device: torch.device,
-                 reference, unet_name: str, schedule) -> tuple[dict, tuple | None]:
-    """One measured row, or a row with the error when the device runs out of memory."""
+                 reference, unet_name: str, schedule, variant: dict | None = None) -> tuple[dict, tuple | None]:
+    """One measured row (a step ``variant``'s steps and rule if given), or a row with the error when
+    the device runs out of memory."""
+    variant = variant or {}
+    rule = {k: variant[k] for k in ("step_rule", "eta") if k in variant}
+    steps = variant["steps"] if variant else grid.steps
     try:
-        return measure(
-            method, net, grid.image_size, batch, particles=grid.particles, steps=grid.steps, em_iters=grid.em_iters,
+        row, output = measure(
+            method, net, grid.image_size, batch, particles=grid.particles, steps=steps, em_iters=grid.em_iters, **rule,
             device=device, repeats=grid.repeats, warmup=max(grid.warmup, int(net.options.compile)), seed=grid.seed,
             unet_name=unet_name, kernel_net=kernel_net, images=grid.images, reference=reference, schedule=schedule,
         )
+        return {**row, "variant": variant_label(variant) if variant else None}, output
     except torch.OutOfMemoryError:
         if device.type != "cpu":
             torch.accelerator.empty_cache()
         return {"method": method, "batch": batch, **net.options.row(), "error": "out of memory"}, None
 
 
+def variant_label(variant: dict) -> str:
+    """``"100 ddpm"`` or ``"20 ddim η=0"``: a step variant's steps and rule."""
+    rule = variant["step_rule"] + (f" η={variant['eta']:g}" if variant["step_rule"] == "ddim" else "")
+    return f"{variant['steps'] or 'default'} {rule}"
+
+
+def variant_ratios(rows: list[dict]) -> list[str]:
+    """Markdown lines: per method, configuration and batch, each step variant's s/image and the
+    first variant's s/image over it (the speed-up of a few-step rule over the first, e.g. 100-step
+    ancestral, row), all timed in the same run."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("variant") and not r.get("error"):
+            key = (r["method"], r["precision"], r["compiled"], r["channels_last"], r["threads"], r["batch"])
+            groups.setdefault(key, []).append(r)
+    lines = ["", "| method | configuration | batch | steps, rule | s/image | speed-up over the first |", "|---|---|---|---|---|---|"]
+    for (method, precision, compiled, layout, threads, batch), mine in groups.items():
+        config = f"{precision}, {'compiled' if compiled else 'eager'}, {'NHWC' if layout else 'NCHW'}, {threads} thread(s)"
+        for r in mine:
+            lines.append(f"| {method} | {config} | {batch} | {r['variant']} | {r['sec_per_image']:.4g} "
+                         f"| {mine[0]['sec_per_image'] / r['sec_per_image']:.2f}× |")
+    return lines if groups else []
+
+
 def summary(rows: list[dict]) -> str:
-    """Per method: the fp32 eager batch-1 row (first thread count) and the best row's speed-up over it."""
+    """Per method: the fp32 eager batch-1 row (first thread count) and the best row's speed-up over
+    it (grid rows; step variants have their own table of ratios, :func:`variant_ratios`)."""
     from fdem.benchmarks.speed import markdown_table
 
+    ratios = variant_ratios(rows)
     timed = [r for r in rows if not r.get("error")]
+    grid_rows = [r for r in timed if not r.get("variant")]
     lines = [markdown_table(timed), "", "| method | fp32 eager batch 1 (s/image) | fastest row | s/image | speed-up | equal |",
              "|---|---|---|---|---|---|"]
-    for method in dict.fromkeys(r["method"] for r in timed):
-        mine = [r for r in timed if r["method"] == method]
+    for method in dict.fromkeys(r["method"] for r in grid_rows):
+        mine = [r for r in grid_rows if r["method"] == method]
         base = next((r for r in mine if r["batch"] == 1 and (r["precision"], r["compiled"], r["channels_last"]) ==
                      ("fp32", False, False)), None)
         best = min(mine, key=lambda r: r["sec_per_image"])
@@ -213,6 +271,7 @@ def summary(rows: list[dict]) -> str:
                  f"{'channels-last' if best['channels_last'] else 'NCHW'}, {best['threads']} thread(s)")
         lines.append(f"| {method} | {base['sec_per_image']:.4g} | {label} | {best['sec_per_image']:.4g} "
                      f"| {base['sec_per_image'] / best['sec_per_image']:.2f}× | {best.get('equal')} |")
+    lines += ratios
     failed = [r for r in rows if r.get("error")]
     if failed:
         lines += ["", *(f"- {r['method']} batch {r['batch']} {r['precision']}: {r['error']}" for r in failed)]
@@ -236,11 +295,13 @@ def plot(rows: list[dict], path: Path, title: str) -> Path:
         lines: dict = {}
         for r in timed:
             if r["method"] == method:
-                key = (r["precision"], r["compiled"], r["channels_last"], r["threads"])
-                lines.setdefault(key, []).append((r["batch"], r["sec_per_image_default_steps"]))
-        for (precision, compiled, layout, threads), points in lines.items():
+                key = (r["precision"], r["compiled"], r["channels_last"], r["threads"], r.get("variant"))
+                seconds = r["sec_per_image"] if r.get("variant") else r["sec_per_image_default_steps"]  # a variant as timed
+                lines.setdefault(key, []).append((r["batch"], seconds))
+        for (precision, compiled, layout, threads, variant), points in lines.items():
             points.sort()
             label = f"{precision} {'compiled' if compiled else 'eager'}{' CL' if layout else ''} {threads}t"
+            label += f" [{variant}]" if variant else ""
             ax.plot(*zip(*points), marker="o", label=label)
         ax.set(xscale="log", yscale="log", xlabel="images per call", ylabel="s / image (default steps)", title=method)
         batches = sorted({r["batch"] for r in timed})

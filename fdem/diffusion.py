@@ -19,11 +19,12 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
-from fdem.validate import MAX_STEPS, check_int
+from fdem.validate import MAX_STEPS, check_float, check_int
 
-__all__ = ["Schedule", "ScheduleSpec", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
+__all__ = ["STEP_RULES", "Schedule", "ScheduleSpec", "check_step_rule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
+STEP_RULES = ("ddpm", "ddim")  # the unguided update x_i → x_{i−1} (docs/design.md §8)
 PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-prediction only
 
 
@@ -31,6 +32,14 @@ def check_steps(steps: int | None) -> None:
     """Raise an :class:`InputError` unless ``steps`` (None: a method's default) is an integer in [2, MAX_STEPS]."""
     if steps is not None:
         check_int(steps, "steps", 2, MAX_STEPS)
+
+
+def check_step_rule(rule: str, eta: float = 1.0) -> float:
+    """Raise an :class:`InputError` unless ``rule`` is one of :data:`STEP_RULES` and ``eta`` a
+    number in [0, 1]; returns η as a float."""
+    if rule not in STEP_RULES:
+        raise InputError(f"unknown step rule {rule!r}: choose one of {', '.join(STEP_RULES)}")
+    return check_float(eta, "eta", 0, 1)
 
 
 def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:
@@ -113,6 +122,7 @@ class Schedule(nn.Module):
             "alphas_cumprod": abar,
             "alphas_cumprod_prev": abar_prev,
             "sqrt_alphas_cumprod": abar.sqrt(),
+            "sqrt_alphas_cumprod_prev": abar_prev.sqrt(),
             "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(),
             "sqrt_recip_alphas_cumprod": (1 / abar).sqrt(),
             "sqrt_recipm1_alphas_cumprod": (1 / abar - 1).sqrt(),
@@ -123,6 +133,8 @@ class Schedule(nn.Module):
             "posterior_mean_coef1": b * abar_prev.sqrt() / (1 - abar),
             "posterior_mean_coef2": (1 - abar_prev) * (1 - b).sqrt() / (1 - abar),
         }
+        self._abar64 = abar  # float64 on the host: the DDIM coefficients of any η are computed from it
+        self._ddim_tables: dict = {}
         self.register_buffer("timesteps", timesteps, persistent=False)
         for name, value in coefs.items():
             self.register_buffer(name, value.to(torch.float32), persistent=False)
@@ -200,6 +212,78 @@ class Schedule(nn.Module):
             return mean
         log_var = self.model_log_variance(var_values, i, var_kind, ndim=x.ndim)
         return mean + _not_last(i, x) * (0.5 * log_var).exp() * noise
+
+    def x0_to_eps(self, x: Tensor, x0: Tensor, i: int | Tensor) -> Tensor:
+        """ε̂ = (x_i − √ᾱ_i·x̂0)/√(1−ᾱ_i): the noise consistent with x_i and a (clamped) x̂0."""
+        n = x.ndim
+        return (x - _at(self.sqrt_alphas_cumprod, i, n) * x0) / _at(self.sqrt_one_minus_alphas_cumprod, i, n)
+
+    def ddim_coefficients(self, eta: float) -> dict[str, Tensor]:
+        """DDIM's per-step coefficients for η, computed in float64 and stored as float32 (S,) tensors
+        on the schedule's device (cached per η):
+
+        s_i = η·√((1−ᾱ_{i−1})/(1−ᾱ_i))·√(1−ᾱ_i/ᾱ_{i−1}) (the "std"), c_i = √(1−ᾱ_{i−1}−s_i²) (on ε̂),
+        and, with ε̂ = (x_i − √ᾱ_i x̂0)/√(1−ᾱ_i) substituted, b_i = c_i/√(1−ᾱ_i) on x_i and
+        a_i = √ᾱ_{i−1} − b_i·√ᾱ_i on x̂0. With η = 1, s_i² = β̃_i, a_i and b_i are the posterior-mean
+        coefficients of the ancestral step.
+        """
+        device = self.timesteps.device
+        key = (float(eta), str(device))
+        if key not in self._ddim_tables:
+            abar = self._abar64
+            prev = torch.cat([abar.new_ones(1), abar[:-1]])
+            std = eta * ((1 - prev) / (1 - abar) * (1 - abar / prev)).sqrt()
+            c = (1 - prev - std.square()).clamp_min(0).sqrt()
+            b = c / (1 - abar).sqrt()
+            table = {"std": std, "eps": c, "x": b, "x0": prev.sqrt() - b * abar.sqrt(), "x0_eps": prev.sqrt()}
+            self._ddim_tables[key] = {k: v.to(device=device, dtype=torch.float32) for k, v in table.items()}
+        return self._ddim_tables[key]
+
+    def ddim_score_factor(self, eta: float) -> Tensor:
+        """How much of a score term g = ∇_{x_i} log p(y | x_i) a DDIM step carries into x_{i−1}
+        (float64 on the host, (S,)): with x̂0 ← x̂0 + (1−ᾱ_i)/√ᾱ_i·g and ε̂ ← ε̂ − √(1−ᾱ_i)·g,
+        √ᾱ_{i−1}(1−ᾱ_i)/√ᾱ_i − c_i·√(1−ᾱ_i), c_i = √(1−ᾱ_{i−1}−s_i²); β_i/√α_i at η = 1."""
+        abar = self._abar64
+        prev = torch.cat([abar.new_ones(1), abar[:-1]])
+        var = eta**2 * (1 - prev) / (1 - abar) * (1 - abar / prev)
+        c = (1 - prev - var).clamp_min(0).sqrt()
+        return prev.sqrt() * (1 - abar) / abar.sqrt() - c * (1 - abar).sqrt()
+
+    def ddim_step(
+        self, x: Tensor, x0: Tensor, eps: Tensor | None, i: int | Tensor, noise: Tensor | None, eta: float = 0.0
+    ) -> Tensor:
+        """DDIM step x_{i−1} = √ᾱ_{i−1}·x̂0 + √(1−ᾱ_{i−1}−s_i²)·ε̂ + s_i·z (:meth:`ddim_coefficients`).
+
+        ``eps=None`` recomputes ε̂ = (x_i − √ᾱ_i x̂0)/√(1−ᾱ_i) from ``x0`` (the loop's choice, with
+        the clamped x̂0): the step is then a_i·x̂0 + b_i·x_i + s_i·z, and with η = 1 it is the
+        ancestral :meth:`ddpm_step` with β̃ (fixed_small). At i = 0, ᾱ_{−1} = 1: s_0 = 0, x_{−1} = x̂0.
+        """
+        n, coef = x.ndim, self.ddim_coefficients(eta)
+        if eps is None:
+            out = _at(coef["x0"], i, n) * x0 + _at(coef["x"], i, n) * x
+        else:
+            out = _at(coef["x0_eps"], i, n) * x0 + _at(coef["eps"], i, n) * eps
+        if noise is None or eta == 0:
+            return out
+        return out + _not_last(i, x) * _at(coef["std"], i, n) * noise
+
+    def step(
+        self,
+        x: Tensor,
+        x0: Tensor,
+        i: int | Tensor,
+        noise: Tensor | None,
+        *,
+        step_rule: str = "ddpm",
+        eta: float = 1.0,
+        var_kind: str = "fixed_small",
+        var_values: Tensor | None = None,
+    ) -> Tensor:
+        """The unguided step of ``step_rule``: :meth:`ddpm_step` (``var_kind``) or :meth:`ddim_step`
+        (η, ε̂ recomputed from x0; the variance kind does not apply)."""
+        if step_rule == "ddim":
+            return self.ddim_step(x, x0, None, i, noise, eta)
+        return self.ddpm_step(x, x0, i, noise, var_kind, var_values)
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,17 @@ the fixed overhead dominates the smallest). The classical constants are the slop
 and 256² runs, rounded up: l0-anger 40 MB and alternation 22 MB at 256², mprnet 161 MB,
 selfdeblur 880 MB (its fixed ~300 MB is not modelled). The estimate is meant for refusing plans
 that cannot fit: a plan near the limit may be off by a few tens of per cent either way.
+
+A tiled plan (``tile > 0``, :mod:`fdem.sampling.tiled`) checkpoints each batch of windows, so the
+UNet's share is that of ``min(max_batch, windows · batch)`` windows of ``tile × tile``; the
+full-size buffers (sampler state, FFTs, the windows' inputs and blended outputs) stay:
+``FFT_BYTES · batch · C · H · W + WINDOW_BYTES · windows · batch · C · tile²``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fdem.errors import InputError
 
@@ -34,6 +39,8 @@ FEATURE_BYTES = 48.0  # per feature element of the UNet, guided sampling (activa
 ATTENTION_BYTES = 6.0  # per attention-matrix entry (kept for the backward)
 FFT_BYTES = 16.0  # per image sample: the M-step's and guidance's FFT buffers and the sampler's state
 OVERHEAD_BYTES = 64 * 2 ** 20  # allocator and thread-pool slack of any run
+WINDOW_BYTES = 40.0  # per window sample of a tiled plan: its input, ε/variance output, weighted copy, gradients
+MAX_PIXELS = 50_000_000  # default --max-pixels: larger inputs are refused as absurd before any estimate
 PIXEL_BYTES = {"l0-anger": 200.0, "alternation": 200.0, "mprnet": 800.0, "selfdeblur": 4000.0}
 SAFETY = 0.8  # share of the available memory a plan may use by default
 
@@ -42,7 +49,8 @@ SAFETY = 0.8  # share of the available memory a plan may use by default
 class Plan:
     """What one restoration call will hold: ``height × width`` after padding, ``channels`` of the
     image, ``batch`` samples, ``params`` network parameters (all networks), ``unet`` the ADM config
-    of the score network (None for a method without one)."""
+    of the score network (None for a method without one); ``tile`` (0: untiled), ``overlap`` and
+    ``max_batch`` a tiling of the UNet."""
 
     method: str
     height: int
@@ -51,6 +59,17 @@ class Plan:
     batch: int = 1
     params: int = 0
     unet: object = None
+    tile: int = 0
+    overlap: int = 0
+    max_batch: int = 1
+
+    def windows(self) -> int:
+        """Windows per image of a tiled plan (0 when untiled)."""
+        from fdem.sampling.tiled import window_starts
+
+        if not self.tile:
+            return 0
+        return len(window_starts(self.height, self.tile, self.overlap)) * len(window_starts(self.width, self.tile, self.overlap))
 
 
 def unet_features(cfg, height: int, width: int) -> tuple[float, float]:
@@ -73,8 +92,13 @@ def estimate_bytes(plan: Plan) -> float:
     working = OVERHEAD_BYTES + 4.0 * plan.params
     if plan.unet is None:
         return working + PIXEL_BYTES.get(plan.method, FFT_BYTES) * plan.channels * pixels * plan.batch
-    features, attention = unet_features(plan.unet, plan.height, plan.width)
     samples = FFT_BYTES * plan.channels * pixels
+    if plan.tile:
+        windows = plan.windows() * plan.batch
+        features, attention = unet_features(plan.unet, plan.tile, plan.tile)
+        network = min(plan.max_batch, windows) * (FEATURE_BYTES * features + ATTENTION_BYTES * attention)
+        return working + network + plan.batch * samples + WINDOW_BYTES * windows * plan.channels * plan.tile ** 2
+    features, attention = unet_features(plan.unet, plan.height, plan.width)
     return working + plan.batch * (FEATURE_BYTES * features + ATTENTION_BYTES * attention + samples)
 
 
@@ -108,7 +132,7 @@ def fitting_side(plan: Plan, limit: float) -> int:
     """The largest square side (a multiple of 32) whose plan, otherwise the same, fits ``limit`` (0: none)."""
     side = 0
     for candidate in range(32, 1 << 16, 32):
-        trial = Plan(plan.method, candidate, candidate, plan.channels, plan.batch, plan.params, plan.unet)
+        trial = replace(plan, height=candidate, width=candidate)
         if estimate_bytes(trial) > limit:
             break
         side = candidate
@@ -131,9 +155,17 @@ def check_plan(plan: Plan, limit: float, what: str = "the image") -> float:
     )
 
 
+def check_pixels(height: int, width: int, max_pixels: int, what: str = "the image") -> None:
+    """Refuse an input of more than ``max_pixels`` pixels (``--max-pixels``) in words."""
+    if height * width > max_pixels:
+        raise InputError(f"{what} has {height}x{width} = {height * width:,} pixels, more than --max-pixels "
+                         f"{max_pixels:,}: downscale or crop it, or raise --max-pixels")
+
+
 def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     """The plan of ``restorer`` (built by :func:`fdem.restorers.build_restorer`) on one image of
-    ``height × width``: its networks (every module it holds), the UNet's padded size, its particles."""
+    ``height × width``: its networks (every module it holds), the UNet's padded size (its border
+    too, :meth:`~fdem.sampling.restorer.DiffusionRestorer.canvas`), its particles and tiling."""
     from torch import nn
 
     from fdem.method_table import lookup
@@ -145,6 +177,11 @@ def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     if not lookup(restorer.method).score_prior or getattr(net, "cfg", None) is None:
         return Plan(restorer.method, height, width, channels, 1, params)
     multiple = network_multiple(net)
-    padded = [-(-side // multiple) * multiple for side in (height, width)]
+    canvas = getattr(restorer, "canvas", None)
+    padded = canvas(height, width) if canvas else [-(-side // multiple) * multiple for side in (height, width)]
     batch = getattr(restorer, "options", {}).get("particles", 1)
-    return Plan(restorer.method, *padded, channels, batch, params, net.cfg)
+    plan = Plan(restorer.method, *padded, channels, batch, params, net.cfg)
+    tiled = getattr(restorer, "network_for", lambda h, w: net)(*padded)
+    if tiled is net:
+        return plan
+    return replace(plan, tile=tiled.tile, overlap=tiled.overlap, max_batch=tiled.max_batch)

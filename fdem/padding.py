@@ -41,3 +41,27 @@ def reflect_pad(x: Tensor, multiple: int) -> tuple[Tensor, tuple[int, int]]:
         x = x.index_select(dim, _mirror_index(size, first, total - first).to(x.device))
         offsets.append(first)
     return x, (offsets[0], offsets[1])
+
+
+def border_pad(x: Tensor, margin: int, multiple: int = 1) -> tuple[Tensor, tuple[int, int]]:
+    """Reflect-pad ``(B, C, H, W)`` by at least ``margin`` on every side, up to multiples of ``multiple``.
+
+    Why: the forward model is circular, a photograph is not periodic. With a margin of the kernel's
+    radius the wrap-around of the circular blur falls in the reflected border, which is cropped
+    away afterwards (:func:`crop`), so the restored photo has no artefacts from its opposite edge.
+    Returns the padded image and the (top, left) offset of the original.
+    """
+    offsets = []
+    for dim in (-2, -1):
+        size = x.shape[dim]
+        total = 2 * margin + (-(size + 2 * margin)) % multiple
+        first = total // 2
+        x = x.index_select(dim, _mirror_index(size, first, total - first).to(x.device))
+        offsets.append(first)
+    return x, (offsets[0], offsets[1])
+
+
+def crop(x: Tensor, offset: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """The ``size = (H, W)`` window of ``x (..., H', W')`` at ``offset = (top, left)``: undoes a padding."""
+    (top, left), (h, w) = offset, size
+    return x[..., top:top + h, left:left + w]

@@ -42,8 +42,9 @@ SHIPPED_PRIORS = {
     "small64": (WEIGHTS / "prior_small64.pt", "small64"),
     "bsds64": (WEIGHTS / "prior_bsds64.pt", "small64"),  # small64 fine-tuned on BSDS500 train+val
     "kernel-small64": (WEIGHTS / "kernel_prior_small64.pt", "kernel-small64"),
+    "kernel-small32": (WEIGHTS / "kernel_prior_small32.pt", "kernel-small32"),  # camera-shake kernels, 32×32
 }
-DEFAULT_PRIORS = {"image": "small64", "kernel": "kernel-small64"}  # what ``prior=None`` means
+DEFAULT_PRIORS = {"image": "bsds64", "kernel": "kernel-small64"}  # what ``prior=None`` means
 
 
 @dataclass(frozen=True)

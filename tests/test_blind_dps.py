@@ -127,8 +127,9 @@ def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
 def test_shipped_priors_are_the_defaults(priors, monkeypatch):
     import fdem.priors
 
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "small64", (Path(priors["prior"]), IMAGE_UNET))
-    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, "kernel-small64", (Path(priors["kernel_prior"]), KERNEL_UNET))
+    defaults = fdem.priors.DEFAULT_PRIORS
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, defaults["image"], (Path(priors["prior"]), IMAGE_UNET))
+    monkeypatch.setitem(fdem.priors.SHIPPED_PRIORS, defaults["kernel"], (Path(priors["kernel_prior"]), KERNEL_UNET))
     r = build_restorer("blind-dps", kernel_size=8, steps=2).restore(observation(1), 0.0)
     assert r.kernel.shape == (1, 1, 8, 8)
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
-           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior")
+           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -253,6 +253,11 @@ def checked_options(args: argparse.Namespace) -> dict:
             options[name] = check_int(options[name], "--" + name.replace("_", "-"), low, high)
     if "lam" in options:
         options["lam"] = check_float(options["lam"], "--lam", 0)
+    if "step_rule" in options or "eta" in options:
+        from fdem.diffusion import check_step_rule
+
+        options["eta"] = check_float(options.get("eta", 1.0), "--eta", 0, 1)
+        check_step_rule(options.get("step_rule", "ddpm"), options["eta"])
     if args.trace:
         options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
     elif args.trace_every is not None:
@@ -281,10 +286,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale, in [0, 255]")
     p.add_argument("--method", default="fastem-pigdm", help=f"one of {', '.join(method_names())} (default: fastem-pigdm)")
     p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt), a `fdem fit` checkpoint "
-                   "or a shipped prior's name (default: small64, the shipped natural-image prior)")
+                   "or a shipped prior's name (default: bsds64, the shipped natural-image prior; small64: the 7-photo one)")
     p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), imagenet256, small64, kernel64 or a YAML of ADMConfig fields")
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
-    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small64)")
+    p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small32 for --kernel-size 32, else kernel-small64)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
     p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default 33)")
     p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default 1)")
@@ -296,6 +301,8 @@ def add_parsers(sub) -> None:
                    "of the device); a larger plan is refused before it runs")
     p.add_argument("--out", required=True, help="output folder (made when the first image is done)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
+    p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral, default) or ddim (docs/design.md §8)")
+    p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
     p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")
     p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM, >= 1 (default 10)")

@@ -40,7 +40,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="unconditional samples of a score prior as a PNG grid")
-    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict, a `fdem fit` checkpoint, or a shipped prior's name (small64, kernel-small64)")
+    p.add_argument("--prior", required=True, help="guided-diffusion .pt state_dict, a `fdem fit` checkpoint, or a shipped prior's name (bsds64, small64, kernel-small32, kernel-small64)")
     p.add_argument("--prior-config", help="UNet architecture: a named config or a YAML of ADMConfig fields (default: from the checkpoint, else ffhq256)")
     add_int(p, "--n", minimum=1, maximum=1024, default=16, help="number of samples, in [1, 1024]")
     add_steps(p, "--steps", default=100, help="respaced DDPM steps, in [2, T]")

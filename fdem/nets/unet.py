@@ -124,6 +124,8 @@ NAMED_CONFIGS: dict[str, ADMConfig] = {
     "small64": SMALL64,
     # The kernel prior shipped with fdem (`kernel_prior_small64.pt`): small64 on 1-channel kernels.
     "kernel-small64": replace(SMALL64, in_channels=1),
+    # The 32×32 kernel prior (`kernel_prior_small32.pt`): the same network on 32×32 kernels, attention at 8×8.
+    "kernel-small32": replace(SMALL64, in_channels=1, image_size=32, attention_resolutions=(8,)),
 }
 
 

@@ -22,6 +22,8 @@ the last kernel.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import Tensor
 
 from fdem.diffusion import Schedule
@@ -29,6 +31,21 @@ from fdem.mstep import MStepConfig
 from fdem.problem import BlurProblem
 from fdem.sampling.guidance import r2_schedule
 from fdem.sampling.loop import Loop, MStepHook
+
+
+# Fast EM's default λ is this multiple of the Figure-4 λ of the kernel denoiser
+# (:func:`fdem.mstep.default_lambda`, tuned with the *sharp* image known). Inside the sampler the
+# M-step sees x̂0, a blurrier and partly wrong image, and with the Figure-4 λ the kernel follows its
+# errors; the stronger prior keeps it on clean strokes. Chosen on BSDS500 val crops
+# (docs/fastem_study.md: λ ∈ {0.1, 0.2, 0.3, 0.5, 1} for the 33×33 denoiser).
+FAST_EM_LAMBDA_SCALE = 3.0
+
+
+def fast_em_mstep(mstep: MStepConfig) -> MStepConfig:
+    """``mstep`` with Fast EM's default λ (:data:`FAST_EM_LAMBDA_SCALE` × the Figure-4 λ) when none is given."""
+    if mstep.lam is not None or mstep.reg != "pnp":
+        return mstep
+    return replace(mstep, lam=FAST_EM_LAMBDA_SCALE * mstep.resolved_lam)
 
 
 def fast_em_hook(
@@ -54,5 +71,5 @@ def run_fast_em(
 ) -> tuple[Tensor, Tensor]:
     """Algorithm 2 from the initial ``kernel``; returns ``(particles (B, n, C, H, W), kernel (B, 1, k, k))``."""
     recenter = True if mstep.recenter is None else mstep.recenter
-    hook = fast_em_hook(problem, mstep, r2_schedule(schedule, r2_rule), weighting=weighting, recenter=recenter)
+    hook = fast_em_hook(problem, fast_em_mstep(mstep), r2_schedule(schedule, r2_rule), weighting=weighting, recenter=recenter)
     return loop(kernel, mstep=hook)

@@ -7,6 +7,10 @@ in Fourier for all particles at once from the run's :class:`~fdem.problem.BlurPr
 spectrum, the kernel's cached OTF): ``u (B, n, C, H, W)``, one kernel per image ``(B, 1, k, k)``
 shared by its particles.
 
+With ``step_rule="ddim"`` ΠGDM's weight is the DDIM step's coefficient of the guided score, damped
+by ``√ᾱ_i`` as the authors' ancestral weight is (:func:`pigdm_weights`, docs/design.md §8); DPS
+keeps ``√ᾱ_i``.
+
 * ΠGDM (the paper's Eq. 11): ``d = F⁻¹[conj(K)(Y − K·U) / (r²|K|² + σ²)] = Hᵀ(r²HHᵀ + σ²I)⁻¹(y − Hu)``
   and ``w_i = √ᾱ_i · r_i² · √(1/(1 + v_i))`` with ``v_i = β̃_i``. The r² rule (:func:`r2_schedule`)
   sets ``r_i²``: ``"official"`` (the authors' code) ``v/(1 + v)``, ``"paper"`` (ΠGDM) ``1 − ᾱ_i``;
@@ -49,14 +53,28 @@ def r2_schedule(schedule: Schedule, rule: str) -> list[float]:
     return (1 - schedule.alphas_cumprod.double()).tolist()
 
 
-class PiGDM:
-    """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r² rule."""
+def pigdm_weights(schedule: Schedule, r2: list[float], step_rule: str = "ddpm", eta: float = 1.0) -> list[float]:
+    """ΠGDM's step weights on ``g = (∂u/∂x_i)ᵀd`` (docs/design.md §8), host floats:
 
-    def __init__(self, schedule: Schedule, rule: str = "official"):
+    ancestral (the authors' code, unchanged) ``w_i = √ᾱ_i · r_i² / √(1 + β̃_i)``; DDIM with η
+    ``w_i = √ᾱ_i · f_i`` with ``f_i = √ᾱ_{i−1}(1−ᾱ_i)/√ᾱ_i − c_i·√(1−ᾱ_i)`` the step's coefficient of
+    the guided score (:meth:`~fdem.diffusion.Schedule.ddim_score_factor`) and ``√ᾱ_i`` the authors'
+    damping; at η = 1, ``w_i = √ᾱ_{i−1}·β_i``. ``r_i²`` enters the DDIM rule only through ``d``.
+    """
+    if step_rule == "ddim":
+        return (schedule.ddim_score_factor(eta) * schedule.alphas_cumprod.double().cpu().sqrt()).tolist()
+    r2 = torch.tensor(r2, dtype=torch.float64)
+    abar, v = schedule.alphas_cumprod.double(), schedule.posterior_variance.double()
+    return (abar.sqrt() * r2 / (1 + v).sqrt()).tolist()
+
+
+class PiGDM:
+    """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r² rule;
+    weights of the step rule (:func:`pigdm_weights`)."""
+
+    def __init__(self, schedule: Schedule, rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0):
         self.r2 = r2_schedule(schedule, rule)
-        abar = schedule.alphas_cumprod.double()
-        v = schedule.posterior_variance.double()
-        self.weights = (abar.sqrt() * torch.tensor(self.r2, dtype=torch.float64) / (1 + v).sqrt()).tolist()
+        self.weights = pigdm_weights(schedule, self.r2, step_rule, eta)
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
         otf = problem.otf(kernel).unsqueeze(1)
@@ -66,9 +84,10 @@ class PiGDM:
 
 
 class DPS:
-    """Diffusion posterior sampling guidance: the gradient of the un-squared residual norm."""
+    """Diffusion posterior sampling guidance: the gradient of the un-squared residual norm; the
+    step ``√ᾱ_i`` is a gradient step size, the same for both step rules (docs/design.md §8)."""
 
-    def __init__(self, schedule: Schedule):
+    def __init__(self, schedule: Schedule, step_rule: str = "ddpm"):
         self.weights = schedule.sqrt_alphas_cumprod.double().tolist()
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
@@ -80,10 +99,13 @@ class DPS:
 GUIDANCES = ("dps", "pigdm")
 
 
-def make_guidance(name: str, schedule: Schedule, r2_rule: str = "official") -> PiGDM | DPS:
-    """The guidance rule ``name`` ("dps" or "pigdm"); ``r2_rule`` is ΠGDM's r² rule."""
+def make_guidance(
+    name: str, schedule: Schedule, r2_rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0
+) -> PiGDM | DPS:
+    """The guidance rule ``name`` ("dps" or "pigdm") for the loop's ``step_rule`` and ``eta``;
+    ``r2_rule`` is ΠGDM's r² rule."""
     if name == "pigdm":
-        return PiGDM(schedule, r2_rule)
+        return PiGDM(schedule, r2_rule, step_rule, eta)
     if name == "dps":
-        return DPS(schedule)
+        return DPS(schedule, step_rule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")

@@ -9,7 +9,8 @@ authors' order):
    timestep ``τ_i = schedule.timesteps[i]`` (channels past ``C``, a learned variance, are used
    only by ``var_kind="learned_range"``); ``x̂0`` is clamped to ``[−1, 1]`` and
    ``u = clamp((x̂0 + 1)/2, 0, 1)``;
-2. the unguided ancestral step ``x'_{i−1}`` (posterior mean + σ_i·noise, no noise at ``i = 0``);
+2. the unguided step ``x'_{i−1}``: ancestral (posterior mean + σ_i·noise, no noise at ``i = 0``)
+   or DDIM with η (``step_rule="ddim"``, docs/design.md §8);
 3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel;
 4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP),
    computed with the kernel of step 3: the M-step comes before the guidance.
@@ -71,8 +72,11 @@ def guided_step(
     *,
     mstep: MStepHook | None = None,
     var_kind: str = "fixed_small",
+    step_rule: str = "ddpm",
+    eta: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One step ``x_i → x_{i−1}``; returns ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
+    """One step ``x_i → x_{i−1}`` of ``step_rule`` ("ddpm" ancestral, "ddim" with ``eta``; the
+    guidance's weights must be those of the same rule); returns ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
     batch = problem.y.shape[0]
     weight = guidance.weights[i]
     with torch.enable_grad():
@@ -80,7 +84,8 @@ def guided_step(
         x0, extra = predict_x0(net, schedule, x_in, i)
         u = ((x0 + 1) / 2).clamp(0, 1)
     var_values = extra.detach() if var_kind == "learned_range" and extra is not None else None
-    x_next = schedule.ddpm_step(x, x0.detach(), i, noise, var_kind, var_values)
+    x_next = schedule.step(x, x0.detach(), i, noise, step_rule=step_rule, eta=eta, var_kind=var_kind,
+                           var_values=var_values)
     particles = u.detach().unflatten(0, (batch, -1))
     if mstep is not None:
         kernel = mstep(particles, kernel, i)
@@ -104,11 +109,14 @@ def run_loop(
     mstep: MStepHook | None = None,
     var_kind: str = "fixed_small",
     callbacks: Sequence[StepCallback] = (),
+    step_rule: str = "ddpm",
+    eta: float = 1.0,
 ) -> tuple[Tensor, Tensor]:
     """Sample ``n = particles`` posterior draws per image of ``problem.y (B, C, H, W)`` in ``[0, 1]``.
 
     ``kernel (B, 1, k, k)`` is the (initial) kernel of each image, ``generators`` one per image,
-    ``mstep`` the per-step kernel update (None: the kernel is fixed). Returns ``(particles
+    ``mstep`` the per-step kernel update (None: the kernel is fixed), ``step_rule``/``eta`` the
+    unguided update (:meth:`~fdem.diffusion.Schedule.step`). Returns ``(particles
     (B, n, C, H, W) in [0, 1], kernel)``; ``callbacks`` are called after every step with ``(u, kernel)``.
     """
     y = problem.y
@@ -117,7 +125,8 @@ def run_loop(
     for i in reversed(range(schedule.num_steps)):
         noise = per_image_noise(generators, shape, y) if i > 0 else None
         x, kernel, u = guided_step(
-            net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, var_kind=var_kind
+            net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, var_kind=var_kind,
+            step_rule=step_rule, eta=eta,
         )
         for callback in callbacks:
             callback(u, kernel)

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from fdem.devices import synchronize
-from fdem.diffusion import ScheduleSpec, variance_kind
+from fdem.diffusion import ScheduleSpec, check_step_rule, check_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel
 from fdem.method_table import METHODS as TABLE_METHODS, Method, lookup
@@ -105,6 +105,8 @@ def run_method(
     learned_variance: bool = False,
     trace_every: int = 0,
     callback: StepCallback | None = None,
+    step_rule: str = "ddpm",
+    eta: float = 1.0,
 ) -> SamplingResult:
     """Restore the blurry ``y (B, C, H, W)`` in ``[0, 1]`` (H, W a multiple of the network's) with ``method``.
 
@@ -113,11 +115,15 @@ def run_method(
     ``mstep.kernel_size``). ``steps`` overrides the respaced step count of the prior's ``schedule``,
     ``em_iters`` is Diffusion EM's L, ``learned_variance`` uses the network's variance channels
     (when ``schedule.learned_sigma``) instead of β̃. ``callback(u, kernel)`` runs after every step
-    (e.g. a progress bar); ``trace_every > 0`` records a :class:`Trace`.
+    (e.g. a progress bar); ``trace_every > 0`` records a :class:`Trace`. ``step_rule`` is the
+    unguided update, ``"ddpm"`` (ancestral) or ``"ddim"`` with ``eta`` in [0, 1] (η = 1: the
+    ancestral noise level, η = 0: deterministic); the guidance weights follow it (docs/design.md §8).
     """
     entry = sampler_entry(method)
     guidance_name, em = entry.guidance, entry.em
     r2_rule, weighting = resolve_mode(mode, r2_rule, weighting)
+    eta = check_step_rule(step_rule, eta)
+    check_steps(steps)
     if particles < 1 or em_iters < 1:
         raise InputError(f"particles and em_iters must be >= 1, got {particles} and {em_iters}")
     problem = BlurProblem(y, sigma)
@@ -128,9 +134,10 @@ def run_method(
     start = time.perf_counter()
     respaced = schedule.build(steps or entry.default_steps, device)
     recorder = TraceRecorder(trace_every) if trace_every > 0 else None
+    step = (step_rule, eta) if step_rule != "ddpm" else ()  # the ancestral rule: the call as before
     loop = partial(
-        run_loop, net, respaced, problem, make_guidance(guidance_name, respaced, r2_rule),
-        generators=make_generators(seed, batch, device), particles=particles,
+        run_loop, net, respaced, problem, make_guidance(guidance_name, respaced, r2_rule, *step),
+        generators=make_generators(seed, batch, device), particles=particles, step_rule=step_rule, eta=eta,
         var_kind=variance_kind(schedule, learned_variance), callbacks=[c for c in (callback, recorder) if c],
     )
     if em == "fastem":

@@ -1,5 +1,10 @@
-"""The diffusion methods on images of any size: reflect-pad to the UNet's multiple, run, crop back
-(:mod:`fdem.padding`)."""
+"""The diffusion methods on images of any size: pad (:mod:`fdem.padding`), maybe tile the network
+(:mod:`fdem.sampling.tiled`), run, crop back.
+
+``margin = 0`` pads only to the UNet's multiple, so an observation made by circular blur at a
+multiple (a benchmark's) is processed exactly; a photograph wants ``margin`` ≥ the kernel radius
+(:func:`fdem.padding.border_pad`).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,21 @@ from dataclasses import replace
 
 from torch import Tensor, nn
 
-from fdem.padding import network_multiple, reflect_pad
+from fdem.padding import border_pad, crop, network_multiple
 from fdem.sampling.methods import run_method
 from fdem.sampling.result import SamplingResult
+from fdem.sampling.tiled import Tiling
 
 
-def run_padded(net: nn.Module, y: Tensor, sigma: float | Tensor, method: str, **options) -> SamplingResult:
-    """:func:`~fdem.sampling.methods.run_method` on ``y (B, C, H, W)`` of any size (pad, run, crop)."""
-    h, w = y.shape[-2:]
-    padded, (top, left) = reflect_pad(y, network_multiple(net))
+def run_padded(net: nn.Module, y: Tensor, sigma: float | Tensor, method: str, *, margin: int = 0,
+               tiling: Tiling | None = None, **options) -> SamplingResult:
+    """:func:`~fdem.sampling.methods.run_method` on ``y (B, C, H, W)`` of any size (pad, run, crop);
+    with ``tiling`` the network runs on tiles when the padded image is larger than one."""
+    size = tuple(y.shape[-2:])
+    padded, offset = border_pad(y, margin, network_multiple(net))
+    if tiling is not None:
+        net = tiling.wrap(net, *padded.shape[-2:])
     result = run_method(method, net, padded, sigma, **options)
-
-    def crop(t: Tensor) -> Tensor:
-        return t[..., top : top + h, left : left + w]
-
-    trace = result.trace and replace(result.trace, x0=crop(result.trace.x0))
-    return replace(result, image=crop(result.image), particles=crop(result.particles), trace=trace)
+    trace = result.trace and replace(result.trace, x0=crop(result.trace.x0, offset, size))
+    return replace(result, image=crop(result.image, offset, size), particles=crop(result.particles, offset, size),
+                   trace=trace)

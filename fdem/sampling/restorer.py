@@ -8,14 +8,18 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from fdem.diffusion import check_steps
+from fdem.diffusion import check_step_rule, check_steps
 from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size
 from fdem.method_table import lookup
 from fdem.mstep import MStepConfig
 from fdem.priors import Prior, load_prior
 from fdem.restoration import Restoration, Restorer
+from fdem.padding import network_multiple
 from fdem.sampling.methods import resolve_mode
+from fdem.sampling.tiled import Tiling
+
+BORDERS = ("circular", "reflect")  # circular: pad to the UNet's multiple only; reflect: also the kernel radius
 
 
 class DiffusionRestorer(Restorer):
@@ -23,7 +27,12 @@ class DiffusionRestorer(Restorer):
     :class:`~fdem.priors.Prior` in memory, or None (the shipped natural-image prior). The sampler
     runs on the prior's schedule.
 
-    Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.sampling.padded.run_padded`).
+    Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.sampling.padded.run_padded`);
+    ``border="reflect"`` (photographs) also pads every side by the kernel's radius so the circular
+    model wraps around inside the cropped margin, ``"circular"`` (the default: benchmark observations
+    made by circular blur) does not. ``tiled`` runs the UNet on ``tile``-sized windows (default the
+    prior's native size, ``overlap`` a quarter of it, ``max_batch`` windows per call) when the padded
+    image is larger than one (:mod:`fdem.sampling.tiled`).
     The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
@@ -52,6 +61,13 @@ class DiffusionRestorer(Restorer):
         precision: str | None = None,
         channels_last: bool | None = None,
         compile: bool | None = None,
+        border: str = "circular",
+        tiled: bool = False,
+        tile: int | None = None,
+        overlap: int | None = None,
+        max_batch: int = 16,
+        step_rule: str = "ddpm",
+        eta: float = 1.0,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.sampling.fast_path import SpeedOptions
@@ -62,6 +78,7 @@ class DiffusionRestorer(Restorer):
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
         check_steps(steps)
+        eta = check_step_rule(step_rule, eta)
         check_kernel_size(kernel_size, method)
         self.options = dict(particles=particles, steps=steps or entry.default_steps, mode=mode, r2_rule=r2_rule,
                             weighting=weighting, em_iters=em_iters if entry.em == "diffem" else None)
@@ -75,6 +92,13 @@ class DiffusionRestorer(Restorer):
                                  recenter_rule=recenter_rule or MStepConfig.recenter_rule)
         if recenter_rule is not None:
             self.options["recenter_rule"] = recenter_rule
+        self.step_options = {"step_rule": step_rule, "eta": eta}  # the unguided update (docs/design.md §8)
+        if step_rule != "ddpm":  # rows of the default ancestral rule keep their columns
+            self.options.update(self.step_options)
+        if border not in BORDERS:
+            raise InputError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
+        self.border = border
+        self.tiling = Tiling(tile, overlap, max_batch) if tiled else None
 
     @property
     def channels(self) -> int:
@@ -83,6 +107,19 @@ class DiffusionRestorer(Restorer):
     def params(self) -> dict:
         return {**{k: v for k, v in self.options.items() if v is not None}, **self.net.options.row()}
 
+    def margin(self, kernel_size: int | None = None) -> int:
+        """Pixels of reflected border on each side: the kernel's radius for ``border="reflect"``, else 0."""
+        return (kernel_size or self.kernel_size) // 2 if self.border == "reflect" else 0
+
+    def canvas(self, height: int, width: int, kernel_size: int | None = None) -> tuple[int, int]:
+        """The size the sampler works at for an image of ``height × width``: border and UNet multiple added."""
+        multiple = network_multiple(self.net)
+        return tuple(-(-(side + 2 * self.margin(kernel_size)) // multiple) * multiple for side in (height, width))
+
+    def network_for(self, height: int, width: int) -> torch.nn.Module:
+        """The UNet as it runs on a ``height × width`` canvas: tiled if asked and larger than one tile (checked)."""
+        return self.net if self.tiling is None else self.tiling.wrap(self.net, height, width)
+
     def total_steps(self) -> int:
         return lookup(self.method).net_calls(self.options["steps"], self.options["em_iters"] or 1)
 
@@ -90,9 +127,10 @@ class DiffusionRestorer(Restorer):
         from fdem.sampling.padded import run_padded
 
         result = run_padded(
-            self.net, y, sigma, self.method, kernel=None if self.blind else kernel, mstep=self.mstep,
+            self.net, y, sigma, self.method, margin=self.margin(None if kernel is None else kernel.shape[-1]),
+            tiling=self.tiling, kernel=None if self.blind else kernel, mstep=self.mstep,
             particles=self.options["particles"], steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
-            schedule=self.schedule, callback=callback and (lambda u, k: callback()),
+            schedule=self.schedule, callback=callback and (lambda u, k: callback()), **self.step_options,
         )
         return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})
