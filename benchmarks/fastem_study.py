@@ -6,7 +6,8 @@ trajectory (docs/fastem_study.md)::
 
 A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between variants):
 ``lam``, ``iters``, ``recenter_rule`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
-``particles``, ``steps`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind with the true kernel).
+``particles``, ``steps``, ``step_rule``, ``eta`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
+with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
 of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seed.
 The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step.
@@ -31,7 +32,8 @@ from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
-SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "method": str}
+SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
+                "eta": float, "method": str}
 
 
 @dataclass

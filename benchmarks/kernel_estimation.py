@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 from itertools import takewhile
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class KernelBenchConfig:
     beta: float = 1e5
     iters: int = 100  # HQS run to convergence (the authors' HQS default); Fast EM uses 10 per diffusion step
     device: str = "cpu"
+    denoiser: str | None = None  # PnP denoiser state_dict (e.g. a `fdem fit` of another size); None: the shipped one
     lambda_grid: dict = field(default_factory=lambda: {k: list(v) for k, v in _LAMBDA_GRIDS.items()})
     lambdas: dict = field(default_factory=dict)
     out: str = "outputs/kernel_estimation"
@@ -118,8 +120,20 @@ def errors_for(cases: Cases, y: torch.Tensor, sigma: float, reg: str, lam: float
     """Kernel MSE of every case for one regulariser and weight."""
     dev = torch.device(cfg.device)
     est = estimate_kernel(y.to(dev), cases.sharp.to(dev), sigma, cfg.kernel_size, reg=reg, lam=lam,
-                          beta=cfg.beta, iters=cfg.iters)
+                          beta=cfg.beta, iters=cfg.iters, denoiser=pnp_denoiser(cfg) if reg == "pnp" else None)
     return kernel_mse(est.cpu(), cases.kernels)
+
+
+@lru_cache(maxsize=2)
+def _denoiser(kernel_size: int, path: str | None, device: str):
+    from fdem.nets.kernel_denoiser import denoiser_for_kernel
+
+    return denoiser_for_kernel(kernel_size, path, torch.device(device))
+
+
+def pnp_denoiser(cfg: KernelBenchConfig):
+    """The PnP denoiser of the run: ``cfg.denoiser`` or the shipped one for the kernel size (loaded once)."""
+    return _denoiser(cfg.kernel_size, cfg.denoiser, cfg.device)
 
 
 def tune(cfg: KernelBenchConfig, val: Cases) -> dict:

@@ -273,11 +273,15 @@ def default_images(size: int = 256, channels: int = 3) -> list[tuple[str, torch.
     downloaded); each is centre-cropped, after a bicubic enlargement if its short side is
     smaller than ``size``.
     """
-    folder = Path(str(resources.files("skimage"))) / "data"
-    return [
-        (name, center_crop(load_image(folder / file, channels), size, upscale=True).contiguous())
-        for name, file in DEFAULT_IMAGES
-    ]
+    return [(name, center_crop(builtin_image(name, channels), size, upscale=True).contiguous()) for name, _ in DEFAULT_IMAGES]
+
+
+def builtin_image(name: str, channels: int = 3) -> torch.Tensor:
+    """The built-in photograph ``name`` (of :data:`DEFAULT_IMAGES`) at its full size, ``(channels, H, W)``."""
+    files = dict(DEFAULT_IMAGES)
+    if name not in files:
+        raise InputError(f"unknown built-in image {name!r}: choose one of {', '.join(files)}")
+    return load_image(Path(str(resources.files("skimage"))) / "data" / files[name], channels)
 
 
 def list_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:

@@ -72,6 +72,7 @@ METHODS: tuple[Method, ...] = (
     Method("selfdeblur", "fdem.baselines.selfdeblur:SelfDeblurRestorer", blind=True),
     Method("mprnet", "fdem.baselines.mprnet_restorer:MPRNetRestorer", blind=True),
     Method("alternation", "fdem.baselines.alternation:AlternationRestorer", blind=True),
+    Method("blurry", "fdem.baselines.blurry:BlurryInput", blind=True),
 )
 TABLE = {m.name: m for m in METHODS}
 

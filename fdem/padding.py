@@ -61,6 +61,30 @@ def border_pad(x: Tensor, margin: int, multiple: int = 1) -> tuple[Tensor, tuple
     return x, (offsets[0], offsets[1])
 
 
+def smooth_pad(x: Tensor, margin: int, multiple: int = 1) -> tuple[Tensor, tuple[int, int]]:
+    """Pad ``(B, C, H, W)`` by at least ``margin`` per side, up to multiples of ``multiple``, with a
+    smooth periodisation: along each axis the pad runs from the last row (column) to the first with
+    raised-cosine weights, so the canvas is periodic without a jump and the pad has almost no
+    gradient. Why not a reflection: a mirrored blurry image is blurred by the *mirrored* kernel,
+    which misleads a blind kernel estimate over the whole margin; a smooth pad holds next to no
+    evidence about the kernel either way. Returns the canvas and the (top, left) offset of ``x``.
+    """
+    offsets = []
+    for dim in (-2, -1):
+        size = x.shape[dim]
+        total = 2 * margin + (-(size + 2 * margin)) % multiple
+        first = total // 2
+        if total:
+            t = (torch.arange(1, total + 1, dtype=x.dtype, device=x.device) / (total + 1)).mul(torch.pi / 2).sin().square()
+            shape = [1] * x.ndim
+            shape[dim] = total
+            last, head = x.narrow(dim, size - 1, 1), x.narrow(dim, 0, 1)
+            tail = last + (head - last) * t.view(shape)  # x[−1] → x[0]
+            x = torch.cat([tail.narrow(dim, total - first, first), x, tail.narrow(dim, 0, total - first)], dim=dim)
+        offsets.append(first)
+    return x, (offsets[0], offsets[1])
+
+
 def crop(x: Tensor, offset: tuple[int, int], size: tuple[int, int]) -> Tensor:
     """The ``size = (H, W)`` window of ``x (..., H', W')`` at ``offset = (top, left)``: undoes a padding."""
     (top, left), (h, w) = offset, size

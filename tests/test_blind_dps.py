@@ -99,7 +99,7 @@ def test_step_is_the_unguided_step_minus_the_residual_gradient():
     x0, x0k = sched.eps_to_x0(x_in, out[:, :3], i, clip=True), sched.eps_to_x0(xk_in, out_k[:, :1], i, clip=True)
     rho = residual_norm(y, ((x0 + 1) / 2).clamp(0, 1), kernel_from_x0(x0k)).sum()
     gx, gk = torch.autograd.grad(rho, (x_in, xk_in))
-    w = sched.sqrt_alphas_cumprod[i]
+    w = sched.sqrt_alphas_cumprod[i] * sched.T / sched.num_steps  # √ᾱ_i·T/S
     expected = sched.ddpm_step(x, x0.detach(), i, noise[0], "learned_range", out[:, 3:].detach()) - w * gx
     expected_k = sched.ddpm_step(xk, x0k.detach(), i, noise[1], "learned_range", out_k[:, 1:].detach()) - w * gk
     torch.testing.assert_close(x_next, expected)

@@ -10,7 +10,7 @@ from fdem.restorers import METHOD_CLASSES, check_options, method_options
 
 def test_every_method_once_with_its_kind():
     names = method_names()
-    assert len(names) == len(set(names)) == 11 and names == list(METHOD_CLASSES)
+    assert len(names) == len(set(names)) == 12 and names == list(METHOD_CLASSES)
     diffusion = [m for m in METHODS if m.guidance is not None]
     assert {(m.guidance, m.em) for m in diffusion} == {(g, e) for g in ("dps", "pigdm") for e in (None, "fastem", "diffem")}
     assert [m.name for m in METHODS if not m.blind] == ["dps", "pigdm"]
@@ -60,3 +60,12 @@ def test_synthetic_problems_are_deterministic():
     assert camera_shake(3, 9, seed=1).shape == (3, 1, 9, 9)
     with pytest.raises(InputError, match="images must be"):
         synthetic_batch(1, 16, images="photos")
+
+
+def test_the_blurry_reference_returns_the_observation_and_a_dirac():
+    from fdem.restorers import build_restorer
+
+    y = torch.rand(2, 3, 16, 16) * 1.2 - 0.1
+    out = build_restorer("blurry", kernel_size=5).restore(y, 0.05)
+    assert torch.equal(out.image, y.clamp(0, 1)) and out.kernel.shape == (2, 1, 5, 5)
+    assert torch.equal(out.kernel[:, 0, 2, 2], torch.ones(2)) and out.kernel.sum() == 2

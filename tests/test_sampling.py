@@ -137,7 +137,7 @@ def test_dps_step_equals_autograd_through_the_network():
     u = ((x0 + 1) / 2).clamp(0, 1).unflatten(0, (b, n))
     rho = sum((y[j] - blur(u[j], k[j : j + 1])).flatten(1).norm(dim=1).sum() for j in range(b))
     (grad,) = torch.autograd.grad(rho, x_in)
-    expected = sched.ddpm_step(x, x0.detach(), i, noise) - sched.sqrt_alphas_cumprod[i] * grad
+    expected = sched.ddpm_step(x, x0.detach(), i, noise) - sched.sqrt_alphas_cumprod[i] * (sched.T / sched.num_steps) * grad
     assert torch.allclose(ours, expected, atol=1e-5)
     assert kernel is k
 

@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
-           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta")
+           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "border", "tile",
+           "overlap", "max_batch")
+PHOTO_DEFAULTS = {"border": "smooth", "tiled": True}  # what a photograph needs, for methods that take it
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -160,6 +162,10 @@ def restore_one(restorer, obs: Observation, job: Job, j: int):
     from fdem.imageio import convert_channels
 
     y = convert_channels(obs.image, restorer.channels or 3)[None]
+    if job.progress and hasattr(restorer, "network_for"):
+        from fdem.sampling.step_plan import plan_restoration
+
+        print(plan_restoration(restorer, *y.shape[-2:]).line(obs.path.name), flush=True)
     truth = None if job.truths is None else job.truths[j % len(job.truths)][None]
     try:
         with tqdm(total=restorer.total_steps(), desc=obs.path.name, unit="step", disable=not job.progress) as bar:
@@ -203,12 +209,17 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
 
 def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: float, seed: int = 0,
                  device: str | None = None, true_kernel: str | Path | None = None, trace_format: str = "gif",
-                 progress: bool = True, max_memory: float | None = None, **options) -> list[Path]:
+                 progress: bool = True, max_memory: float | None = None, max_pixels: int | None = None,
+                 **options) -> list[Path]:
     """Deblur files, folders or glob patterns (:func:`expand_inputs`) with any method of
     :mod:`fdem.restorers`, image ``j`` with seed ``seed + j``; ``sigma`` in ``[0, 1]`` units;
     ``options`` go to the method (e.g. ``prior``, ``kernel_size``, ``particles``, ``steps``;
-    ``prior=None``: the shipped prior). ``max_memory``: the plan's limit in GB (default: most of the
-    free memory, :func:`fdem.memory.memory_limit`); a plan over it is refused before anything runs.
+    ``prior=None``: the shipped prior). Diffusion methods default to :data:`PHOTO_DEFAULTS`: a
+    smoothly periodised border of the kernel's radius and the network on tiles for images larger than one
+    (``tile``, ``overlap``, ``max_batch``; :mod:`fdem.sampling.tiled`). ``max_memory``: the plan's
+    limit in GB (default: most of the free memory, :func:`fdem.memory.memory_limit`); a plan over it,
+    or an image of more than ``max_pixels`` pixels, is refused before anything runs; each image's
+    plan (canvas, tiles, steps, time from a warm-up call) is printed before it runs.
 
     Non-blind methods (``dps``, ``pigdm``) need ``true_kernel`` (a ``.npy`` or any kernel bank; image
     ``j`` takes kernel ``j`` cyclically); for the blind ones it only adds the kernel MSE to the
@@ -217,16 +228,19 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
     from fdem.devices import resolve_device
     from fdem.io_utils import OutputFolder
     from fdem.kernels_gen import load_bank
-    from fdem.memory import check_plan, memory_limit, restorer_plan
-    from fdem.restorers import build_restorer, check_options
+    from fdem.memory import MAX_PIXELS, check_pixels, check_plan, memory_limit, restorer_plan
+    from fdem.restorers import build_restorer, check_options, method_options
     from fdem.sampling.result import TRACE_FORMATS
-    from fdem.validate import check_float
+    from fdem.validate import check_float, check_int
 
     blind = lookup(method).blind
     sigma = check_float(sigma, "sigma", 0, 1)
     if trace_format not in TRACE_FORMATS:
         raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
     check_options(method, options)
+    schema = method_options(method)
+    options = {**{k: v for k, v in PHOTO_DEFAULTS.items() if k in schema}, **options}
+    max_pixels = MAX_PIXELS if max_pixels is None else check_int(max_pixels, "--max-pixels", 1)
     device = resolve_device(device)
     truths = load_bank(true_kernel) if true_kernel is not None else None
     if not blind and truths is None:
@@ -236,6 +250,7 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
     limit = memory_limit(device, max_memory)
     restorer = build_restorer(method, device, **options)
     for path, (h, w) in inputs:
+        check_pixels(h, w, max_pixels, f"image {path}")
         check_plan(restorer_plan(restorer, h, w, restorer.channels or 3), limit, f"image {path}")
     return restore_all(restorer, inputs, skipped, folder, Job(method, sigma, seed, truths, trace_format, progress))
 
@@ -247,7 +262,7 @@ def checked_options(args: argparse.Namespace) -> dict:
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
     bounds = {"kernel_size": (3, None), "particles": (1, None), "steps": (2, MAX_STEPS), "iters": (1, None),
-              "em_iters": (1, None)}
+              "em_iters": (1, None), "tile": (1, None), "overlap": (0, None), "max_batch": (1, None)}
     for name, (low, high) in bounds.items():
         if name in options:
             options[name] = check_int(options[name], "--" + name.replace("_", "-"), low, high)
@@ -274,7 +289,8 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     max_memory = None if args.max_memory is None else check_float(args.max_memory, "--max-memory", 0, inclusive=False)
     deblur_files(
         args.images, args.out, method=args.method, sigma=sigma, seed=seed, device=args.device,
-        true_kernel=args.true_kernel, trace_format=args.trace_format, max_memory=max_memory, **checked_options(args),
+        true_kernel=args.true_kernel, trace_format=args.trace_format, max_memory=max_memory,
+        max_pixels=args.max_pixels, **checked_options(args),
     )
 
 
@@ -299,6 +315,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
     p.add_argument("--max-memory", type=float, help="memory limit of a plan in GB (default: 80%% of the free memory "
                    "of the device); a larger plan is refused before it runs")
+    p.add_argument("--max-pixels", type=int, help="refuse images of more pixels than this (default 50,000,000)")
+    p.add_argument("--border", help="diffusion methods: smooth (photographs, default: pad by the kernel radius with a "
+                   "smooth periodisation, so the circular blur model wraps inside a cropped margin), reflect (the same "
+                   "margin mirrored) or circular (observations made by circular blur)")
+    p.add_argument("--tile", type=int, help="diffusion methods: run the network on tiles of this side for larger images "
+                   "(default: the prior's native size, at least 128, for images with a side over 256); one kernel and full-size FFTs for the whole image")
+    p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels, in [0, tile) (default: tile/4)")
+    p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default 2); bounds the peak memory")
     p.add_argument("--out", required=True, help="output folder (made when the first image is done)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
     p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral, default) or ddim (docs/design.md §8)")

@@ -10,7 +10,7 @@ chain's prior predicts its variance) and adds only the coupling:
 * ``u = clamp((x̂0 + 1)/2, 0, 1)`` and ``k̂0 = (x̂0ᵏ + 1)/2`` clipped ≥ 0 and normalised to sum 1;
 * ``ρ = ‖y − k̂0 ⊛ u‖₂`` (circular FFT blur, one norm per image, not squared), plus
   ``kernel_l1 · ‖(x̂0ᵏ + 1)/2‖₁`` if asked for;
-* ``x_{i−1} = x'_{i−1} − √ᾱ_i ∇_{x_i} ρ`` and ``x^k_{i−1} = x'^k_{i−1} − √ᾱ_i ∇_{x^k_i} ρ``.
+* ``x_{i−1} = x'_{i−1} − w_i ∇_{x_i} ρ`` and ``x^k_{i−1} = x'^k_{i−1} − w_i ∇_{x^k_i} ρ``, ``w_i = √ᾱ_i·T/S``.
 
 Differences from the authors' code: ``x̂0`` is mapped to ``[0, 1]`` before it is compared with
 ``y`` (theirs compares ``[−1, 1]`` with ``[0, 1]``), each image has its own norm (theirs: one over
@@ -19,8 +19,9 @@ the batch), and the blur is circular (theirs: zero-padded ``conv2d``). Their scr
 the *normalised* kernel, where both norms are constant or piecewise constant and have zero
 gradient; ``kernel_l1 = 0`` (the default) therefore reproduces it, and a positive ``kernel_l1``
 penalises the un-normalised kernel map instead, which does promote sparse kernels.
-The step size is ``√ᾱ_i`` for both chains, as in their released code (the paper reports a
-constant 0.3).
+The step size is ``√ᾱ_i·T/S`` for both chains: their released code's ``√ᾱ_i`` at their S = T
+steps (the paper reports a constant 0.3), scaled by the stride at fewer steps
+(:func:`~fdem.sampling.guidance.dps_weights`).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def blind_dps_step(
         if kernel_l1:
             rho = rho + kernel_l1 * ((x0k + 1) / 2).sum()
         grad_x, grad_k = torch.autograd.grad(rho, (x_in, xk_in))
-    weight = schedule.sqrt_alphas_cumprod[i]  # a device scalar: no host round trip
+    weight = schedule.sqrt_alphas_cumprod[i] * (schedule.T / schedule.num_steps)  # DPS's √ᾱ_i·T/S (guidance.dps_weights); a device scalar
     noise_x, noise_k = (None, None) if noise is None else noise
     x_next = image.step(schedule, x, x0, i, extra, noise_x) - weight * grad_x
     xk_next = kernel.step(schedule, xk, x0k, i, extra_k, noise_k) - weight * grad_k

@@ -12,18 +12,23 @@ from dataclasses import replace
 
 from torch import Tensor, nn
 
-from fdem.padding import border_pad, crop, network_multiple
+from fdem.padding import border_pad, crop, network_multiple, smooth_pad
 from fdem.sampling.methods import run_method
 from fdem.sampling.result import SamplingResult
 from fdem.sampling.tiled import Tiling
 
 
+PADDINGS = {"reflect": border_pad, "smooth": smooth_pad}
+
+
 def run_padded(net: nn.Module, y: Tensor, sigma: float | Tensor, method: str, *, margin: int = 0,
-               tiling: Tiling | None = None, **options) -> SamplingResult:
+               padding: str = "reflect", tiling: Tiling | None = None, **options) -> SamplingResult:
     """:func:`~fdem.sampling.methods.run_method` on ``y (B, C, H, W)`` of any size (pad, run, crop);
-    with ``tiling`` the network runs on tiles when the padded image is larger than one."""
+    ``padding`` fills the ``margin`` (and the rest up to the UNet's multiple): ``"reflect"``
+    (:func:`~fdem.padding.border_pad`) or ``"smooth"`` (:func:`~fdem.padding.smooth_pad`); with
+    ``tiling`` the network runs on tiles when the padded image is larger than one."""
     size = tuple(y.shape[-2:])
-    padded, offset = border_pad(y, margin, network_multiple(net))
+    padded, offset = PADDINGS[padding](y, margin, network_multiple(net))
     if tiling is not None:
         net = tiling.wrap(net, *padded.shape[-2:])
     result = run_method(method, net, padded, sigma, **options)

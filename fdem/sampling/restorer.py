@@ -19,7 +19,8 @@ from fdem.padding import network_multiple
 from fdem.sampling.methods import resolve_mode
 from fdem.sampling.tiled import Tiling
 
-BORDERS = ("circular", "reflect")  # circular: pad to the UNet's multiple only; reflect: also the kernel radius
+# circular: pad to the UNet's multiple only; reflect / smooth: also the kernel radius, mirrored or smoothly periodised
+BORDERS = ("circular", "reflect", "smooth")
 
 
 class DiffusionRestorer(Restorer):
@@ -28,11 +29,12 @@ class DiffusionRestorer(Restorer):
     runs on the prior's schedule.
 
     Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.sampling.padded.run_padded`);
-    ``border="reflect"`` (photographs) also pads every side by the kernel's radius so the circular
-    model wraps around inside the cropped margin, ``"circular"`` (the default: benchmark observations
-    made by circular blur) does not. ``tiled`` runs the UNet on ``tile``-sized windows (default the
-    prior's native size, ``overlap`` a quarter of it, ``max_batch`` windows per call) when the padded
-    image is larger than one (:mod:`fdem.sampling.tiled`).
+    ``border="reflect"`` or ``"smooth"`` (photographs) also pads every side by the kernel's radius,
+    mirrored or smoothly periodised (:func:`fdem.padding.smooth_pad`), so the circular model wraps
+    around inside the cropped margin; ``"circular"`` (the default: benchmark observations made by
+    circular blur) does not. ``tiled`` runs the UNet on ``tile``-sized windows (default the
+    prior's native size but at least 128, for images with a side over 256; ``overlap`` a quarter of it, ``max_batch`` windows per call) when the padded
+    image is larger than one (:mod:`fdem.sampling.tiled`; an explicit ``tile`` must fit in the image).
     The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
@@ -65,7 +67,7 @@ class DiffusionRestorer(Restorer):
         tiled: bool = False,
         tile: int | None = None,
         overlap: int | None = None,
-        max_batch: int = 16,
+        max_batch: int = 2,
         step_rule: str = "ddpm",
         eta: float = 1.0,
     ):
@@ -109,7 +111,7 @@ class DiffusionRestorer(Restorer):
 
     def margin(self, kernel_size: int | None = None) -> int:
         """Pixels of reflected border on each side: the kernel's radius for ``border="reflect"``, else 0."""
-        return (kernel_size or self.kernel_size) // 2 if self.border == "reflect" else 0
+        return (kernel_size or self.kernel_size) // 2 if self.border != "circular" else 0
 
     def canvas(self, height: int, width: int, kernel_size: int | None = None) -> tuple[int, int]:
         """The size the sampler works at for an image of ``height × width``: border and UNet multiple added."""
@@ -128,6 +130,7 @@ class DiffusionRestorer(Restorer):
 
         result = run_padded(
             self.net, y, sigma, self.method, margin=self.margin(None if kernel is None else kernel.shape[-1]),
+            padding="smooth" if self.border == "smooth" else "reflect",
             tiling=self.tiling, kernel=None if self.blind else kernel, mstep=self.mstep,
             particles=self.options["particles"], steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,

@@ -110,27 +110,39 @@ class TiledNet(nn.Module):
         return canvas
 
 
-class Tiling:
-    """A tiling plan, ``tile`` None meaning the network's native size and ``overlap`` None a quarter
-    of the tile: :meth:`wrap` tiles a network only for images larger than one tile."""
+MIN_TILE = 128  # default tile side at least: the small priors run well at 2× their native 64 (the
+# demo samples 128² with them); larger tiles cost more per pixel on a CPU (attention grows with the
+# square of the tokens: a 256² tile of the small prior costs about 4× four 128² tiles)
+UNTILED_SIDE = 256  # by default images with no side above max(native, this) run untiled
 
-    def __init__(self, tile: int | None = None, overlap: int | None = None, max_batch: int = 16):
+
+class Tiling:
+    """A tiling plan. ``tile`` None means the default: the network's native size, at least
+    :data:`MIN_TILE`, shrunk to the image's short side; ``overlap`` None a quarter of the tile.
+    By default :meth:`wrap` tiles a network only for images with a side over that native size and
+    over :data:`UNTILED_SIDE`; a ``tile`` given explicitly is always used and must fit in the image."""
+
+    def __init__(self, tile: int | None = None, overlap: int | None = None, max_batch: int = 2):
         self.tile, self.overlap, self.max_batch = tile, overlap, max_batch
 
-    def resolve(self, net: nn.Module) -> tuple[int, int, int]:
-        """``(tile, overlap, max_batch)`` with the defaults filled in from ``net``'s config."""
+    def native(self, net: nn.Module) -> int:
+        """The default tile side before shrinking: the network's native size, at least :data:`MIN_TILE`."""
         cfg = getattr(net, "cfg", None)
-        tile = self.tile or (cfg.image_size if cfg is not None else 64)
+        return max(cfg.image_size if cfg is not None else 64, MIN_TILE)
+
+    def resolve(self, net: nn.Module, height: int, width: int) -> tuple[int, int, int]:
+        """``(tile, overlap, max_batch)`` for a ``height × width`` image, defaults filled in from ``net``'s config."""
+        tile = self.tile
+        if tile is None:
+            multiple = network_multiple(net)
+            tile = max(multiple, min(self.native(net), min(height, width) // multiple * multiple))
         return tile, tile // 4 if self.overlap is None else self.overlap, self.max_batch
 
-    def needed(self, net: nn.Module, height: int, width: int) -> bool:
-        """Whether a ``height × width`` (padded) image is larger than one tile."""
-        return max(height, width) > self.resolve(net)[0]
-
     def wrap(self, net: nn.Module, height: int, width: int) -> nn.Module:
-        """``net`` tiled for a ``height × width`` image (checked), or ``net`` itself when one tile would cover it."""
-        if not self.needed(net, height, width):
+        """``net`` tiled for a ``height × width`` image (checked), or ``net`` itself when no side
+        exceeds the default tile."""
+        if self.tile is None and max(height, width) <= max(self.native(net), UNTILED_SIDE):
             return net
-        tile, overlap, max_batch = self.resolve(net)
+        tile, overlap, max_batch = self.resolve(net, height, width)
         check_tiling(net, height, width, tile, overlap, max_batch)
         return TiledNet(net, tile, overlap, max_batch)

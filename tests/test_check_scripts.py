@@ -1,0 +1,37 @@
+"""The issue-14/16 check scripts run end to end on tiny inputs (their numbers are README's)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fdem.benchmarks import border_check, deblur_check, tiled_check
+
+
+def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+    rows = deblur_check.run(str(photos), 2, 32, 0.9, 7, 5.0, tmp_path / "work", ["--kernel-size", "7", "--steps", "2"])
+    assert [r["name"] for r in rows] == ["a", "b"]
+    assert all(math.isfinite(r[k]) for r in rows for k in ("blurry", "restored", "kmse", "dirac"))
+    assert (tmp_path / "work" / "restored" / "a_blurry_kernel.npy").is_file()
+
+
+def test_border_check_window_is_blurred_as_part_of_the_whole_photo():
+    photo = torch.rand(3, 80, 96, generator=torch.Generator().manual_seed(1))
+    x, y, k = border_check.window_problem(photo, 40, 48, seed=2)
+    assert x.shape == y.shape == (1, 3, 40, 48) and k.shape == (1, 1, 33, 33)
+    assert torch.equal(x[0], photo[:, 20:60, 24:72])
+    mask = border_check.frame_mask(40, 48)
+    assert mask.sum() == 40 * 48 - 8 * 16
+    assert border_check.masked_psnr((x + 0.1).clamp(0, 2), x, mask) == pytest.approx(20.0, abs=1e-3)
+
+
+def test_tiled_check_photos_have_the_issue_size():
+    (name, photo), = tiled_check.held_out_photos(1)
+    assert name == "coffee" and photo.shape == (3, 384, 512)

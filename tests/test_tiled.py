@@ -1,0 +1,129 @@
+"""Tiled sampling (issue 16): blending weights, exactness of one tile and of a pointwise network,
+the vector–Jacobian product through checkpointed tiles, the plan and memory, and the CLI's refusals."""
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from fdem.cli import main
+from fdem.memory import Plan, estimate_bytes
+from fdem.mstep import MStepConfig
+from fdem.sampling.padded import run_padded
+from fdem.sampling.tiled import TiledNet, Tiling, axis_weights, window_starts
+from tests.test_deblur_cli import _assert_refused, files  # noqa: F401  (the CLI fixture)
+from tests.test_sampling import tiny_unet
+
+
+class Pointwise(nn.Module):
+    """A per-pixel network (1×1 convolution and a tanh): tiling it and blending is exact."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 6, 1)
+
+    def forward(self, x, t):
+        return torch.tanh(self.conv(x)) * (1 + t.float().view(-1, 1, 1, 1) / 1000)
+
+
+@pytest.mark.parametrize("size, tile, overlap", [(100, 32, 8), (64, 64, 16), (70, 16, 0), (33, 16, 15)])
+def test_windows_cover_the_axis_and_their_weights_sum_to_one(size, tile, overlap):
+    starts, weights = axis_weights(size, tile, overlap)
+    assert starts[0] == 0 and starts[-1] == size - tile and starts == window_starts(size, tile, overlap)
+    total = torch.zeros(size, dtype=torch.float64)
+    for s, w in zip(starts, weights):
+        total[s:s + tile] += w
+    assert torch.allclose(total, torch.ones_like(total)) and (weights > 0).all()
+
+
+def test_a_pointwise_network_on_tiles_equals_the_whole_image_and_so_does_its_gradient():
+    net = Pointwise()
+    x = torch.randn(2, 3, 40, 56, requires_grad=True)
+    t = torch.tensor([500, 500])
+    tiled = TiledNet(net, tile=16, overlap=6, max_batch=3)
+    assert tiled.count(40, 56) == len(window_starts(40, 16, 6)) * len(window_starts(56, 16, 6)) > 4
+    whole, pieces = net(x, t), tiled(x, t)
+    assert torch.allclose(whole, pieces, atol=1e-6)
+    v = torch.randn_like(whole)
+    (g_whole,) = torch.autograd.grad((whole * v).sum(), x)
+    (g_tiled,) = torch.autograd.grad((pieces * v).sum(), x)  # through the checkpointed windows
+    assert torch.allclose(g_whole, g_tiled, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["fastem-pigdm", "pigdm", "fastem-dps"])
+def test_one_tile_covering_the_image_equals_the_untiled_sampler(method):
+    net = tiny_unet()
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    kernel = None if method.startswith("fastem") else torch.full((1, 1, 5, 5), 1 / 25)
+    options = dict(kernel=kernel, mstep=MStepConfig(kernel_size=5, lam=0), steps=4, seed=1)
+    plain = run_padded(net, y, 0.05, method, **options)
+    one = run_padded(net, y, 0.05, method, tiling=Tiling(tile=16, overlap=4), **options)
+    assert torch.allclose(plain.image, one.image, atol=1e-5)
+    if plain.kernel is not None:
+        assert torch.allclose(plain.kernel, one.kernel, atol=1e-5)
+
+
+def test_tiled_fast_em_runs_with_one_kernel_for_the_whole_image():
+    y = torch.rand(1, 3, 16, 32, generator=torch.Generator().manual_seed(3))
+    result = run_padded(tiny_unet(), y, 0.05, "fastem-pigdm", steps=3, tiling=Tiling(tile=16, overlap=8),
+                        mstep=MStepConfig(kernel_size=5, lam=0))
+    assert result.image.shape == y.shape and result.kernel.shape[0] == 1
+    assert torch.isfinite(result.image).all()
+
+
+def test_the_default_tile_covers_small_images_and_tiles_large_ones():
+    net = tiny_unet()  # native 16: untiled up to 256, then tiles of 128 (shrunk to the short side)
+    assert Tiling().wrap(net, 128, 160) is net and Tiling().wrap(net, 200, 256) is net
+    wrapped = Tiling().wrap(net, 160, 600)
+    assert isinstance(wrapped, TiledNet) and wrapped.tile == 128 and wrapped.overlap == 32
+    assert Tiling().wrap(net, 96, 600).tile == 96  # shrunk to the short side
+
+
+def test_a_tiled_plan_is_bounded_by_the_tile_batch_not_the_image():
+    cfg = tiny_unet().cfg
+    small, large = (Plan("fastem-pigdm", s, s, unet=cfg, tile=64, overlap=16, max_batch=2) for s in (256, 1024))
+    untiled = Plan("fastem-pigdm", 1024, 1024, unet=cfg)
+    assert estimate_bytes(large) < estimate_bytes(untiled) / 4
+    per_pixel = (estimate_bytes(large) - estimate_bytes(small)) / (1024**2 - 256**2)
+    assert per_pixel < 400  # full-size buffers only (FFTs, windows' inputs and outputs): no UNet term grows
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tile", "512"], "--tile 512 is larger than the image"),
+    (["--tile", "24", "--overlap", "24"], "--overlap must be in \\[0, tile\\)"),
+    (["--tile", "20"], "--tile must be a positive multiple of 8"),
+    (["--max-batch", "0"], "--max-batch must be an integer >= 1"),
+    (["--max-pixels", "1000"], "1,665 pixels, more than --max-pixels 1,000"),
+    (["--border", "wrap"], "border must be one of circular, reflect"),
+])
+def test_bad_tiling_flags_are_one_error_line_and_exit_code_2(files, tmp_path, capsys, flags, message):  # noqa: F811
+    argv = ["deblur", str(files / "gray16.png"), "--sigma", "5", "--prior", str(files / "prior.pt"),
+            "--prior-config", str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2",
+            "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out"), *flags]
+    _assert_refused(argv, capsys, tmp_path / "out", message)
+
+
+def test_deblur_prints_its_tiled_plan_and_restores_the_whole_photo(files, tmp_path, capsys):  # noqa: F811
+    main(["deblur", str(files / "photo.png"), "--sigma", "5", "--prior", str(files / "prior.pt"),
+          "--prior-config", str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2", "--tile", "64",
+          "--overlap", "16", "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+)\), (\d+) tiles per step .*2 steps, about", out)
+    assert plan, out
+    assert int(plan[1]) >= 206 and int(plan[2]) >= 306  # the reflected border of the kernel's radius
+    assert (tmp_path / "out" / "photo_restored.png").is_file()
+
+
+def test_the_smooth_border_keeps_the_image_and_closes_the_period_without_a_jump():
+    from fdem.padding import smooth_pad
+
+    x = torch.rand(2, 3, 30, 41, generator=torch.Generator().manual_seed(4))
+    canvas, (top, left) = smooth_pad(x, 8, multiple=16)
+    assert canvas.shape[-2:] == (48, 64) and min(top, left) >= 8
+    assert torch.equal(canvas[..., top:top + 30, left:left + 41], x)
+    pad_rows = torch.cat([canvas[..., :top, :], canvas[..., top + 30:, :]], dim=-2)
+    step = (canvas.roll(-1, dims=-2) - canvas).abs()  # the wrap from the last row to the first included
+    assert step[..., :top, :].max() < 0.2 and step[..., top + 30:, :].max() < 0.2  # a ramp, no jump
+    assert pad_rows.shape[-2] == 18
