@@ -15,6 +15,8 @@ kernel MSE of the estimate and of a Dirac.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,11 +24,15 @@ import numpy as np
 import torch
 
 from fdem.benchmarks.prior_eval import crops
-from fdem.cli import main as fdem
 from fdem.imageio import list_images, load_image, save_image
 from fdem.kernel_ops import dirac, kernel_mse
 from fdem.metrics import psnr
 from fdem.validate import check_float, check_int
+
+
+def fdem(args: list[str]) -> None:
+    """Run ``fdem ARGS`` in a fresh process, as a user would (this module never imports the CLI)."""
+    subprocess.run([sys.executable, "-m", "fdem.cli", *args], check=True)
 
 
 def run(images: str, count: int, size: int, scale: float, kernel_size: int, sigma255: float, work: Path,
