@@ -35,3 +35,10 @@ def test_border_check_window_is_blurred_as_part_of_the_whole_photo():
 def test_tiled_check_photos_have_the_issue_size():
     (name, photo), = tiled_check.held_out_photos(1)
     assert name == "coffee" and photo.shape == (3, 384, 512)
+
+
+@pytest.mark.slow
+def test_tiled_fast_em_on_512x384_recovers_the_kernel_at_least_as_well_as_its_256_crop():
+    """Issue 16's shipped-prior check (about 9 min on one CPU thread; README has its numbers)."""
+    (row,) = tiled_check.compare(count=1, steps=50)
+    assert row.tiled_kmse <= row.crop_kmse
