@@ -38,6 +38,7 @@ from fdem.kernel_ops import check_kernel_size, normalize_kernel, recenter
 from fdem.physics import blur, check_kernel_fits
 from fdem.priors import Prior, load_prior
 from fdem.restoration import Restoration, Restorer
+from fdem.sampling.guidance import dps_stride
 from fdem.sampling.loop import per_image_noise, predict_x0
 
 
@@ -104,7 +105,7 @@ def blind_dps_step(
         if kernel_l1:
             rho = rho + kernel_l1 * ((x0k + 1) / 2).sum()
         grad_x, grad_k = torch.autograd.grad(rho, (x_in, xk_in))
-    weight = schedule.sqrt_alphas_cumprod[i] * (schedule.T / schedule.num_steps)  # DPS's √ᾱ_i·T/S (guidance.dps_weights); a device scalar
+    weight = schedule.sqrt_alphas_cumprod[i] * dps_stride(schedule)  # DPS's √ᾱ_i·T/S, a device scalar
     noise_x, noise_k = (None, None) if noise is None else noise
     x_next = image.step(schedule, x, x0, i, extra, noise_x) - weight * grad_x
     xk_next = kernel.step(schedule, xk, x0k, i, extra_k, noise_k) - weight * grad_k

@@ -90,8 +90,12 @@ def dps_weights(schedule: Schedule) -> list[float]:
     weights grow with the respaced β_i (docs/design.md §8). On 4 BSDS500-val crops (128², 33²
     kernels, σ = 5/255, shipped prior, 100 steps) non-blind DPS gives 15.8 dB with ×1, 20.3 with ×3
     and 23.9 with ×T/S = ×10 (blurry input 21.8)."""
-    stride = schedule.T / schedule.num_steps
-    return (schedule.sqrt_alphas_cumprod.double() * stride).tolist()
+    return (schedule.sqrt_alphas_cumprod.double() * dps_stride(schedule)).tolist()
+
+
+def dps_stride(schedule: Schedule) -> float:
+    """T/S, the factor of DPS's step at S respaced steps of a T-step prior (:func:`dps_weights`)."""
+    return schedule.T / schedule.num_steps
 
 
 class DPS:
