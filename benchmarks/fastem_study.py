@@ -6,11 +6,12 @@ trajectory (docs/fastem_study.md)::
 
 A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between variants):
 ``lam``, ``iters``, ``recenter_rule`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
-``particles``, ``steps``, ``step_rule``, ``eta`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
+``particles``, ``steps``, ``step_rule``, ``eta``, ``start`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
 with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
 of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seed.
-The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step.
+The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step;
+the cost plot, PSNR and kernel MSE against seconds per image, one curve per step rule.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fdem.baselines.alternation import wiener_alternation
+from fdem.benchmarks import cost_plot
 from fdem.benchmarks.prior_eval import crops
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse
@@ -33,7 +35,7 @@ from fdem.validate import check_float, check_int, check_sigma255
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
-                "eta": float, "method": str}
+                "eta": float, "start": float, "method": str}
 
 
 @dataclass
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11, help="kernels and noise")
     parser.add_argument("--sampler-seed", type=int, default=3)
     parser.add_argument("--trace", default=None, help="write the trace plot (PNG) here")
+    parser.add_argument("--cost-plot", default=None, help="write PSNR and kernel MSE against seconds (PNG) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sigma, ks = check_sigma255(args.sigma), check_int(args.kernel_size, "--kernel-size", 3)
@@ -135,13 +138,16 @@ def main(argv: list[str] | None = None) -> None:
 
     row("blurry input (Dirac)", y, dirac(len(x), ks), 0.0)
     row("Wiener + M-step alternation", *wiener_alternation(y, sigma, kernel_size=ks))
-    traces = {}
+    traces, results = {}, []
     for variant in variants:
         out, traces[variant.label] = run_variant(variant, prior, x, k, y, sigma, ks, args.sampler_seed)
         row(variant.label, out.image, out.kernel, out.seconds)
-    if args.trace:
-        plot_traces(traces, args.trace)
-        print(f"\ntrace plot: {args.trace}")
+        mse = kernel_mse(out.kernel, k).mean().item() if out.kernel is not None else None
+        results.append((variant.label, out.seconds / len(x), psnr(out.image.clamp(0, 1), x).mean().item(), mse))
+    for path, plot, data in ((args.trace, plot_traces, traces), (args.cost_plot, cost_plot.plot_costs, results)):
+        if path:
+            plot(data, path)
+            print(f"\nplot: {path}")
 
 
 if __name__ == "__main__":

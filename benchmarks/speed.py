@@ -173,11 +173,12 @@ def measure(
     schedule: ScheduleSpec | None = None,
     step_rule: str = "ddpm",
     eta: float = 1.0,
+    start: float = 1.0,
 ) -> tuple[dict, tuple]:
     """One row (and the last run's ``(image, kernel)``): median wall time of ``repeats`` calls of
     ``method``'s restorer on ``net`` (already on ``device``, possibly accelerated; trained with
     ``schedule``, default T = 1000 linear); with a ``reference`` output of the same data and seeds,
-    the equality columns. ``step_rule``/``eta``: the sampler's step rule (docs/design.md §8)."""
+    the equality columns. ``step_rule``/``eta``/``start``: the sampler's step rule (docs/design.md §8)."""
     check_options([method], [batch], particles=particles, steps=steps, repeats=repeats, warmup=warmup)
     check_size(net, image_size)
     device, entry = resolve_device(device), lookup(method)
@@ -186,6 +187,7 @@ def measure(
     x, kernels, y = synthetic_batch(batch, image_size, seed=seed, images=images)
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
     rule = {"step_rule": step_rule, "eta": eta} if step_rule != "ddpm" else {}
+    rule.update({"start": start} if start < 1 else {})
     restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
                               steps=steps or entry.default_steps, em_iters=em_iters, **rule)
     call = restore_call(restorer, y.to(device), kernels.to(device), seed)
@@ -198,7 +200,8 @@ def measure(
         "default_steps": entry.default_steps,
         "em_iters": em_iters if entry.em == "diffem" else None,
         "step_rule": step_rule,
-        "eta": eta if step_rule == "ddim" else None,
+        "eta": eta if step_rule != "ddpm" else None,
+        "start": start,
         "net_calls": calls,
         "batch": batch,
         "particles": particles,
@@ -354,6 +357,8 @@ def _steps_cell(row: dict) -> str:
         cell += f" (default {row['default_steps']})"
     if row.get("step_rule", "ddpm") != "ddpm":
         cell += f" {row['step_rule']} η={row['eta']:g}"
+    if row.get("start", 1.0) < 1:
+        cell += f" from {row['start']:g}"
     return cell
 
 

@@ -93,16 +93,19 @@ class SpeedGrid:
 
 def check_variant(raw, source: str) -> dict:
     """A ``step_variants`` entry: ``method`` (a score-prior method), ``steps`` in [2, 1000],
-    ``step_rule`` ddpm|ddim and ``eta`` in [0, 1] (default 1), all checked."""
-    from fdem.diffusion import check_step_rule, check_steps
+    ``step_rule`` ddpm|ddim|mean, ``eta`` in [0, 1] (default 1) and ``start`` in (0, 1] (default 1),
+    all checked."""
+    from fdem.diffusion import check_start, check_step_rule, check_steps
 
-    if not isinstance(raw, dict) or set(raw) - {"method", "steps", "step_rule", "eta"} or "method" not in raw:
-        raise InputError(f"{source}: a step variant is a mapping of method, steps, step_rule, eta; got {raw!r}")
-    variant = {"steps": None, "step_rule": "ddpm", "eta": 1.0, **raw}
+    keys = {"method", "steps", "step_rule", "eta", "start"}
+    if not isinstance(raw, dict) or set(raw) - keys or "method" not in raw:
+        raise InputError(f"{source}: a step variant is a mapping of {', '.join(sorted(keys))}; got {raw!r}")
+    variant = {"steps": None, "step_rule": "ddpm", "eta": 1.0, "start": 1.0, **raw}
     if not lookup(variant["method"]).score_prior:
         raise InputError(f"{source}: step variant method {variant['method']} does not sample with a diffusion prior")
     check_steps(variant["steps"])
     variant["eta"] = check_step_rule(variant["step_rule"], variant["eta"])
+    variant["start"] = check_start(variant["start"])
     return variant
 
 
@@ -211,7 +214,7 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
     """One measured row (a step ``variant``'s steps and rule if given), or a row with the error when
     the device runs out of memory."""
     variant = variant or {}
-    rule = {k: variant[k] for k in ("step_rule", "eta") if k in variant}
+    rule = {k: variant[k] for k in ("step_rule", "eta", "start") if k in variant}
     steps = variant["steps"] if variant else grid.steps
     try:
         row, output = measure(
@@ -227,9 +230,10 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
 
 
 def variant_label(variant: dict) -> str:
-    """``"100 ddpm"`` or ``"20 ddim η=0"``: a step variant's steps and rule."""
-    rule = variant["step_rule"] + (f" η={variant['eta']:g}" if variant["step_rule"] == "ddim" else "")
-    return f"{variant['steps'] or 'default'} {rule}"
+    """``"100 ddpm"``, ``"20 ddim η=0"`` or ``"25 mean η=1 from 0.5"``: a step variant's steps and rule."""
+    rule = variant["step_rule"] + (f" η={variant['eta']:g}" if variant["step_rule"] != "ddpm" else "")
+    start = variant.get("start", 1.0)
+    return f"{variant['steps'] or 'default'} {rule}" + (f" from {start:g}" if start < 1 else "")
 
 
 def variant_ratios(rows: list[dict]) -> list[str]:

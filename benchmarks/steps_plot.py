@@ -23,9 +23,11 @@ METRICS = ("seconds", "psnr", "ssim", "kernel_mse")
 
 
 def step_columns(params: str) -> tuple[str, int]:
-    """``(step rule, network calls)`` of a row's ``params`` JSON: calls = steps × Diffusion EM rounds."""
+    """``(step rule, network calls)`` of a row's ``params`` JSON: calls = steps × Diffusion EM rounds;
+    the rule names its start when it is not 1 (``"mean from 0.5"``)."""
     p = json.loads(params) if isinstance(params, str) and params else {}
-    return p.get("step_rule", "ddpm"), int(p.get("steps") or 0) * int(p.get("em_iters") or 1)
+    rule = p.get("step_rule", "ddpm") + (f" from {p['start']:g}" if p.get("start", 1) < 1 else "")
+    return rule, int(p.get("steps") or 0) * int(p.get("em_iters") or 1)
 
 
 def study(rows: pd.DataFrame) -> pd.DataFrame:

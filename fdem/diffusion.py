@@ -21,10 +21,12 @@ from torch import Tensor, nn
 from fdem.errors import InputError
 from fdem.validate import MAX_STEPS, check_float, check_int
 
-__all__ = ["STEP_RULES", "Schedule", "ScheduleSpec", "check_step_rule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
+__all__ = ["STEP_RULES", "Schedule", "ScheduleSpec", "check_start", "check_step_rule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
-STEP_RULES = ("ddpm", "ddim")  # the unguided update x_i → x_{i−1} (docs/design.md §8)
+# The update x_i → x_{i−1} (docs/design.md §8): ancestral, DDIM (both with the guidance added by a
+# VJP), or the DDIM step taken from ΠGDM's posterior mean of x0 (no VJP; ΠGDM guidance only).
+STEP_RULES = ("ddpm", "ddim", "mean")
 PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-prediction only
 
 
@@ -40,6 +42,21 @@ def check_step_rule(rule: str, eta: float = 1.0) -> float:
     if rule not in STEP_RULES:
         raise InputError(f"unknown step rule {rule!r}: choose one of {', '.join(STEP_RULES)}")
     return check_float(eta, "eta", 0, 1)
+
+
+def check_start(start: float) -> float:
+    """Raise an :class:`InputError` unless ``start`` (the fraction of the diffusion time where
+    sampling starts from the noised observation) is a number in (0, 1]; returns it as a float."""
+    start = check_float(start, "start", 0, 1)
+    if start == 0:
+        raise InputError("start must be in (0, 1]: the fraction of the diffusion time where sampling starts, got 0")
+    return start
+
+
+def start_schedule_steps(steps: int, start: float, T: int) -> int:
+    """How many steps the full [0, T] respacing needs so that its last ``steps`` cover about
+    [0, start·T] (docs/design.md §8): ``steps/start``, at most T."""
+    return min(T, max(steps, round(steps / start)))
 
 
 def linear_betas(T: int = 1000, start: float = 1e-4, end: float = 0.02) -> Tensor:
@@ -280,8 +297,8 @@ class Schedule(nn.Module):
         var_values: Tensor | None = None,
     ) -> Tensor:
         """The unguided step of ``step_rule``: :meth:`ddpm_step` (``var_kind``) or :meth:`ddim_step`
-        (η, ε̂ recomputed from x0; the variance kind does not apply)."""
-        if step_rule == "ddim":
+        (``"ddim"`` and ``"mean"``: η, ε̂ recomputed from x0; the variance kind does not apply)."""
+        if step_rule in ("ddim", "mean"):
             return self.ddim_step(x, x0, None, i, noise, eta)
         return self.ddpm_step(x, x0, i, noise, var_kind, var_values)
 

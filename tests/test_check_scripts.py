@@ -7,7 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fdem.benchmarks import border_check, deblur_check, tiled_check
+from fdem.benchmarks import border_check, cost_plot, deblur_check, fastem_study, tiled_check
+from fdem.errors import InputError
 
 
 def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
@@ -20,6 +21,28 @@ def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
     assert [r["name"] for r in rows] == ["a", "b"]
     assert all(math.isfinite(r[k]) for r in rows for k in ("blurry", "restored", "kmse", "dirac"))
     assert (tmp_path / "work" / "restored" / "a_blurry_kernel.npy").is_file()
+
+
+def test_fastem_study_runs_variants_and_writes_trace_and_cost_plots(tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a", "b"):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+    fastem_study.main(["--images", str(photos), "--count", "2", "--size", "32", "--scale", "0.9", "--kernel-size", "7",
+                       "--variants", "steps=2; steps=3; steps=3 start=0.5 step_rule=ddim", "--trace", str(tmp_path / "t.png"),
+                       "--cost-plot", str(tmp_path / "c.png")])
+    out = capsys.readouterr().out
+    assert "| steps=3 start=0.5 step_rule=ddim |" in out and out.count("\n| ") == 5  # blurry, alternation, 3 variants
+    assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
+    (tmp_path / "run.md").write_text(out)
+    results = cost_plot.read_tables([str(tmp_path / "run.md")])
+    assert [r[0] for r in results] == ["steps=2", "steps=3", "steps=3 start=0.5 step_rule=ddim"]
+    assert cost_plot.rule_of(results[2][0]) == "start=0.5 step_rule=ddim" and cost_plot.steps_of("default") == 100
+    cost_plot.main([str(tmp_path / "run.md"), "--out", str(tmp_path / "c2.png")])
+    assert (tmp_path / "c2.png").stat().st_size > 0
+    with pytest.raises(InputError, match="bad variant token 'speed=2'"):
+        fastem_study.parse_variant("speed=2")
 
 
 def test_border_check_window_is_blurred_as_part_of_the_whole_photo():

@@ -59,13 +59,13 @@ def test_ddpm_weights_are_unchanged_and_ddim_weight_is_the_damped_guided_score_c
                                sched.alphas_cumprod_prev.double().sqrt() * beta, rtol=1e-5, atol=1e-9)
 
 
-def _posterior_error(prior, y, k, sigma, guidance, sched, n):
+def _posterior_error(prior, y, k, sigma, guidance, sched, n, step_rule="ddim"):
     mean, post_var = prior.wiener(y, k, sigma)
     weights = torch.ones_like(post_var)
     weights[:, 1:-1] = 2
     post_std = (weights * post_var).sum().sqrt()
     samples, _ = run_loop(prior, sched, BlurProblem(y, torch.tensor([sigma])), guidance, k, make_generators(3, 1, "cpu"),
-                          n, step_rule="ddim", eta=1.0)
+                          n, step_rule=step_rule, eta=1.0)
     return ((samples.mean(dim=1).double() - mean).norm() / post_std).item()
 
 
@@ -104,11 +104,87 @@ def test_few_step_ddim_particle_mean_approaches_the_wiener_mean():
     assert exact[0] > exact[1] > exact[2] and exact[2] < 0.1, exact
 
 
+class ExactVarianceMean(ExactVariancePiGDM):
+    """The "mean" rule with the Gaussian prior's exact Var[u | x_i] per frequency: its posterior
+    mean is then E[x0 | x_i, y] exactly."""
+
+    def __init__(self, prior, sched, sigma):
+        super().__init__(prior, sched, sigma)
+        self.weights = [0.0] * sched.num_steps
+
+    def posterior_mean(self, u, problem, kernel, i):
+        a, P = self.abar[i], self.prior.P
+        var_u = P / 4 * (1 - a) / (a * P + 1 - a)
+        step = torch.fft.irfft2(var_u * torch.fft.rfft2(self.direction(u, problem, kernel, i).double()), s=self.prior.size)
+        return u + step.to(u.dtype)
+
+
+def test_mean_rule_particle_mean_approaches_the_wiener_mean_in_few_steps():
+    """The "mean" rule's DDIM step (η = 1) from E[x0 | x_i, y] keeps the particle mean on the Wiener
+    mean (the step is linear in x_i), so at 10 and 20 steps the error falls with the particles to
+    near zero; with the isotropic r̃² of natural images it still falls, to the floor of that
+    approximation (docs/design.md §8)."""
+    sigma = 0.05
+    prior, _, k, y = _gaussian_problem(16, 1, sigma)
+    for steps in (10, 20):
+        sched = Schedule.make(1000, steps)
+        exact = [_posterior_error(prior, y, k, sigma, ExactVarianceMean(prior, sched, sigma), sched, n, "mean")
+                 for n in (1, 16, 256)]
+        assert exact[0] > exact[1] > exact[2] and exact[2] < 0.15, (steps, exact)
+    isotropic = [_posterior_error(prior, y, k, sigma, PiGDM(sched, "official", "mean", 1.0), sched, n, "mean") for n in (1, 16)]
+    assert isotropic[0] > isotropic[1] and isotropic[1] < 1.0, isotropic
+
+
+def test_mean_rule_takes_no_vjp_and_feeds_the_m_step_the_network_estimate():
+    sched = Schedule.make(1000, 10)
+    assert PiGDM(sched, "official", "mean").weights == [0.0] * 10
+    seen = []
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    net = tiny_unet()
+    with torch.no_grad():
+        run_loop(net, sched, BlurProblem(y, torch.tensor([0.05])), PiGDM(sched, "official", "mean"), torch.ones(1, 1, 3, 3) / 9,
+                 make_generators(0, 1, "cpu"), 2, step_rule="mean",
+                 mstep=lambda u, kernel, i: seen.append(u.requires_grad) or kernel)
+    assert seen == [False] * 10  # no graph was built: no VJP
+
+
+@pytest.mark.parametrize("method", ["dps", "fastem-dps", "diffem-dps"])
+def test_mean_rule_is_refused_for_dps_methods_in_words(method):
+    kernel = None if "-" in method else torch.ones(1, 1, 3, 3)
+    with pytest.raises(InputError, match="step rule 'mean' needs ΠGDM guidance"):
+        run_method(method, tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel=kernel, steps=3, step_rule="mean")
+
+
+def test_start_runs_steps_network_calls_from_the_noised_observation():
+    """``start`` < 1: exactly ``steps`` network calls (callbacks), on the tail of the steps/start
+    respacing; ``start = 1`` is the plain sampler, bit for bit."""
+    y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    calls, timesteps = [], []
+    net = tiny_unet()
+
+    def spy(x, t):
+        timesteps.append(int(t[0]))
+        return net(x, t)
+
+    spy.cfg = getattr(net, "cfg", None)
+    run = lambda **kw: run_method("fastem-pigdm", spy, y, 0.05, steps=5, mstep=MStepConfig(kernel_size=3, denoiser=IDENTITY_DENOISER),
+                                  callback=lambda u, k: calls.append(1), **kw)
+    r = run(start=0.5, step_rule="mean")
+    assert len(calls) == 5 and max(timesteps) < 500 and timesteps == sorted(timesteps, reverse=True)
+    calls.clear(), timesteps.clear()
+    full = run(start=1.0, step_rule="mean")
+    assert len(calls) == 5 and max(timesteps) == 999
+    assert torch.equal(full.image, run(step_rule="mean").image) and not torch.equal(full.image, r.image)
+
+
 @pytest.mark.parametrize("options, message", [
     (dict(step_rule="rk4"), "unknown step rule 'rk4'"),
     (dict(step_rule="ddim", eta=1.5), "eta must be a number in \\[0, 1\\]"),
     (dict(step_rule="ddim", eta=-0.1), "eta must be"),
     (dict(step_rule="ddim", steps=0), "steps must be an integer"),
+    (dict(step_rule="mean", start=0.0), "start must be in \\(0, 1\\]"),
+    (dict(step_rule="mean", start=1.5), "start must be a number in \\[0, 1\\]"),
+    (dict(start=float("nan")), "start must be a number"),
 ])
 def test_bad_step_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):
@@ -121,6 +197,9 @@ def test_bad_step_options_are_input_errors(options, message):
     (["--step-rule", "heun"], "unknown step rule 'heun'"),
     (["--step-rule", "ddim", "--eta", "2"], "--eta must be a number in \\[0, 1\\]"),
     (["--steps", "0"], "--steps must be an integer"),
+    (["--start", "0"], "start must be in \\(0, 1\\]"),
+    (["--start", "2"], "--start must be a number in \\[0, 1\\]"),
+    (["--method", "fastem-dps", "--step-rule", "mean"], "step rule 'mean' needs ΠGDM guidance"),
 ])
 def test_cli_refuses_bad_step_options_in_one_line_with_exit_code_2(tmp_path, flags, message):
     argv = [sys.executable, "-c", "import sys; from fdem.cli import main; sys.exit(main(sys.argv[1:]))",
@@ -186,13 +265,14 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
 
     cfg = BenchConfig.from_yaml(Path(__file__).parents[1] / "configs" / "bench" / "steps.yaml")
     specs = parse_methods(cfg.methods)
-    assert len(specs) == 36 and cfg.data["images"] != "bundled-held-out"
+    assert len(specs) == 43 and cfg.data["images"] != "bundled-held-out"
     for spec in specs:
         check_options(spec.method, spec.options)
     lines = ["method,method_name,params,index,seconds,psnr,ssim,kernel_mse"]
-    for rule in ("ddpm", "ddim"):
+    rules = {"ddpm": {}, "ddim": {"step_rule": "ddim", "eta": 1.0}, "ddim from 0.5": {"step_rule": "ddim", "eta": 1.0, "start": 0.5}}
+    for rule, options in rules.items():
         for calls in (10, 20, 100):
-            params = json.dumps({"steps": calls, **({"step_rule": rule, "eta": 1.0} if rule == "ddim" else {})})
+            params = json.dumps({"steps": calls, **options})
             for index in range(2):
                 lines.append(f'"fastem-pigdm {rule} {calls}",fastem-pigdm,"{params.replace(chr(34), chr(34) * 2)}",'
                              f"{index},{calls / 10},{20 + calls / 100},0.5,{1e-4 * (1 + 1 / calls)}")
@@ -200,4 +280,5 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
     written = write_study(tmp_path)
     assert written["steps.png"].stat().st_size > 0
     text = written["steps.md"].read_text()
-    assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 |" in text and text.count("\n") == 8
+    assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 |" in text and "| fastem-pigdm | ddim from 0.5 | 20 | 2 | 20.20 |" in text
+    assert text.count("\n") == 11

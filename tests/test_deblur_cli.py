@@ -74,6 +74,23 @@ def test_nonblind_deblur_of_a_16bit_gray_png_of_odd_size(files, tmp_path):
     assert not (out / "gray16_kernel.npy").exists() and (out / "gray16_trace.png").is_file()
 
 
+def test_pigdm_methods_default_to_the_few_step_rule_and_given_keys_win(files, tmp_path, capsys, monkeypatch):
+    import fdem.restorers
+
+    seen, build = [], fdem.restorers.build_restorer
+    monkeypatch.setattr(fdem.restorers, "build_restorer", lambda m, d="cpu", **o: seen.append((m, o)) or build(m, d, **o))
+    common = ["--sigma", "2", "--prior", str(files / "prior.pt"), "--prior-config", str(files / "prior.yaml"),
+              "--kernel-size", "7", "--kernel-denoiser", str(files / "denoiser.pt")]
+    main(["deblur", str(files / "gray16.png"), *common, "--out", str(tmp_path / "a")])
+    assert "25 steps" in capsys.readouterr().out
+    main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--out", str(tmp_path / "b")])
+    main(["deblur", str(files / "gray16.png"), *common, "--method", "fastem-dps", "--steps", "3", "--out", str(tmp_path / "c")])
+    (_, first), (_, given), (_, dps) = seen
+    assert {k: first[k] for k in ("steps", "step_rule", "start")} == {"steps": 25, "step_rule": "ddim", "start": 0.5}
+    assert (given["steps"], given["step_rule"], given["start"]) == (3, "ddim", 0.5)
+    assert "start" not in dps and "step_rule" not in dps
+
+
 def test_reflect_padding_reaches_the_multiple_and_crops_back():
     x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7)
     padded, (top, left) = reflect_pad(x, 8)

@@ -220,3 +220,11 @@ def test_step_profile_shares_are_fractions():
 
     shares = step_shares(kernel_size=9, images=1, steps=2)
     assert 0 < shares["mstep"] < 1 and 0 < shares["fft"] < 1
+
+
+def test_speed_steps_config_times_the_few_step_default_next_to_100_ancestral_steps():
+    from fdem.benchmarks.speed_grid import load_grid, variant_label
+
+    grid, device = load_grid(BENCH_CONFIGS / "speed_steps.yaml", torch.device("cpu"))
+    labels = [variant_label(v) for v in grid.step_variants]
+    assert device.type == "cpu" and labels == ["100 ddpm", "25 ddim η=1 from 0.5", "25 mean η=1 from 0.5"]

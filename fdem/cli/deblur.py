@@ -23,9 +23,14 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
-           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "border", "tile",
+           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
            "overlap", "max_batch")
+DPS_GUIDED = ("dps", "fastem-dps", "diffem-dps", "blind-dps")  # no posterior mean: no "mean" step rule
 PHOTO_DEFAULTS = {"border": "smooth", "tiled": True}  # what a photograph needs, for methods that take it
+# ΠGDM methods on a user's photo: 25 DDIM steps over [0, T/2] from the noised observation, as good
+# as the authors' 100 ancestral steps in a quarter of the network calls (docs/fastem_study.md, issue 15);
+# each key the user gives wins, the others stay.
+FEW_STEP_DEFAULTS = {"steps": 25, "step_rule": "ddim", "start": 0.5}
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -216,7 +221,8 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
     ``options`` go to the method (e.g. ``prior``, ``kernel_size``, ``particles``, ``steps``;
     ``prior=None``: the shipped prior). Diffusion methods default to :data:`PHOTO_DEFAULTS`: a
     smoothly periodised border of the kernel's radius and the network on tiles for images larger than one
-    (``tile``, ``overlap``, ``max_batch``; :mod:`fdem.sampling.tiled`). ``max_memory``: the plan's
+    (``tile``, ``overlap``, ``max_batch``; :mod:`fdem.sampling.tiled`); ΠGDM methods also to
+    :data:`FEW_STEP_DEFAULTS`. ``max_memory``: the plan's
     limit in GB (default: most of the free memory, :func:`fdem.memory.memory_limit`); a plan over it,
     or an image of more than ``max_pixels`` pixels, is refused before anything runs; each image's
     plan (canvas, tiles, steps, time from a warm-up call) is printed before it runs.
@@ -239,7 +245,8 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
         raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
     check_options(method, options)
     schema = method_options(method)
-    options = {**{k: v for k, v in PHOTO_DEFAULTS.items() if k in schema}, **options}
+    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if lookup(method).guidance == "pigdm" else {})}
+    options = {**{k: v for k, v in defaults.items() if k in schema}, **options}
     max_pixels = MAX_PIXELS if max_pixels is None else check_int(max_pixels, "--max-pixels", 1)
     device = resolve_device(device)
     truths = load_bank(true_kernel) if true_kernel is not None else None
@@ -273,6 +280,14 @@ def checked_options(args: argparse.Namespace) -> dict:
 
         options["eta"] = check_float(options.get("eta", 1.0), "--eta", 0, 1)
         check_step_rule(options.get("step_rule", "ddpm"), options["eta"])
+        if options.get("step_rule") == "mean" and args.method in DPS_GUIDED:
+            from fdem.sampling.guidance import check_dps_step_rule
+
+            check_dps_step_rule("mean")
+    if "start" in options:
+        from fdem.diffusion import check_start
+
+        options["start"] = check_start(check_float(options["start"], "--start", 0, 1))
     if args.trace:
         options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
     elif args.trace_every is not None:
@@ -309,7 +324,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
     p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default 33)")
     p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default 1)")
-    p.add_argument("--steps", type=int, help="diffusion steps, >= 2 (default: 100 for PiGDM methods, 1000 for DPS ones)")
+    p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: 25 DDIM steps from --start 0.5 for PiGDM methods, 1000 for DPS ones)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="image j uses seed + j (default 0)")
     p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
@@ -325,7 +340,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default 2); bounds the peak memory")
     p.add_argument("--out", required=True, help="output folder (made when the first image is done)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
-    p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral, default) or ddim (docs/design.md §8)")
+    p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral; default for DPS methods), ddim (default for PiGDM methods), or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
+    p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
+                   "the --steps then cover [0, start·T] (default: 0.5 for PiGDM methods, 1 = from pure noise for the others)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
     p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")

@@ -38,7 +38,7 @@ from fdem.kernel_ops import check_kernel_size, normalize_kernel, recenter
 from fdem.physics import blur, check_kernel_fits
 from fdem.priors import Prior, load_prior
 from fdem.restoration import Restoration, Restorer
-from fdem.sampling.guidance import dps_stride
+from fdem.sampling.guidance import check_dps_step_rule, dps_stride
 from fdem.sampling.loop import per_image_noise, predict_x0
 
 
@@ -143,6 +143,7 @@ def run_blind_dps(
                          f"prior's schedule ({spec.T} {spec.kind} steps): the two chains run in lockstep")
     schedule = spec.build(steps, y.device)
     eta = check_step_rule(step_rule, eta)
+    check_dps_step_rule(step_rule)
     image, kernel = Chain(image_net, spec, step_rule, eta), Chain(kernel_net, kernel_spec, step_rule, eta)
     shape, kshape = (1,) + tuple(y.shape[1:]), (1, 1, kernel_size, kernel_size)
     x = per_image_noise(generators, shape, y)
@@ -189,6 +190,7 @@ class BlindDPSRestorer(Restorer):
             raise InputError(f"kernel_l1 must be >= 0, got {kernel_l1}")
         self.steps, self.kernel_size, self.kernel_l1 = steps, kernel_size, kernel_l1
         self.step_rule, self.eta = step_rule, check_step_rule(step_rule, eta)
+        check_dps_step_rule(step_rule)
         image = load_prior(prior, prior_config, device=self.device)
         if kernel_prior is None and kernel_size in SHIPPED_KERNEL_PRIORS:
             kernel_prior = SHIPPED_KERNEL_PRIORS[kernel_size]

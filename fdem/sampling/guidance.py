@@ -62,6 +62,8 @@ def pigdm_weights(schedule: Schedule, r2: list[float], step_rule: str = "ddpm", 
     the guided score (:meth:`~fdem.diffusion.Schedule.ddim_score_factor`) and ``√ᾱ_i`` the authors'
     damping; at η = 1, ``w_i = √ᾱ_{i−1}·β_i``. ``r_i²`` enters the DDIM rule only through ``d``.
     """
+    if step_rule == "mean":  # the posterior mean replaces x̂0: no VJP (:meth:`PiGDM.posterior_mean`)
+        return [0.0] * schedule.num_steps
     if step_rule == "ddim":
         return (schedule.ddim_score_factor(eta) * schedule.alphas_cumprod.double().cpu().sqrt()).tolist()
     r2 = torch.tensor(r2, dtype=torch.float64)
@@ -69,13 +71,30 @@ def pigdm_weights(schedule: Schedule, r2: list[float], step_rule: str = "ddpm", 
     return (abar.sqrt() * r2 / (1 + v).sqrt()).tolist()
 
 
+# The "mean" step rule's variance of u | x_i (u in [0, 1]): r̃_i² = MEAN_R2_SCALE · (1 − ᾱ_i), ΠGDM's
+# 1 − ᾱ_i for data of per-pixel variance MEAN_R2_SCALE. Chosen on BSDS500 val crops, non-blind ΠGDM
+# at 25 steps (docs/fastem_study.md): 0.25 (the variance of uniform [0, 1] pixels) 25.50 dB, 0.02 26.48.
+MEAN_R2_SCALE = 0.02
+
+
+def mean_r2(schedule: Schedule) -> list[float]:
+    """The "mean" step rule's ``r̃_i² = MEAN_R2_SCALE·(1 − ᾱ_i)`` for every respaced step (host floats)."""
+    return (MEAN_R2_SCALE * (1 - schedule.alphas_cumprod.double())).tolist()
+
+
 class PiGDM:
     """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r² rule;
-    weights of the step rule (:func:`pigdm_weights`)."""
+    weights of the step rule (:func:`pigdm_weights`). Under the ``"mean"`` step rule it gives the
+    posterior mean of x0 instead (:meth:`posterior_mean`), with its own r̃² (:func:`mean_r2`)."""
 
     def __init__(self, schedule: Schedule, rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0):
-        self.r2 = r2_schedule(schedule, rule)
+        self.r2 = mean_r2(schedule) if step_rule == "mean" else r2_schedule(schedule, rule)
         self.weights = pigdm_weights(schedule, self.r2, step_rule, eta)
+
+    def posterior_mean(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
+        """E[x0 | x_i, y] under ΠGDM's Gaussian ``x0 | x_i ~ N(u, r̃_i² I)``:
+        ``u + r̃_i² Hᵀ(r̃_i² HHᵀ + σ²I)⁻¹(y − Hu)`` = ``u + r̃_i²·d`` (docs/design.md §8), clamped to [0, 1]."""
+        return (u + self.r2[i] * self.direction(u, problem, kernel, i)).clamp(0, 1)
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
         otf = problem.otf(kernel).unsqueeze(1)
@@ -98,11 +117,19 @@ def dps_stride(schedule: Schedule) -> float:
     return schedule.T / schedule.num_steps
 
 
+def check_dps_step_rule(step_rule: str) -> None:
+    """DPS (and Blind-DPS) have no posterior mean of x0: refuse the ``"mean"`` step rule in words."""
+    if step_rule == "mean":
+        raise InputError("step rule 'mean' needs ΠGDM guidance (a posterior mean of x0): use it with pigdm, "
+                         "fastem-pigdm or diffem-pigdm, or choose ddpm or ddim for DPS methods")
+
+
 class DPS:
     """Diffusion posterior sampling guidance: the gradient of the un-squared residual norm; the
-    step ``√ᾱ_i`` is a gradient step size, the same for both step rules (docs/design.md §8)."""
+    step ``√ᾱ_i`` is a gradient step size, the same for the ddpm and ddim rules (docs/design.md §8)."""
 
-    def __init__(self, schedule: Schedule):
+    def __init__(self, schedule: Schedule, step_rule: str = "ddpm"):
+        check_dps_step_rule(step_rule)
         self.weights = dps_weights(schedule)
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
@@ -122,5 +149,5 @@ def make_guidance(
     if name == "pigdm":
         return PiGDM(schedule, r2_rule, step_rule, eta)
     if name == "dps":
-        return DPS(schedule)
+        return DPS(schedule, step_rule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")

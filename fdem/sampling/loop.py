@@ -1,4 +1,4 @@
-"""THE sampler loop: ancestral DDPM steps with a pluggable guidance rule and optional M-step.
+"""THE sampler loop: DDPM/DDIM steps with a pluggable guidance rule and optional M-step.
 
 Every method of :mod:`fdem.sampling.methods` is this loop with a different guidance rule and
 per-step kernel update (Fast EM: :mod:`fdem.sampling.fast_em`; Diffusion EM runs it L times:
@@ -14,6 +14,10 @@ authors' order):
 3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel;
 4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP),
    computed with the kernel of step 3: the M-step comes before the guidance.
+
+``step_rule="mean"`` (ΠGDM only, :func:`mean_step`) replaces 2 and 4 by one DDIM step from ΠGDM's
+posterior mean of x0, without a VJP. ``first`` < S runs only the last ``first`` steps, starting
+from the noised observation (:func:`initial_state`, docs/design.md §8).
 
 Particles are laid out image-major, ``(B·n, C, H, W)`` ↔ ``(B, n, C, H, W)``. Image ``b`` draws
 all its noise from its own generator, so its result does not depend on the other images of the
@@ -75,8 +79,11 @@ def guided_step(
     step_rule: str = "ddpm",
     eta: float = 1.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """One step ``x_i → x_{i−1}`` of ``step_rule`` ("ddpm" ancestral, "ddim" with ``eta``; the
-    guidance's weights must be those of the same rule); returns ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
+    """One step ``x_i → x_{i−1}`` of ``step_rule`` ("ddpm" ancestral, "ddim" with ``eta``, "mean":
+    :func:`mean_step`; the guidance's weights must be those of the same rule); returns
+    ``(x_{i−1}, kernel, u (B, n, C, H, W))``."""
+    if step_rule == "mean":
+        return mean_step(net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, eta=eta)
     batch = problem.y.shape[0]
     weight = guidance.weights[i]
     with torch.enable_grad():
@@ -96,6 +103,30 @@ def guided_step(
     return x_next, kernel, particles
 
 
+def mean_step(net: nn.Module, schedule: Schedule, x: Tensor, i: int, problem: BlurProblem, kernel: Tensor,
+              guidance: Guidance, noise: Tensor | None, *, mstep: MStepHook | None = None,
+              eta: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``"mean"`` step rule (docs/design.md §8): the network's ``u`` feeds the M-step, then
+    ΠGDM's posterior mean ``E[x0 | x_i, y]`` with the new kernel replaces x̂0 in a DDIM step
+    (ε̂ recomputed from it). One network forward and no VJP; returns ``(x_{i−1}, kernel, mean)``."""
+    x0, _ = predict_x0(net, schedule, x, i)
+    particles = ((x0 + 1) / 2).clamp(0, 1).unflatten(0, (problem.y.shape[0], -1))
+    if mstep is not None:
+        kernel = mstep(particles, kernel, i)
+    mean = guidance.posterior_mean(particles, problem, kernel, i)
+    x_next = schedule.step(x, (2 * mean - 1).flatten(0, 1), i, noise, step_rule="ddim", eta=eta)
+    return x_next, kernel, mean
+
+
+def initial_state(schedule: Schedule, y: Tensor, noise: Tensor, first: int) -> Tensor:
+    """``x`` where the loop starts: pure noise for the full schedule, else the observation, mapped
+    to [−1, 1], noised to step ``first − 1`` (q(x_i | x0 = 2y − 1): "come closer, diffuse faster")."""
+    if first >= schedule.num_steps:
+        return noise
+    start = (2 * y - 1).clamp(-1, 1).repeat_interleave(noise.shape[0] // y.shape[0], dim=0)
+    return schedule.q_sample(start, first - 1, noise)
+
+
 @torch.no_grad()
 def run_loop(
     net: nn.Module,
@@ -111,18 +142,22 @@ def run_loop(
     callbacks: Sequence[StepCallback] = (),
     step_rule: str = "ddpm",
     eta: float = 1.0,
+    first: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Sample ``n = particles`` posterior draws per image of ``problem.y (B, C, H, W)`` in ``[0, 1]``.
 
     ``kernel (B, 1, k, k)`` is the (initial) kernel of each image, ``generators`` one per image,
     ``mstep`` the per-step kernel update (None: the kernel is fixed), ``step_rule``/``eta`` the
-    unguided update (:meth:`~fdem.diffusion.Schedule.step`). Returns ``(particles
-    (B, n, C, H, W) in [0, 1], kernel)``; ``callbacks`` are called after every step with ``(u, kernel)``.
+    unguided update (:meth:`~fdem.diffusion.Schedule.step`). ``first`` (None: all) runs only the
+    last ``first`` steps of the schedule, from the noised observation (:func:`initial_state`).
+    Returns ``(particles (B, n, C, H, W) in [0, 1], kernel)``; ``callbacks`` are called after every
+    step with ``(u, kernel)``.
     """
     y = problem.y
     shape = (particles,) + tuple(y.shape[1:])
-    x = per_image_noise(generators, shape, y)
-    for i in reversed(range(schedule.num_steps)):
+    first = schedule.num_steps if first is None else min(first, schedule.num_steps)
+    x = initial_state(schedule, y, per_image_noise(generators, shape, y), first)
+    for i in reversed(range(first)):
         noise = per_image_noise(generators, shape, y) if i > 0 else None
         x, kernel, u = guided_step(
             net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, var_kind=var_kind,

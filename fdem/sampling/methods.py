@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from fdem.devices import synchronize
-from fdem.diffusion import ScheduleSpec, check_step_rule, check_steps, variance_kind
+from fdem.diffusion import ScheduleSpec, check_start, check_step_rule, check_steps, start_schedule_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel
 from fdem.method_table import METHODS as TABLE_METHODS, Method, lookup
@@ -37,7 +37,7 @@ from fdem.physics import check_kernel_fits
 from fdem.problem import BlurProblem
 from fdem.sampling.diffusion_em import run_diffusion_em
 from fdem.sampling.fast_em import run_fast_em
-from fdem.sampling.guidance import check_r2_rule, make_guidance
+from fdem.sampling.guidance import check_dps_step_rule, check_r2_rule, make_guidance
 from fdem.sampling.loop import StepCallback, run_loop
 from fdem.sampling.result import SamplingResult, TraceRecorder
 
@@ -107,6 +107,7 @@ def run_method(
     callback: StepCallback | None = None,
     step_rule: str = "ddpm",
     eta: float = 1.0,
+    start: float = 1.0,
 ) -> SamplingResult:
     """Restore the blurry ``y (B, C, H, W)`` in ``[0, 1]`` (H, W a multiple of the network's) with ``method``.
 
@@ -117,12 +118,17 @@ def run_method(
     (when ``schedule.learned_sigma``) instead of β̃. ``callback(u, kernel)`` runs after every step
     (e.g. a progress bar); ``trace_every > 0`` records a :class:`Trace`. ``step_rule`` is the
     unguided update, ``"ddpm"`` (ancestral) or ``"ddim"`` with ``eta`` in [0, 1] (η = 1: the
-    ancestral noise level, η = 0: deterministic); the guidance weights follow it (docs/design.md §8).
+    ancestral noise level, η = 0: deterministic), or ``"mean"`` (ΠGDM methods: the DDIM step from
+    ΠGDM's posterior mean of x0, no VJP); the guidance weights follow it (docs/design.md §8).
+    ``start`` < 1 starts from the observation noised to ``start·T`` and spends the ``steps``
+    network calls on ``[0, start·T]`` only.
     """
     entry = sampler_entry(method)
     guidance_name, em = entry.guidance, entry.em
     r2_rule, weighting = resolve_mode(mode, r2_rule, weighting)
-    eta = check_step_rule(step_rule, eta)
+    eta, start = check_step_rule(step_rule, eta), check_start(start)
+    if guidance_name == "dps":
+        check_dps_step_rule(step_rule)
     check_steps(steps)
     if particles < 1 or em_iters < 1:
         raise InputError(f"particles and em_iters must be >= 1, got {particles} and {em_iters}")
@@ -131,13 +137,15 @@ def run_method(
     kernel = _initial_kernel(kernel, batch, mstep.kernel_size, y, em is not None, method)
     check_kernel_fits(tuple(kernel.shape[-2:]), problem.shape)
 
-    start = time.perf_counter()
-    respaced = schedule.build(steps or entry.default_steps, device)
+    began = time.perf_counter()
+    calls = steps or entry.default_steps
+    respaced = schedule.build(start_schedule_steps(calls, start, schedule.T), device)
     recorder = TraceRecorder(trace_every) if trace_every > 0 else None
     step = (step_rule, eta) if step_rule != "ddpm" else ()  # the ancestral rule: the call as before
     loop = partial(
         run_loop, net, respaced, problem, make_guidance(guidance_name, respaced, r2_rule, *step),
         generators=make_generators(seed, batch, device), particles=particles, step_rule=step_rule, eta=eta,
+        first=calls if start < 1 else None,
         var_kind=variance_kind(schedule, learned_variance), callbacks=[c for c in (callback, recorder) if c],
     )
     if em == "fastem":
@@ -148,5 +156,5 @@ def run_method(
         samples, _ = loop(kernel)
     synchronize(device)
     trace = recorder.trace(blind=em is not None) if recorder else None
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - began
     return SamplingResult(method, samples.mean(dim=1), samples, kernel if em else None, seconds, trace)

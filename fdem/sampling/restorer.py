@@ -8,12 +8,13 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from fdem.diffusion import check_step_rule, check_steps
+from fdem.diffusion import check_start, check_step_rule, check_steps
 from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size
 from fdem.method_table import lookup
 from fdem.mstep import MStepConfig
 from fdem.priors import Prior, load_prior
+from fdem.sampling.guidance import check_dps_step_rule
 from fdem.restoration import Restoration, Restorer
 from fdem.padding import network_multiple
 from fdem.sampling.methods import resolve_mode
@@ -70,6 +71,7 @@ class DiffusionRestorer(Restorer):
         max_batch: int = 2,
         step_rule: str = "ddpm",
         eta: float = 1.0,
+        start: float = 1.0,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.sampling.fast_path import SpeedOptions
@@ -80,7 +82,9 @@ class DiffusionRestorer(Restorer):
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
         check_steps(steps)
-        eta = check_step_rule(step_rule, eta)
+        eta, start = check_step_rule(step_rule, eta), check_start(start)
+        if entry.guidance == "dps":
+            check_dps_step_rule(step_rule)
         check_kernel_size(kernel_size, method)
         self.options = dict(particles=particles, steps=steps or entry.default_steps, mode=mode, r2_rule=r2_rule,
                             weighting=weighting, em_iters=em_iters if entry.em == "diffem" else None)
@@ -94,9 +98,11 @@ class DiffusionRestorer(Restorer):
                                  recenter_rule=recenter_rule or MStepConfig.recenter_rule)
         if recenter_rule is not None:
             self.options["recenter_rule"] = recenter_rule
-        self.step_options = {"step_rule": step_rule, "eta": eta}  # the unguided update (docs/design.md §8)
+        self.step_options = {"step_rule": step_rule, "eta": eta, "start": start}  # docs/design.md §8
         if step_rule != "ddpm":  # rows of the default ancestral rule keep their columns
-            self.options.update(self.step_options)
+            self.options.update(step_rule=step_rule, eta=eta)
+        if start < 1:
+            self.options["start"] = start
         if border not in BORDERS:
             raise InputError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
         self.border = border
