@@ -48,15 +48,32 @@ def read_tables(paths: list[str]) -> list[Result]:
     return results
 
 
-def plot_costs(results: list[Result], out: str) -> None:
-    """PSNR and kernel MSE (log) against seconds per image (log), one curve per step rule, each
-    point labelled with its network calls."""
+def two_panels():
+    """A headless figure with two side-by-side axes: ``(fig, left, right)``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    return fig, left, right
+
+
+def save_panels(fig, left, right, out: str) -> None:
+    """Legends on both axes, then the figure written to ``out`` and closed."""
+    import matplotlib.pyplot as plt
+
+    left.legend(fontsize=7)
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def plot_costs(results: list[Result], out: str) -> None:
+    """PSNR and kernel MSE (log) against seconds per image (log), one curve per step rule, each
+    point labelled with its network calls."""
+    fig, left, right = two_panels()
     for rule in dict.fromkeys(rule_of(r[0]) for r in results):
         points = sorted((sec, p, m, steps_of(label)) for label, sec, p, m in results if rule_of(label) == rule)
         seconds = [q[0] for q in points]
@@ -67,11 +84,7 @@ def plot_costs(results: list[Result], out: str) -> None:
             left.annotate(str(calls), (sec, p), fontsize=7, xytext=(3, 3), textcoords="offset points")
     left.set(xlabel="seconds per image (log)", ylabel="PSNR (dB)", title="quality against cost (labels: network calls)")
     right.set(xlabel="seconds per image (log)", ylabel="kernel MSE", title="kernel against cost")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    save_panels(fig, left, right, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,23 +85,14 @@ def run_variant(variant: Variant, prior, x, k, y, sigma: float, kernel_size: int
 
 def plot_traces(traces: dict[str, StepTrace], out: str) -> None:
     """x̂0 PSNR and kernel MSE (log) against the step, one line per variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, left, right = cost_plot.two_panels()
     for label, trace in traces.items():
         left.plot([float(p) for p in trace.psnr], label=label)
         if trace.kmse and trace.kmse[0] is not None:
             right.semilogy([float(m) for m in trace.kmse], label=label)
     left.set(xlabel="step (network call)", ylabel="PSNR of x̂0 (dB)", title="image along the trajectory")
     right.set(xlabel="step (network call)", ylabel="kernel MSE", title="kernel along the trajectory")
-    left.legend(fontsize=7)
-    right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    cost_plot.save_panels(fig, left, right, out)
 
 
 def main(argv: list[str] | None = None) -> None:

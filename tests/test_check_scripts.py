@@ -33,7 +33,7 @@ def test_fastem_study_runs_variants_and_writes_trace_and_cost_plots(tmp_path, ca
                        "--variants", "steps=2; steps=3; steps=3 start=0.5 step_rule=ddim", "--trace", str(tmp_path / "t.png"),
                        "--cost-plot", str(tmp_path / "c.png")])
     out = capsys.readouterr().out
-    assert "| steps=3 start=0.5 step_rule=ddim |" in out and out.count("\n| ") == 5  # blurry, alternation, 3 variants
+    assert "| steps=3 start=0.5 step_rule=ddim |" in out and out.count("\n| ") == 6  # header, blurry, alternation, 3 variants
     assert (tmp_path / "t.png").stat().st_size > 0 and (tmp_path / "c.png").stat().st_size > 0
     (tmp_path / "run.md").write_text(out)
     results = cost_plot.read_tables([str(tmp_path / "run.md")])
