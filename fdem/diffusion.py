@@ -44,10 +44,10 @@ def check_step_rule(rule: str, eta: float = 1.0) -> float:
     return check_float(eta, "eta", 0, 1)
 
 
-def check_start(start: float) -> float:
-    """Raise an :class:`InputError` unless ``start`` (the fraction of the diffusion time where
-    sampling starts from the noised observation) is a number in (0, 1]; returns it as a float."""
-    start = check_float(start, "start", 0, 1)
+def check_start(start: float, flag: str = "start") -> float:
+    """Raise an :class:`InputError` naming ``flag`` unless ``start`` (the fraction of the diffusion
+    time where sampling starts from the noised observation) is a number in (0, 1]; returns it as a float."""
+    start = check_float(start, flag, 0, 1)
     if start == 0:
         raise InputError("start must be in (0, 1]: the fraction of the diffusion time where sampling starts, got 0")
     return start

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
            "overlap", "max_batch")
-DPS_GUIDED = ("dps", "fastem-dps", "diffem-dps", "blind-dps")  # no posterior mean: no "mean" step rule
 PHOTO_DEFAULTS = {"border": "smooth", "tiled": True}  # what a photograph needs, for methods that take it
 # ΠGDM methods on a user's photo: 25 DDIM steps over [0, T/2] from the noised observation, as good
 # as the authors' 100 ancestral steps in a quarter of the network calls (docs/fastem_study.md, issue 15);
@@ -280,14 +279,14 @@ def checked_options(args: argparse.Namespace) -> dict:
 
         options["eta"] = check_float(options.get("eta", 1.0), "--eta", 0, 1)
         check_step_rule(options.get("step_rule", "ddpm"), options["eta"])
-        if options.get("step_rule") == "mean" and args.method in DPS_GUIDED:
+        if options.get("step_rule") == "mean" and lookup(args.method).guidance != "pigdm":  # no posterior mean
             from fdem.sampling.guidance import check_dps_step_rule
 
             check_dps_step_rule("mean")
     if "start" in options:
         from fdem.diffusion import check_start
 
-        options["start"] = check_start(check_float(options["start"], "--start", 0, 1))
+        options["start"] = check_start(options["start"], "--start")
     if args.trace:
         options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
     elif args.trace_every is not None:

@@ -126,10 +126,10 @@ def check_dps_step_rule(step_rule: str) -> None:
 
 class DPS:
     """Diffusion posterior sampling guidance: the gradient of the un-squared residual norm; the
-    step ``√ᾱ_i`` is a gradient step size, the same for the ddpm and ddim rules (docs/design.md §8)."""
+    step ``√ᾱ_i`` is a gradient step size, the same for the ddpm and ddim rules (docs/design.md §8;
+    run_method refuses the "mean" rule for it, :func:`check_dps_step_rule`)."""
 
-    def __init__(self, schedule: Schedule, step_rule: str = "ddpm"):
-        check_dps_step_rule(step_rule)
+    def __init__(self, schedule: Schedule):
         self.weights = dps_weights(schedule)
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
@@ -149,5 +149,5 @@ def make_guidance(
     if name == "pigdm":
         return PiGDM(schedule, r2_rule, step_rule, eta)
     if name == "dps":
-        return DPS(schedule, step_rule)
+        return DPS(schedule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")
