@@ -25,6 +25,7 @@ from fdem.physics import add_noise, blur
 from fdem.sampling.restorer import DiffusionRestorer
 from fdem.synthetic import camera_shake
 from fdem.validate import check_int
+from fdem.benchmarks import run_script
 
 KERNEL, SIGMA, FRAME = 33, 5 / 255, 16
 
@@ -96,4 +97,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

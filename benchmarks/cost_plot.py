@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from fdem.errors import InputError
+from fdem.benchmarks import run_script
 
 Result = tuple  # (variant label, seconds per image, PSNR, kernel MSE or None)
 REFERENCE_ROWS = ("blurry input", "Wiener + M-step")
@@ -97,4 +98,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

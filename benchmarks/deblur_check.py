@@ -28,6 +28,7 @@ from fdem.imageio import list_images, load_image, save_image
 from fdem.kernel_ops import dirac, kernel_mse
 from fdem.metrics import psnr
 from fdem.validate import check_float, check_int
+from fdem.benchmarks import run_script
 
 
 def fdem(args: list[str]) -> None:
@@ -88,4 +89,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

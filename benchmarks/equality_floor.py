@@ -29,6 +29,7 @@ from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
 from fdem.sampling.fast_path import SpeedOptions, accelerate
 from fdem.sampling.methods import run_method
+from fdem.benchmarks import run_script
 
 SIGMA = 10 / 255
 PERTURBATION = 1e-6
@@ -109,4 +110,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

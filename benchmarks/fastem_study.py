@@ -9,7 +9,11 @@ A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between 
 ``particles``, ``steps``, ``step_rule``, ``eta``, ``start`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
 with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
-of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seed.
+of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seeds.
+The blind sampler is chaotic (one crop can move by 10 dB with the sampler seed), so
+``--sampler-seed 3,4,5`` runs every variant once per seed: its row is then the mean over the seeds
+and a last column lists the mean PSNR of each seed, whose spread is the noise a difference between
+variants has to beat.
 The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step;
 the cost plot, PSNR and kernel MSE against seconds per image, one curve per step rule.
 """
@@ -32,6 +36,7 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
+from fdem.benchmarks import run_script
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
@@ -83,13 +88,30 @@ def run_variant(variant: Variant, prior, x, k, y, sigma: float, kernel_size: int
     return out, trace
 
 
-def plot_traces(traces: dict[str, StepTrace], out: str) -> None:
-    """x̂0 PSNR and kernel MSE (log) against the step, one line per variant."""
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` or ``"3,4,5"`` → the sampler seeds (non-negative integers, no repeats)."""
+    try:
+        seeds = [int(part) for part in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise InputError(f"--sampler-seed must be distinct non-negative integers separated by commas, got {text!r}")
+    return seeds
+
+
+def seed_mean(values: list[list[float | None]]) -> list[float | None]:
+    """Step-wise mean of several seeds' traces (None where a trace has no kernel)."""
+    return [None if None in column else sum(column) / len(column) for column in zip(*values)]
+
+
+def plot_traces(traces: dict[str, list[StepTrace]], out: str) -> None:
+    """x̂0 PSNR and kernel MSE (log) against the step, one line per variant (mean over its seeds)."""
     fig, left, right = cost_plot.two_panels()
-    for label, trace in traces.items():
-        left.plot([float(p) for p in trace.psnr], label=label)
-        if trace.kmse and trace.kmse[0] is not None:
-            right.semilogy([float(m) for m in trace.kmse], label=label)
+    for label, runs in traces.items():
+        left.plot(seed_mean([[float(p) for p in t.psnr] for t in runs]), label=label)
+        kmse = seed_mean([[None if m is None else float(m) for m in t.kmse] for t in runs])
+        if kmse and kmse[0] is not None:
+            right.semilogy(kmse, label=label)
     left.set(xlabel="step (network call)", ylabel="PSNR of x̂0 (dB)", title="image along the trajectory")
     right.set(xlabel="step (network call)", ylabel="kernel MSE", title="kernel along the trajectory")
     cost_plot.save_panels(fig, left, right, out)
@@ -106,35 +128,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kernel-size", type=int, default=33)
     parser.add_argument("--sigma", type=float, default=5.0, help="255 scale")
     parser.add_argument("--seed", type=int, default=11, help="kernels and noise")
-    parser.add_argument("--sampler-seed", type=int, default=3)
+    parser.add_argument("--sampler-seed", default="3", help="one seed, or several separated by commas (rows average them)")
     parser.add_argument("--trace", default=None, help="write the trace plot (PNG) here")
     parser.add_argument("--cost-plot", default=None, help="write PSNR and kernel MSE against seconds (PNG) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sigma, ks = check_sigma255(args.sigma), check_int(args.kernel_size, "--kernel-size", 3)
     variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
+    seeds = parse_seeds(args.sampler_seed)
     x = crops(args.images, check_int(args.count, "--count"), check_int(args.size, "--size", 8),
               check_float(args.scale, "--scale", 0.05, 1.0))
     x, k, y = blur_problems(x, camera_shake(len(x), ks, args.seed), sigma, noise_seed=args.seed)
     prior = load_prior(args.prior)
     print(f"{len(x)} crops of {args.images} ({args.size}², scale {args.scale}), {ks}² camera-shake kernels "
           f"(seed {args.seed}), σ = {args.sigma}/255, prior {args.prior}\n")
-    print("| variant | PSNR | kernel MSE | s / image | per image |\n|---|---|---|---|---|")
+    by_seed = len(seeds) > 1
+    print(f"sampler seed{'s' if by_seed else ''} {', '.join(map(str, seeds))}\n")
+    print("| variant | PSNR | kernel MSE | s / image | per image |" + (" PSNR by seed |\n" if by_seed else "\n")
+          + "|---|---|---|---|---|" + ("---|" if by_seed else ""))
 
-    def row(label, image, kernel, seconds) -> None:
-        per = psnr(image.clamp(0, 1), x)
-        mse = f"{kernel_mse(kernel, k).mean():.2e}" if kernel is not None else "–"
-        print(f"| {label} | {per.mean():.2f} | {mse} | {seconds / len(x):.1f} | {' '.join(f'{p:.1f}' for p in per.tolist())} |",
-              flush=True)
+    def row(label, outs) -> tuple[float, float | None, float]:
+        """Print the mean over ``outs`` (one ``(image, kernel, seconds)`` per seed); return PSNR, kernel MSE, s / image."""
+        per = torch.stack([psnr(image.clamp(0, 1), x) for image, _, _ in outs])
+        kernels = [kernel for _, kernel, _ in outs]
+        mse = None if kernels[0] is None else sum(kernel_mse(kk, k).mean().item() for kk in kernels) / len(kernels)
+        seconds = sum(s for _, _, s in outs) / len(outs) / len(x)
+        cells = [label, f"{per.mean():.2f}", "–" if mse is None else f"{mse:.2e}", f"{seconds:.1f}",
+                 " ".join(f"{p:.1f}" for p in per.mean(dim=0).tolist())]
+        if by_seed:
+            cells.append(" ".join(f"{p:.2f}" for p in per.mean(dim=1).tolist()))
+        print("| " + " | ".join(cells) + " |", flush=True)
+        return per.mean().item(), mse, seconds
 
-    row("blurry input (Dirac)", y, dirac(len(x), ks), 0.0)
-    row("Wiener + M-step alternation", *wiener_alternation(y, sigma, kernel_size=ks))
+    row("blurry input (Dirac)", [(y, dirac(len(x), ks), 0.0)])
+    row("Wiener + M-step alternation", [wiener_alternation(y, sigma, kernel_size=ks)])
     traces, results = {}, []
     for variant in variants:
-        out, traces[variant.label] = run_variant(variant, prior, x, k, y, sigma, ks, args.sampler_seed)
-        row(variant.label, out.image, out.kernel, out.seconds)
-        mse = kernel_mse(out.kernel, k).mean().item() if out.kernel is not None else None
-        results.append((variant.label, out.seconds / len(x), psnr(out.image.clamp(0, 1), x).mean().item(), mse))
+        outs, traces[variant.label] = [], []
+        for seed in seeds:
+            out, trace = run_variant(variant, prior, x, k, y, sigma, ks, seed)
+            outs.append((out.image, out.kernel, out.seconds))
+            traces[variant.label].append(trace)
+        mean_psnr, mse, seconds = row(variant.label, outs)
+        results.append((variant.label, seconds, mean_psnr, mse))
     for path, plot, data in ((args.trace, plot_traces, traces), (args.cost_plot, cost_plot.plot_costs, results)):
         if path:
             plot(data, path)
@@ -142,4 +178,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

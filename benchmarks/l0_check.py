@@ -26,6 +26,7 @@ from fdem.metrics.fidelity import psnr
 from fdem.physics import wiener_deconv
 from fdem.restoration import Restorer
 from fdem.restorers import build_restorer
+from fdem.benchmarks import run_script
 
 ROOT = "/work/shared/data/bsds500"
 COLUMNS = ("blurry", "l0-anger", "wiener k̂", "tv k̂", "tv k", "kernel MSE")
@@ -100,4 +101,4 @@ def main(argv: list[str] | None = None) -> list[tuple[str, dict]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -19,6 +19,7 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake, held_out_crops
 from fdem.validate import check_sigma
+from fdem.benchmarks import run_script
 
 
 def make_problems(size: int, kernel_size: int, per_image: int, sigma: float, seed: int = 0):
@@ -53,4 +54,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

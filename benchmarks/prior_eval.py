@@ -25,6 +25,7 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
+from fdem.benchmarks import run_script
 
 
 def crops(folder: str, count: int, size: int, scale: float) -> torch.Tensor:
@@ -72,4 +73,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

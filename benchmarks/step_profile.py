@@ -21,6 +21,7 @@ from fdem.benchmarks.prior_check import make_problems
 from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
+from fdem.benchmarks import run_script
 
 SIGMA = 10 / 255
 
@@ -73,4 +74,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from fdem.io_utils import atomic_write_text
+from fdem.benchmarks import run_script
 
 METRICS = ("seconds", "psnr", "ssim", "kernel_mse")
 
@@ -102,4 +103,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

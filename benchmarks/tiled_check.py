@@ -25,6 +25,7 @@ from fdem.metrics import psnr
 from fdem.sampling.restorer import DiffusionRestorer
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_int
+from fdem.benchmarks import run_script
 
 SIZE, CROP, KERNEL, SIGMA = (384, 512), 256, 33, 5 / 255
 
@@ -94,4 +95,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from fdem.errors import InputError  # noqa: E402
+from fdem.benchmarks import run_script
 
 
 def plot_curve(metrics_csv: str | Path, out: str | Path, window: int = 20, title: str | None = None) -> Path:
@@ -59,4 +60,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

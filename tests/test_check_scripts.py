@@ -11,12 +11,18 @@ from fdem.benchmarks import border_check, cost_plot, deblur_check, fastem_study,
 from fdem.errors import InputError
 
 
-def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
+def _noise_photos(tmp_path, seed: int):
+    """A folder of two 48×40 noise photographs, ``a.png`` and ``b.png``."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for name in ("a", "b"):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+    return photos
+
+
+def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
+    photos = _noise_photos(tmp_path, 0)
     rows = deblur_check.run(str(photos), 2, 32, 0.9, 7, 5.0, tmp_path / "work", ["--kernel-size", "7", "--steps", "2"])
     assert [r["name"] for r in rows] == ["a", "b"]
     assert all(math.isfinite(r[k]) for r in rows for k in ("blurry", "restored", "kmse", "dirac"))
@@ -24,11 +30,7 @@ def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
 
 
 def test_fastem_study_runs_variants_and_writes_trace_and_cost_plots(tmp_path, capsys):
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    rng = np.random.default_rng(1)
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(photos / f"{name}.png")
+    photos = _noise_photos(tmp_path, 1)
     fastem_study.main(["--images", str(photos), "--count", "2", "--size", "32", "--scale", "0.9", "--kernel-size", "7",
                        "--variants", "steps=2; steps=3; steps=3 start=0.5 step_rule=ddim", "--trace", str(tmp_path / "t.png"),
                        "--cost-plot", str(tmp_path / "c.png")])
@@ -43,6 +45,36 @@ def test_fastem_study_runs_variants_and_writes_trace_and_cost_plots(tmp_path, ca
     assert (tmp_path / "c2.png").stat().st_size > 0
     with pytest.raises(InputError, match="bad variant token 'speed=2'"):
         fastem_study.parse_variant("speed=2")
+
+
+def test_fastem_study_averages_sampler_seeds_and_lists_each(tmp_path, capsys):
+    photos = _noise_photos(tmp_path, 2)
+    common = ["--images", str(photos), "--count", "2", "--size", "32", "--scale", "0.9", "--kernel-size", "7",
+              "--variants", "steps=2"]
+    means = []
+    for seed in ("3", "4"):
+        fastem_study.main(common + ["--sampler-seed", seed])
+        (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| steps=2 |")]
+        means.append(float(line.split("|")[2]))
+    fastem_study.main(common + ["--sampler-seed", "3,4", "--trace", str(tmp_path / "t.png")])
+    (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| steps=2 |")]
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    assert [float(v) for v in cells[5].split()] == pytest.approx(means, abs=0.006)
+    assert float(cells[1]) == pytest.approx(sum(means) / 2, abs=0.01)
+    assert (tmp_path / "t.png").stat().st_size > 0
+    for bad in ("3,3", "-1", "a", ""):
+        with pytest.raises(InputError, match="--sampler-seed"):
+            fastem_study.parse_seeds(bad)
+
+
+def test_check_scripts_report_bad_input_in_one_line_with_status_2():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "fdem.benchmarks.fastem_study", "--images", "nowhere", "--sampler-seed", "3,3"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+        "error: --sampler-seed must be distinct non-negative integers separated by commas, got '3,3'"]
 
 
 def test_border_check_window_is_blurred_as_part_of_the_whole_photo():
