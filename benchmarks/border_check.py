@@ -18,6 +18,7 @@ import argparse
 
 import torch
 
+from fdem.benchmarks import run_script
 from fdem.errors import InputError
 from fdem.imageio import load_image
 from fdem.metrics import psnr
@@ -25,7 +26,6 @@ from fdem.physics import add_noise, blur
 from fdem.sampling.restorer import DiffusionRestorer
 from fdem.synthetic import camera_shake
 from fdem.validate import check_int
-from fdem.benchmarks import run_script
 
 KERNEL, SIGMA, FRAME = 33, 5 / 255, 16
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fdem.errors import InputError
 from fdem.benchmarks import run_script
+from fdem.errors import InputError
 
 Result = tuple  # (variant label, seconds per image, PSNR, kernel MSE or None)
 REFERENCE_ROWS = ("blurry input", "Wiener + M-step")

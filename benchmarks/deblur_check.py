@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fdem.benchmarks import run_script
 from fdem.benchmarks.prior_eval import crops
 from fdem.imageio import list_images, load_image, save_image
 from fdem.kernel_ops import dirac, kernel_mse
 from fdem.metrics import psnr
 from fdem.validate import check_float, check_int
-from fdem.benchmarks import run_script
 
 
 def fdem(args: list[str]) -> None:

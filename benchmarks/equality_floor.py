@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
+from fdem.benchmarks import run_script
 from fdem.benchmarks.prior_check import make_problems
 from fdem.benchmarks.speed import equality
 from fdem.method_table import lookup
@@ -29,7 +30,6 @@ from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
 from fdem.sampling.fast_path import SpeedOptions, accelerate
 from fdem.sampling.methods import run_method
-from fdem.benchmarks import run_script
 
 SIGMA = 10 / 255
 PERTURBATION = 1e-6

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from fdem.baselines.alternation import wiener_alternation
-from fdem.benchmarks import cost_plot
+from fdem.benchmarks import cost_plot, run_script
 from fdem.benchmarks.prior_eval import crops
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse
@@ -36,7 +36,6 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
-from fdem.benchmarks import run_script
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,

@@ -21,12 +21,12 @@ import json
 import torch
 
 from fdem.baselines.l0_anger import tv_deconv
+from fdem.benchmarks import run_script
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics.fidelity import psnr
 from fdem.physics import wiener_deconv
 from fdem.restoration import Restorer
 from fdem.restorers import build_restorer
-from fdem.benchmarks import run_script
 
 ROOT = "/work/shared/data/bsds500"
 COLUMNS = ("blurry", "l0-anger", "wiener k̂", "tv k̂", "tv k", "kernel MSE")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 from fdem.baselines.alternation import wiener_alternation
+from fdem.benchmarks import run_script
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics import psnr
 from fdem.mstep import MStepConfig
@@ -19,7 +20,6 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake, held_out_crops
 from fdem.validate import check_sigma
-from fdem.benchmarks import run_script
 
 
 def make_problems(size: int, kernel_size: int, per_image: int, sigma: float, seed: int = 0):

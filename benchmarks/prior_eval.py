@@ -16,6 +16,7 @@ import argparse
 import torch
 
 from fdem.baselines.alternation import wiener_alternation
+from fdem.benchmarks import run_script
 from fdem.datamodules.images import ScaledCentreCrops
 from fdem.imageio import list_images
 from fdem.kernel_ops import dirac, kernel_mse
@@ -25,7 +26,6 @@ from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
-from fdem.benchmarks import run_script
 
 
 def crops(folder: str, count: int, size: int, scale: float) -> torch.Tensor:

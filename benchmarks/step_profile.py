@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from fdem.benchmarks import run_script
 from fdem.benchmarks.prior_check import make_problems
 from fdem.mstep import MStepConfig
 from fdem.priors import load_prior
 from fdem.sampling.methods import run_method
-from fdem.benchmarks import run_script
 
 SIGMA = 10 / 255
 

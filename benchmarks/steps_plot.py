@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from fdem.io_utils import atomic_write_text
 from fdem.benchmarks import run_script
+from fdem.io_utils import atomic_write_text
 
 METRICS = ("seconds", "psnr", "ssim", "kernel_mse")
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
+from fdem.benchmarks import run_script
 from fdem.imageio import HELD_OUT_IMAGES, builtin_image, center_crop
 from fdem.kernel_ops import kernel_mse
 from fdem.metrics import psnr
 from fdem.sampling.restorer import DiffusionRestorer
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_int
-from fdem.benchmarks import run_script
 
 SIZE, CROP, KERNEL, SIGMA = (384, 512), 256, 33, 5 / 255
 

@@ -17,8 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from fdem.benchmarks import run_script  # noqa: E402
 from fdem.errors import InputError  # noqa: E402
-from fdem.benchmarks import run_script
 
 
 def plot_curve(metrics_csv: str | Path, out: str | Path, window: int = 20, title: str | None = None) -> Path:
