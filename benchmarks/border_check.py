@@ -5,11 +5,12 @@
 A photograph is not periodic: a camera's blur mixes in the scene beyond the frame. To mimic that,
 the whole photo is blurred (a seeded 33×33 camera-shake kernel, σ = 5/255) and a window at least a
 kernel radius inside it is kept, so its blur owes nothing to the opposite edge. fastem-pigdm with
-the shipped prior restores the window three times: ``border="circular"`` (the FFT model wraps the
+the shipped prior restores the window four times: ``border="circular"`` (the FFT model wraps the
 window around), ``"reflect"`` (a mirrored margin of the kernel's radius, cropped away) and
-``"smooth"`` (``fdem deblur``'s default: the margin smoothly periodised, :func:`fdem.padding.smooth_pad`).
+``"smooth"`` (the margin smoothly periodised, :func:`fdem.padding.smooth_pad`) and ``"impute"`` (that
+margin as a start, then missing data refilled by the model every step, :meth:`fdem.problem.BlurProblem.impute`).
 The PSNR over the 16-pixel frame along the borders and over the interior shows where the
-wrap-around hurts; the picture shows blurry, the three restorations and sharp.
+wrap-around hurts; the picture shows blurry, the restorations and sharp (``--borders`` picks some).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from fdem.errors import InputError
 from fdem.imageio import load_image
 from fdem.metrics import psnr
 from fdem.physics import add_noise, blur
-from fdem.sampling.restorer import DiffusionRestorer
+from fdem.sampling.restorer import BORDERS, DiffusionRestorer
 from fdem.synthetic import camera_shake
 from fdem.validate import check_int
 
@@ -77,8 +78,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--borders", default=",".join(BORDERS), help=f"comma-separated, of {', '.join(BORDERS)} (default: all)")
     parser.add_argument("--out", default="border_check.png")
     args = parser.parse_args(argv)
+    borders = [b for b in args.borders.split(",") if b]
+    if not borders or set(borders) - set(BORDERS):
+        raise InputError(f"--borders must list some of {', '.join(BORDERS)}, got {args.borders!r}")
     torch.set_num_threads(1)
     x, y, k = window_problem(load_image(args.image), check_int(args.height, "--height", 64),
                              check_int(args.width, "--width", 64), args.seed)
@@ -87,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| blurry input | {psnr(y.clamp(0, 1), x).item():.2f} | {masked_psnr(y.clamp(0, 1), x, mask):.2f} | "
           f"{masked_psnr(y.clamp(0, 1), x, ~mask):.2f} |")
     panels = [("blurry", y)]
-    for border in ("circular", "reflect", "smooth"):
+    for border in borders:
         out = DiffusionRestorer("fastem-pigdm", kernel_size=KERNEL, border=border).restore(y, SIGMA, seed=0).image
         print(f"| {border} | {psnr(out, x).item():.2f} | {masked_psnr(out, x, mask):.2f} | "
               f"{masked_psnr(out, x, ~mask):.2f} |", flush=True)

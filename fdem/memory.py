@@ -25,6 +25,12 @@ A tiled plan (``tile > 0``, :mod:`fdem.sampling.tiled`) checkpoints each batch o
 UNet's share is that of ``min(max_batch, windows · batch)`` windows of ``tile × tile``; the
 full-size buffers (sampler state, FFTs, the windows' inputs and blended outputs) stay:
 ``FFT_BYTES · batch · C · H · W + WINDOW_BYTES · windows · batch · C · tile²``.
+
+``fdem deblur``'s default ``border="impute"`` keeps one more full-size float32 copy of the
+observation (its imputed margin, :meth:`fdem.problem.BlurProblem.impute`; the refill's
+temporaries live outside the network call, whose activations make the peak): 4 bytes per
+``C·H·W`` per image, a quarter of the ``FFT_BYTES`` term, inside the tolerance above and not
+modelled separately.
 """
 
 from __future__ import annotations

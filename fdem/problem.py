@@ -20,11 +20,22 @@ from fdem.validate import check_sigma
 
 class BlurProblem:
     """Blurry ``y (B, C, H, W)`` in ``[0, 1]`` with noise level ``sigma`` (float or ``(B,)``, ``[0, 1]``
-    units), and the circular-blur operator ``H`` of a kernel ``(B, 1, k, k)`` or ``(1, 1, k, k)``."""
+    units), and the circular-blur operator ``H`` of a kernel ``(B, 1, k, k)`` or ``(1, 1, k, k)``.
 
-    def __init__(self, y: Tensor, sigma: float | Tensor):
+    ``observed`` (``(B or 1, 1, H, W)``, 1 where ``y`` was measured, 0 elsewhere; None: everywhere)
+    marks a padded margin as missing data: :meth:`impute` refills it with the current model's
+    prediction ``k ⊛ x̂``, so the circular model holds on the whole canvas and the margin's
+    residual is zero (the EM treatment of unknown boundaries, docs/design.md §9).
+    """
+
+    def __init__(self, y: Tensor, sigma: float | Tensor, observed: Tensor | None = None):
         if not torch.is_tensor(y) or y.dim() != 4:
             raise InputError(f"y must be a (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
+        if observed is not None and (observed.dim() != 4 or observed.shape[1] != 1 or observed.shape[-2:] != y.shape[-2:]
+                                     or observed.shape[0] not in (1, y.shape[0])):
+            raise InputError(f"observed must be (B or 1, 1, H, W) matching y {tuple(y.shape)}, got {tuple(observed.shape)}")
+        self.measured = y
+        self.observed = None if observed is None else observed.to(y.dtype)
         self.y = y
         self.sigma = as_batch_sigma(check_sigma(sigma), y.shape[0], y).reshape(-1)  # (B,): checked once, here
         self.shape = tuple(y.shape[-2:])
@@ -49,6 +60,15 @@ class BlurProblem:
     def residual_spectrum(self, u: Tensor, kernel: Tensor) -> Tensor:
         """``Y − K·U`` for particles ``u (B, n, C, H, W)``: the spectrum of ``y − H u_p``, ``(B, n, C, H, W')``."""
         return self.y_hat.unsqueeze(1) - self.otf(kernel).unsqueeze(1) * torch.fft.rfft2(u)
+
+    def impute(self, u: Tensor, kernel: Tensor) -> None:
+        """Refill the unobserved pixels of ``y`` with ``k ⊛ ū`` (``ū`` the mean of the particles
+        ``u (B, n, C, H, W)``) and refresh ``y``'s spectrum; nothing to do when all pixels are observed."""
+        if self.observed is None:
+            return
+        predicted = self.forward(u.mean(dim=1), kernel)
+        self.y = self.observed * self.measured + (1 - self.observed) * predicted
+        self.y_hat = torch.fft.rfft2(self.y)
 
     def image(self, spectrum: Tensor) -> Tensor:
         """``F⁻¹`` back to the ``H × W`` image grid."""

@@ -21,10 +21,14 @@ def _noise_photos(tmp_path, seed: int):
     return photos
 
 
-def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path):
+@pytest.mark.parametrize("blur", deblur_check.BLURS)
+def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path, blur):
     photos = _noise_photos(tmp_path, 0)
-    rows = deblur_check.run(str(photos), 2, 32, 0.9, 7, 5.0, tmp_path / "work", ["--kernel-size", "7", "--steps", "2"])
+    rows = deblur_check.run(str(photos), 2, 32, 0.9, 7, 5.0, tmp_path / "work", ["--kernel-size", "7", "--steps", "2"], blur)
     assert [r["name"] for r in rows] == ["a", "b"]
+    assert np.load(tmp_path / "work" / "blurry" / "a_blurry.npy").shape == (3, 32, 32)
+    scene = np.asarray(Image.open(tmp_path / "work" / "scene" / "a.png"))
+    assert scene.shape[:2] == ((38, 38) if blur == "scene" else (32, 32))  # a kernel radius more per side
     assert all(math.isfinite(r[k]) for r in rows for k in ("blurry", "restored", "kmse", "dirac"))
     assert (tmp_path / "work" / "restored" / "a_blurry_kernel.npy").is_file()
 
@@ -67,14 +71,19 @@ def test_fastem_study_averages_sampler_seeds_and_lists_each(tmp_path, capsys):
             fastem_study.parse_seeds(bad)
 
 
-def test_check_scripts_report_bad_input_in_one_line_with_status_2():
+@pytest.mark.parametrize("script, flags, message", [
+    ("fastem_study", ["--images", "nowhere", "--sampler-seed", "3,3"],
+     "--sampler-seed must be distinct non-negative integers separated by commas, got '3,3'"),
+    ("border_check", ["--image", "nowhere.png", "--borders", "smooth,wrap"],
+     "--borders must list some of circular, reflect, smooth, impute, got 'smooth,wrap'"),
+])
+def test_check_scripts_report_bad_input_in_one_line_with_status_2(script, flags, message):
     import subprocess
     import sys
 
-    run = subprocess.run([sys.executable, "-m", "fdem.benchmarks.fastem_study", "--images", "nowhere", "--sampler-seed", "3,3"],
+    run = subprocess.run([sys.executable, "-m", f"fdem.benchmarks.{script}", *flags],
                          capture_output=True, text=True, timeout=120)
-    assert run.returncode == 2 and run.stderr.strip().splitlines() == [
-        "error: --sampler-seed must be distinct non-negative integers separated by commas, got '3,3'"]
+    assert run.returncode == 2 and run.stderr.strip().splitlines() == [f"error: {message}"]
 
 
 def test_border_check_window_is_blurred_as_part_of_the_whole_photo():

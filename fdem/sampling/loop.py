@@ -11,7 +11,10 @@ authors' order):
    ``u = clamp((x̂0 + 1)/2, 0, 1)``;
 2. the unguided step ``x'_{i−1}``: ancestral (posterior mean + σ_i·noise, no noise at ``i = 0``)
    or DDIM with η (``step_rule="ddim"``, docs/design.md §8);
-3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel;
+3. optionally the M-step on the ``n`` particles ``u`` of each image (Fast EM), giving the kernel.
+   If the problem has unobserved pixels (a padded margin), they are refilled with ``k ⊛ ū``
+   (:meth:`~fdem.problem.BlurProblem.impute`) before the M-step, with the kernel it starts from,
+   and again after it, with the new kernel for the guidance;
 4. ``x_{i−1} = x'_{i−1} + w_i · (∂u/∂x_i)ᵀ d`` with the rule's weight and direction (one VJP),
    computed with the kernel of step 3: the M-step comes before the guidance.
 
@@ -94,8 +97,10 @@ def guided_step(
     x_next = schedule.step(x, x0.detach(), i, noise, step_rule=step_rule, eta=eta, var_kind=var_kind,
                            var_values=var_values)
     particles = u.detach().unflatten(0, (batch, -1))
+    problem.impute(particles, kernel)
     if mstep is not None:
         kernel = mstep(particles, kernel, i)
+        problem.impute(particles, kernel)
     if weight != 0.0:
         direction = guidance.direction(particles, problem, kernel, i)
         (vjp,) = torch.autograd.grad(u, x_in, direction.flatten(0, 1))
@@ -111,8 +116,10 @@ def mean_step(net: nn.Module, schedule: Schedule, x: Tensor, i: int, problem: Bl
     (ε̂ recomputed from it). One network forward and no VJP; returns ``(x_{i−1}, kernel, mean)``."""
     x0, _ = predict_x0(net, schedule, x, i)
     particles = ((x0 + 1) / 2).clamp(0, 1).unflatten(0, (problem.y.shape[0], -1))
+    problem.impute(particles, kernel)
     if mstep is not None:
         kernel = mstep(particles, kernel, i)
+        problem.impute(particles, kernel)
     mean = guidance.posterior_mean(particles, problem, kernel, i)
     x_next = schedule.step(x, (2 * mean - 1).flatten(0, 1), i, noise, step_rule="ddim", eta=eta)
     return x_next, kernel, mean

@@ -108,6 +108,7 @@ def run_method(
     step_rule: str = "ddpm",
     eta: float = 1.0,
     start: float = 1.0,
+    observed: Tensor | None = None,
 ) -> SamplingResult:
     """Restore the blurry ``y (B, C, H, W)`` in ``[0, 1]`` (H, W a multiple of the network's) with ``method``.
 
@@ -121,7 +122,9 @@ def run_method(
     ancestral noise level, η = 0: deterministic), or ``"mean"`` (ΠGDM methods: the DDIM step from
     ΠGDM's posterior mean of x0, no VJP); the guidance weights follow it (docs/design.md §8).
     ``start`` < 1 starts from the observation noised to ``start·T`` and spends the ``steps``
-    network calls on ``[0, start·T]`` only.
+    network calls on ``[0, start·T]`` only. ``observed`` (``(B or 1, 1, H, W)``, 1 = measured) marks
+    pixels of ``y`` as missing, e.g. a padded margin: they are imputed every step
+    (:meth:`~fdem.problem.BlurProblem.impute`).
     """
     entry = sampler_entry(method)
     guidance_name, em = entry.guidance, entry.em
@@ -132,7 +135,7 @@ def run_method(
     check_steps(steps)
     if particles < 1 or em_iters < 1:
         raise InputError(f"particles and em_iters must be >= 1, got {particles} and {em_iters}")
-    problem = BlurProblem(y, sigma)
+    problem = BlurProblem(y, sigma, observed)
     batch, device = y.shape[0], y.device
     kernel = _initial_kernel(kernel, batch, mstep.kernel_size, y, em is not None, method)
     check_kernel_fits(tuple(kernel.shape[-2:]), problem.shape)

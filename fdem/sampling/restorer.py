@@ -20,8 +20,9 @@ from fdem.padding import network_multiple
 from fdem.sampling.methods import resolve_mode
 from fdem.sampling.tiled import Tiling
 
-# circular: pad to the UNet's multiple only; reflect / smooth: also the kernel radius, mirrored or smoothly periodised
-BORDERS = ("circular", "reflect", "smooth")
+# circular: pad to the UNet's multiple only; reflect / smooth: also the kernel radius, mirrored or smoothly
+# periodised; impute: the smooth margin as a start, then treated as missing data (refilled by the model every step)
+BORDERS = ("circular", "reflect", "smooth", "impute")
 
 
 class DiffusionRestorer(Restorer):
@@ -32,7 +33,8 @@ class DiffusionRestorer(Restorer):
     Images of any size are reflect-padded to the UNet's multiple (:func:`fdem.sampling.padded.run_padded`);
     ``border="reflect"`` or ``"smooth"`` (photographs) also pads every side by the kernel's radius,
     mirrored or smoothly periodised (:func:`fdem.padding.smooth_pad`), so the circular model wraps
-    around inside the cropped margin; ``"circular"`` (the default: benchmark observations made by
+    around inside the cropped margin; ``"impute"`` starts from the smooth margin and then treats it as
+    missing data, refilled with ``k ⊛ x̂`` every step, so it holds no false evidence; ``"circular"`` (the default: benchmark observations made by
     circular blur) does not. ``tiled`` runs the UNet on ``tile``-sized windows (default the
     prior's native size but at least 128, for images with a side over 256; ``overlap`` a quarter of it, ``max_batch`` windows per call) when the padded
     image is larger than one (:mod:`fdem.sampling.tiled`; an explicit ``tile`` must fit in the image).
@@ -136,7 +138,7 @@ class DiffusionRestorer(Restorer):
 
         result = run_padded(
             self.net, y, sigma, self.method, margin=self.margin(None if kernel is None else kernel.shape[-1]),
-            padding="smooth" if self.border == "smooth" else "reflect",
+            padding="smooth" if self.border in ("smooth", "impute") else "reflect", impute=self.border == "impute",
             tiling=self.tiling, kernel=None if self.blind else kernel, mstep=self.mstep,
             particles=self.options["particles"], steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
