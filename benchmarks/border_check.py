@@ -20,6 +20,7 @@ import argparse
 import torch
 
 from fdem.benchmarks import run_script
+from fdem.benchmarks.speed import parse_list
 from fdem.errors import InputError
 from fdem.imageio import load_image
 from fdem.metrics import psnr
@@ -81,8 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--borders", default=",".join(BORDERS), help=f"comma-separated, of {', '.join(BORDERS)} (default: all)")
     parser.add_argument("--out", default="border_check.png")
     args = parser.parse_args(argv)
-    borders = [b for b in args.borders.split(",") if b]
-    if not borders or set(borders) - set(BORDERS):
+    borders = parse_list(args.borders, "--borders")
+    if set(borders) - set(BORDERS):
         raise InputError(f"--borders must list some of {', '.join(BORDERS)}, got {args.borders!r}")
     torch.set_num_threads(1)
     x, y, k = window_problem(load_image(args.image), check_int(args.height, "--height", 64),

@@ -35,7 +35,7 @@ class BlurProblem:
                                      or observed.shape[0] not in (1, y.shape[0])):
             raise InputError(f"observed must be (B or 1, 1, H, W) matching y {tuple(y.shape)}, got {tuple(observed.shape)}")
         self.measured = y
-        self.observed = None if observed is None else observed.to(y.dtype)
+        self.observed = None if observed is None else observed.to(y)
         self.y = y
         self.sigma = as_batch_sigma(check_sigma(sigma), y.shape[0], y).reshape(-1)  # (B,): checked once, here
         self.shape = tuple(y.shape[-2:])

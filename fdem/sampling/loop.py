@@ -67,6 +67,17 @@ def predict_x0(net: nn.Module, schedule: Schedule, x: Tensor, i: int) -> tuple[T
     return schedule.eps_to_x0(x, out[:, :channels], i, clip=True), extra
 
 
+def update_kernel(problem: BlurProblem, particles: Tensor, kernel: Tensor, mstep: MStepHook | None, i: int) -> Tensor:
+    """Step 3: the M-step on ``particles`` (if any), between two refills of the unobserved pixels —
+    with the kernel it starts from, then with the new one for the guidance (no-ops when all are observed)."""
+    problem.impute(particles, kernel)
+    if mstep is None:
+        return kernel
+    kernel = mstep(particles, kernel, i)
+    problem.impute(particles, kernel)
+    return kernel
+
+
 def guided_step(
     net: nn.Module,
     schedule: Schedule,
@@ -97,10 +108,7 @@ def guided_step(
     x_next = schedule.step(x, x0.detach(), i, noise, step_rule=step_rule, eta=eta, var_kind=var_kind,
                            var_values=var_values)
     particles = u.detach().unflatten(0, (batch, -1))
-    problem.impute(particles, kernel)
-    if mstep is not None:
-        kernel = mstep(particles, kernel, i)
-        problem.impute(particles, kernel)
+    kernel = update_kernel(problem, particles, kernel, mstep, i)
     if weight != 0.0:
         direction = guidance.direction(particles, problem, kernel, i)
         (vjp,) = torch.autograd.grad(u, x_in, direction.flatten(0, 1))
@@ -116,10 +124,7 @@ def mean_step(net: nn.Module, schedule: Schedule, x: Tensor, i: int, problem: Bl
     (ε̂ recomputed from it). One network forward and no VJP; returns ``(x_{i−1}, kernel, mean)``."""
     x0, _ = predict_x0(net, schedule, x, i)
     particles = ((x0 + 1) / 2).clamp(0, 1).unflatten(0, (problem.y.shape[0], -1))
-    problem.impute(particles, kernel)
-    if mstep is not None:
-        kernel = mstep(particles, kernel, i)
-        problem.impute(particles, kernel)
+    kernel = update_kernel(problem, particles, kernel, mstep, i)
     mean = guidance.posterior_mean(particles, problem, kernel, i)
     x_next = schedule.step(x, (2 * mean - 1).flatten(0, 1), i, noise, step_rule="ddim", eta=eta)
     return x_next, kernel, mean

@@ -45,6 +45,5 @@ def run_padded(net: nn.Module, y: Tensor, sigma: float | Tensor, method: str, *,
 def crop_mask(canvas: Tensor, offset: tuple[int, int], size: tuple[int, int]) -> Tensor:
     """``(1, 1, H', W')`` mask of ``canvas``: 1 on the ``size`` window at ``offset``, 0 on the padding."""
     mask = canvas.new_zeros((1, 1) + tuple(canvas.shape[-2:]))
-    (top, left), (h, w) = offset, size
-    mask[..., top:top + h, left:left + w] = 1
+    crop(mask, offset, size).fill_(1)  # a view of the window
     return mask
