@@ -6,7 +6,7 @@ trajectory (docs/fastem_study.md)::
 
 A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between variants):
 ``lam``, ``iters``, ``recenter_rule`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
-``particles``, ``steps``, ``step_rule``, ``eta``, ``start`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
+``particles``, ``steps``, ``step_rule``, ``eta``, ``start``, ``restarts`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
 with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
 of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seeds.
@@ -39,7 +39,7 @@ from fdem.validate import check_float, check_int, check_sigma255
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
-                "eta": float, "start": float, "method": str}
+                "eta": float, "start": float, "method": str, "restarts": int}
 
 
 @dataclass
@@ -66,14 +66,17 @@ def parse_variant(text: str) -> Variant:
 
 
 class StepTrace:
-    """Mean x̂0 PSNR and kernel MSE over the images after every step (a sampler callback)."""
+    """Mean x̂0 PSNR and kernel MSE over the images (and over all chains, with restarts) after every
+    step (a sampler callback)."""
 
     def __init__(self, x: torch.Tensor, k: torch.Tensor):
         self.x, self.k, self.psnr, self.kmse = x, k, [], []
 
     def __call__(self, u: torch.Tensor, kernel: torch.Tensor | None) -> None:
-        self.psnr.append(psnr(u.mean(dim=1), self.x).mean())
-        self.kmse.append(kernel_mse(kernel, self.k).mean() if kernel is not None and kernel.shape[-1] > 1 else None)
+        chains = u.shape[0] // len(self.x)  # restarts run chain-major in one batch
+        self.psnr.append(psnr(u.mean(dim=1), self.x.repeat(chains, 1, 1, 1)).mean())
+        blind = kernel is not None and kernel.shape[-1] > 1
+        self.kmse.append(kernel_mse(kernel, self.k.repeat(chains, 1, 1, 1)).mean() if blind else None)
 
 
 def run_variant(variant: Variant, prior, x, k, y, sigma: float, kernel_size: int, seed: int):

@@ -4,6 +4,9 @@ of benchmark samples and returns one metrics row per (method, sample).
 Restorers are built once per process on its device (:func:`fdem.restorers.build_restorer`); rows
 whose key is already on disk are skipped, which is what makes a rerun resume. Seeds come from the
 samples (``seed + index``), so results do not depend on how samples are split across processes.
+The sample's seed drew its observation noise (:mod:`datamodules.blur_benchmark`); a sampler seeded
+with it would start from that very noise (its first ``randn`` of the same shape), a chain
+correlated with the observation. Samplers get :func:`sampler_seeds` instead.
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ class MethodSpec:
         if self.label is None:
             n = self.options.get("particles")
             self.label = self.method if n is None else f"{self.method} n={n}"
+
+
+SAMPLER_SEED_OFFSET = 1_000_000_007  # far from every sample seed (seed + index) of a benchmark
+
+
+def sampler_seeds(sample_seeds: list[int]) -> list[int]:
+    """The seeds a method samples with for samples of these seeds: independent of their observation noise."""
+    return [s + SAMPLER_SEED_OFFSET for s in sample_seeds]
 
 
 def parse_methods(entries: list) -> list[MethodSpec]:
@@ -111,7 +122,7 @@ class BenchmarkModule(L.LightningModule):
         sub = {k: (v[pick] if isinstance(v, Tensor) else [v[b] for b in todo]) for k, v in batch.items()}
         sigma = sub["sigma"].to(self.device, torch.float32)
         seeds = [int(s) for s in sub["seed"]]
-        result = restorer.restore(sub["y"], sigma, kernel=sub["kernel"], seed=seeds)
+        result = restorer.restore(sub["y"], sigma, kernel=sub["kernel"], seed=sampler_seeds(seeds))
         metrics = self._metrics(result, sub, sigma)
         rows = []
         for j, b in enumerate(todo):

@@ -153,7 +153,7 @@ def check_plan(plan: Plan, limit: float, what: str = "the image") -> float:
         return need
     side = fitting_side(plan, limit)
     fits = f"an image of at most about {side}x{side} would fit" if side else "no image size fits this method"
-    batch = " with fewer --particles," if plan.batch > 1 else ""
+    batch = " with fewer --particles or --restarts," if plan.batch > 1 else ""
     raise InputError(
         f"{what} ({plan.height}x{plan.width} after padding) needs about {need / GIB:.1f} GB with {plan.method}, "
         f"over the limit of {limit / GIB:.1f} GB (--max-memory): {fits}; use a smaller image,{batch} or a "
@@ -185,7 +185,7 @@ def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     multiple = network_multiple(net)
     canvas = getattr(restorer, "canvas", None)
     padded = canvas(height, width) if canvas else [-(-side // multiple) * multiple for side in (height, width)]
-    batch = getattr(restorer, "options", {}).get("particles", 1)
+    batch = getattr(restorer, "chains", 1)
     plan = Plan(restorer.method, *padded, channels, batch, params, net.cfg)
     tiled = getattr(restorer, "network_for", lambda h, w: net)(*padded)
     if tiled is net:

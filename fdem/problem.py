@@ -70,6 +70,15 @@ class BlurProblem:
         self.y = self.observed * self.measured + (1 - self.observed) * predicted
         self.y_hat = torch.fft.rfft2(self.y)
 
+    def misfit(self, u: Tensor, kernel: Tensor) -> Tensor:
+        """Per-image mean squared data residual ``‖y − k ⊛ u‖²`` of ``u (B, C, H, W)`` over the measured
+        pixels only (the observation as given, not its imputed margin): ``(B,)``, about ``σ²`` for a good fit."""
+        residual = (self.measured - self.forward(u, kernel)) ** 2
+        if self.observed is None:
+            return residual.mean(dim=(1, 2, 3))
+        weight = self.observed.expand(residual.shape[0], 1, -1, -1)
+        return (residual * weight).sum(dim=(1, 2, 3)) / (weight.sum(dim=(1, 2, 3)) * residual.shape[1])
+
     def image(self, spectrum: Tensor) -> Tensor:
         """``F⁻¹`` back to the ``H × W`` image grid."""
         return torch.fft.irfft2(spectrum, s=self.shape)

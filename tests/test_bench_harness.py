@@ -233,3 +233,15 @@ def test_bad_thread_count_is_refused(tmp_path, threads):
     config.write_text(yaml.safe_dump({**cfg, "threads": threads}))
     with pytest.raises(InputError, match="threads: expected an integer >= 1"):
         BenchConfig.from_yaml(config)
+
+
+def test_samplers_do_not_start_from_the_observation_noise():
+    """The sample seed drew y's noise; a sampler seeded with it would draw the same normals first."""
+    from fdem.benchmarks.module import sampler_seeds
+
+    sample_seeds = list(range(40))
+    assert set(sampler_seeds(sample_seeds)).isdisjoint(range(10**6))
+    for s, t in zip(sample_seeds[:3], sampler_seeds(sample_seeds[:3])):
+        noise = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(s))
+        first = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(t))
+        assert abs(torch.corrcoef(torch.stack([noise.flatten(), first.flatten()]))[0, 1]) < 0.3

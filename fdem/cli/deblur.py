@@ -22,7 +22,7 @@ from fdem.method_table import lookup, method_names
 if TYPE_CHECKING:
     from torch import Tensor
 
-OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "steps", "mode", "lam",
+OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "mode", "lam",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
            "overlap", "max_batch")
 # What a photograph needs, for methods that take it: its margin as missing data (chosen over "smooth" on
@@ -269,7 +269,7 @@ def checked_options(args: argparse.Namespace) -> dict:
     from fdem.validate import check_float, check_int
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    bounds = {"kernel_size": (3, None), "particles": (1, None), "steps": (2, MAX_STEPS), "iters": (1, None),
+    bounds = {"kernel_size": (3, None), "particles": (1, None), "restarts": (1, None), "steps": (2, MAX_STEPS), "iters": (1, None),
               "em_iters": (1, None), "tile": (1, None), "overlap": (0, None), "max_batch": (1, None)}
     for name, (low, high) in bounds.items():
         if name in options:
@@ -325,6 +325,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
     p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default 33)")
     p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default 1)")
+    p.add_argument("--restarts", type=int, help="diffusion methods: run this many chains per image and keep the one that "
+                   "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
+                   "network calls and memory (default 1)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: 25 DDIM steps from --start 0.5 for PiGDM methods, 1000 for DPS ones)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000)")
     p.add_argument("--seed", type=int, default=0, help="image j uses seed + j (default 0)")

@@ -21,6 +21,7 @@ explicit ``r2_rule`` or ``weighting`` overrides it. Image ``b`` uses seed ``seed
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Sequence
 
@@ -39,6 +40,7 @@ from fdem.sampling.diffusion_em import run_diffusion_em
 from fdem.sampling.fast_em import run_fast_em
 from fdem.sampling.guidance import check_dps_step_rule, check_r2_rule, make_guidance
 from fdem.sampling.loop import StepCallback, run_loop
+from fdem.sampling.restarts import chain_seeds, check_restarts, keep_best, repeat_chains
 from fdem.sampling.result import SamplingResult, TraceRecorder
 
 METHODS = tuple(m.name for m in TABLE_METHODS if m.guidance is not None)  # the guided samplers of the method table
@@ -68,12 +70,17 @@ def total_steps(method: str, steps: int | None = None, em_iters: int = 10) -> in
     return sampler_entry(method).net_calls(steps, em_iters)
 
 
-def make_generators(seed: int | Sequence[int], batch: int, device: torch.device) -> list[torch.Generator]:
-    """One generator per image on ``device``: seeds ``seed + b``, or the given list."""
+def image_seeds(seed: int | Sequence[int], batch: int) -> list[int]:
+    """The seed of every image: ``seed + b``, or the given list (one per image)."""
     seeds = [seed + b for b in range(batch)] if isinstance(seed, int) else [int(s) for s in seed]
     if len(seeds) != batch:
         raise InputError(f"got {len(seeds)} seeds for {batch} images")
-    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    return seeds
+
+
+def make_generators(seed: int | Sequence[int], batch: int, device: torch.device) -> list[torch.Generator]:
+    """One generator per image on ``device``, seeded by :func:`image_seeds`."""
+    return [torch.Generator(device=device).manual_seed(s) for s in image_seeds(seed, batch)]
 
 
 def _initial_kernel(kernel: Tensor | None, batch: int, size: int, like: Tensor, blind: bool, method: str) -> Tensor:
@@ -109,6 +116,7 @@ def run_method(
     eta: float = 1.0,
     start: float = 1.0,
     observed: Tensor | None = None,
+    restarts: int = 1,
 ) -> SamplingResult:
     """Restore the blurry ``y (B, C, H, W)`` in ``[0, 1]`` (H, W a multiple of the network's) with ``method``.
 
@@ -124,7 +132,8 @@ def run_method(
     ``start`` < 1 starts from the observation noised to ``start·T`` and spends the ``steps``
     network calls on ``[0, start·T]`` only. ``observed`` (``(B or 1, 1, H, W)``, 1 = measured) marks
     pixels of ``y`` as missing, e.g. a padded margin: they are imputed every step
-    (:meth:`~fdem.problem.BlurProblem.impute`).
+    (:meth:`~fdem.problem.BlurProblem.impute`). ``restarts`` = K runs K chains per image (as one batch,
+    K times the network calls) and keeps the one of smallest data misfit (:mod:`fdem.sampling.restarts`).
     """
     entry = sampler_entry(method)
     guidance_name, em = entry.guidance, entry.em
@@ -135,6 +144,9 @@ def run_method(
     check_steps(steps)
     if particles < 1 or em_iters < 1:
         raise InputError(f"particles and em_iters must be >= 1, got {particles} and {em_iters}")
+    seeds = chain_seeds(image_seeds(seed, y.shape[0]), check_restarts(restarts))
+    if restarts > 1:
+        y, sigma, observed, kernel = (repeat_chains(t, restarts, y.shape[0]) for t in (y, sigma, observed, kernel))
     problem = BlurProblem(y, sigma, observed)
     batch, device = y.shape[0], y.device
     kernel = _initial_kernel(kernel, batch, mstep.kernel_size, y, em is not None, method)
@@ -147,7 +159,7 @@ def run_method(
     step = (step_rule, eta) if step_rule != "ddpm" else ()  # the ancestral rule: the call as before
     loop = partial(
         run_loop, net, respaced, problem, make_guidance(guidance_name, respaced, r2_rule, *step),
-        generators=make_generators(seed, batch, device), particles=particles, step_rule=step_rule, eta=eta,
+        generators=make_generators(seeds, batch, device), particles=particles, step_rule=step_rule, eta=eta,
         first=calls if start < 1 else None,
         var_kind=variance_kind(schedule, learned_variance), callbacks=[c for c in (callback, recorder) if c],
     )
@@ -159,5 +171,7 @@ def run_method(
         samples, _ = loop(kernel)
     synchronize(device)
     trace = recorder.trace(blind=em is not None) if recorder else None
-    seconds = time.perf_counter() - began
-    return SamplingResult(method, samples.mean(dim=1), samples, kernel if em else None, seconds, trace)
+    result = SamplingResult(method, samples.mean(dim=1), samples, kernel if em else None, 0.0, trace)
+    if restarts > 1:
+        result, _ = keep_best(result, problem.misfit(result.image, kernel), restarts)
+    return replace(result, seconds=time.perf_counter() - began)

@@ -15,6 +15,7 @@ from fdem.method_table import lookup
 from fdem.mstep import MStepConfig
 from fdem.priors import Prior, load_prior
 from fdem.sampling.guidance import check_dps_step_rule
+from fdem.sampling.restarts import check_restarts
 from fdem.restoration import Restoration, Restorer
 from fdem.padding import network_multiple
 from fdem.sampling.methods import resolve_mode
@@ -40,6 +41,7 @@ class DiffusionRestorer(Restorer):
     image is larger than one (:mod:`fdem.sampling.tiled`; an explicit ``tile`` must fit in the image).
     The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
+    ``restarts`` = K runs K chains per image and keeps the one that fits ``y`` best (:mod:`fdem.sampling.restarts`).
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
     (:mod:`fdem.sampling.fast_path`); None/auto take the device default, and rows record them. A
     prior in memory whose network is already wrapped by them runs as it is (the speed grid's case).
@@ -74,6 +76,7 @@ class DiffusionRestorer(Restorer):
         step_rule: str = "ddpm",
         eta: float = 1.0,
         start: float = 1.0,
+        restarts: int = 1,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.sampling.fast_path import SpeedOptions
@@ -83,6 +86,7 @@ class DiffusionRestorer(Restorer):
         resolve_mode(mode, r2_rule, weighting)  # validated here, once
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
+        check_restarts(restarts)
         check_steps(steps)
         eta, start = check_step_rule(step_rule, eta), check_start(start)
         if entry.guidance == "dps":
@@ -105,6 +109,8 @@ class DiffusionRestorer(Restorer):
             self.options.update(step_rule=step_rule, eta=eta)
         if start < 1:
             self.options["start"] = start
+        if restarts > 1:  # rows without restarts keep their columns
+            self.options["restarts"] = restarts
         if border not in BORDERS:
             raise InputError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
         self.border = border
@@ -116,6 +122,11 @@ class DiffusionRestorer(Restorer):
 
     def params(self) -> dict:
         return {**{k: v for k, v in self.options.items() if v is not None}, **self.net.options.row()}
+
+    @property
+    def chains(self) -> int:
+        """Samples run side by side per image: its particles times its restarts (one batch)."""
+        return self.options["particles"] * self.options.get("restarts", 1)
 
     def margin(self, kernel_size: int | None = None) -> int:
         """Pixels of reflected border on each side: the kernel's radius for ``border="reflect"``, else 0."""
@@ -140,7 +151,7 @@ class DiffusionRestorer(Restorer):
             self.net, y, sigma, self.method, margin=self.margin(None if kernel is None else kernel.shape[-1]),
             padding="smooth" if self.border in ("smooth", "impute") else "reflect", impute=self.border == "impute",
             tiling=self.tiling, kernel=None if self.blind else kernel, mstep=self.mstep,
-            particles=self.options["particles"], steps=self.options["steps"], seed=seed,
+            particles=self.options["particles"], restarts=self.options.get("restarts", 1), steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
             schedule=self.schedule, callback=callback and (lambda u, k: callback()), **self.step_options,
         )

@@ -20,7 +20,8 @@ from fdem.devices import synchronize
 @dataclass(frozen=True)
 class StepPlan:
     """One image's work: ``canvas`` (H, W) after padding, ``windows`` per step (1: untiled) run in
-    ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not timed)."""
+    ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not timed) for all
+    its ``chains`` (particles × restarts, run side by side)."""
 
     size: tuple[int, int]
     canvas: tuple[int, int]
@@ -28,12 +29,15 @@ class StepPlan:
     batches: int
     steps: int
     seconds_per_step: float | None = None
+    chains: int = 1
 
     def line(self, name: str) -> str:
         """The plan in one printed line."""
         (h, w), (ch, cw) = self.size, self.canvas
         work = f"{self.windows} tiles per step in {self.batches} batch(es)" if self.windows > 1 else "1 network call per step"
         text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}), {work}, {self.steps} steps"
+        if self.chains > 1:
+            text += f" of {self.chains} chains side by side"
         if self.seconds_per_step is not None:
             total = self.seconds_per_step * self.steps
             text += f", about {self.seconds_per_step:.2g} s per step, {total / 60:.1f} min in all (from a warm-up call)"
@@ -67,11 +71,13 @@ def plan_restoration(restorer, height: int, width: int, timed: bool = True) -> S
     windows = net.count(*canvas) if hasattr(net, "count") else 1
     batch = min(getattr(net, "max_batch", 1), windows)
     batches = -(-windows // batch)
-    steps = restorer.total_steps()
+    steps, chains = restorer.total_steps(), restorer.chains
     if not timed:
-        return StepPlan((height, width), canvas, windows, batches, steps)
+        return StepPlan((height, width), canvas, windows, batches, steps, chains=chains)
     channels = restorer.channels or 3
-    side = (net.tile, net.tile) if windows > 1 else canvas
-    forward, backward = time_call(restorer.net, batch, channels, *side, restorer.device)
-    recompute = forward if windows > 1 else 0.0  # tiled: each batch is run again in the backward (checkpoint)
-    return StepPlan((height, width), canvas, windows, batches, steps, batches * (forward + recompute + backward))
+    if windows > 1:  # tiled: each batch of windows is run again in the backward (checkpoint), once per chain
+        forward, backward = time_call(restorer.net, batch, channels, net.tile, net.tile, restorer.device)
+        seconds = chains * batches * (2 * forward + backward)
+    else:  # the chains are one batch
+        seconds = sum(time_call(restorer.net, chains, channels, *canvas, restorer.device))
+    return StepPlan((height, width), canvas, windows, batches, steps, seconds, chains)

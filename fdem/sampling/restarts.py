@@ -1,0 +1,60 @@
+"""Restarts: run ``K`` independent chains per image and keep the one that explains ``y`` best.
+
+The blind sampler is chaotic at few steps: whether a large kernel is found or an early, wrong
+kernel locks the trajectory into a wrong image depends on the noise drawn (docs/fastem_study.md).
+A wrong (image, kernel) pair explains the observation worse, so among ``K`` chains the one with the
+smallest data misfit ``‖y − k̂ ⊛ x̂‖²`` over the measured pixels
+(:meth:`~fdem.problem.BlurProblem.misfit`) is kept. It needs no ground truth, and costs ``K`` times
+the network calls (the chains run as one batch).
+
+Chain ``j`` of an image with seed ``s`` uses seed ``s + j·RESTART_SEED_STRIDE``: chain 0 is the
+run without restarts, so ``restarts = 1`` changes nothing and a batch still gives the same results
+as its images run one by one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+
+from fdem.errors import InputError
+from fdem.sampling.result import SamplingResult
+
+RESTART_SEED_STRIDE = 1_000_003  # a prime larger than any batch: chains never share a seed with another image's
+
+
+def check_restarts(restarts: int) -> int:
+    """``restarts`` as an integer >= 1, or an :class:`InputError`."""
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise InputError(f"restarts must be an integer >= 1, got {restarts!r}")
+    return restarts
+
+
+def chain_seeds(seeds: list[int], restarts: int) -> list[int]:
+    """The seeds of all chains, chain-major: chain ``j`` of image ``b`` is ``seeds[b] + j·stride``."""
+    return [s + j * RESTART_SEED_STRIDE for j in range(restarts) for s in seeds]
+
+
+def repeat_chains(tensor: Tensor | None, restarts: int, batch: int) -> Tensor | None:
+    """A per-image tensor ``(B, …)`` repeated chain-major to ``(K·B, …)``; anything else (a float, a
+    tensor shared by all images, None) passes unchanged."""
+    if not torch.is_tensor(tensor) or tensor.dim() == 0 or tensor.shape[0] != batch:
+        return tensor
+    return tensor.repeat(restarts, *([1] * (tensor.dim() - 1)))
+
+
+def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> tuple[SamplingResult, Tensor]:
+    """From a result of ``K·B`` chains (chain-major) and their ``misfit (K·B,)``, the ``B`` chains of
+    smallest misfit, and the index of the chosen chain per image ``(B,)``."""
+    batch = misfit.shape[0] // restarts
+    chosen = misfit.reshape(restarts, batch).argmin(dim=0)
+    index = chosen * batch + torch.arange(batch, device=chosen.device)
+
+    def pick(t: Tensor | None, dim: int = 0) -> Tensor | None:
+        return None if t is None else t.index_select(dim, index.to(t.device))
+
+    trace = result.trace and replace(result.trace, x0=pick(result.trace.x0, 1), kernel=pick(result.trace.kernel, 1))
+    return replace(result, image=pick(result.image), particles=pick(result.particles), kernel=pick(result.kernel),
+                   trace=trace), chosen
