@@ -173,5 +173,5 @@ def run_method(
     trace = recorder.trace(blind=em is not None) if recorder else None
     result = SamplingResult(method, samples.mean(dim=1), samples, kernel if em else None, 0.0, trace)
     if restarts > 1:
-        result, _ = keep_best(result, problem.misfit(result.image, kernel), restarts)
+        result = keep_best(result, problem.misfit(result.image, kernel), restarts)
     return replace(result, seconds=time.perf_counter() - began)

@@ -45,9 +45,9 @@ def repeat_chains(tensor: Tensor | None, restarts: int, batch: int) -> Tensor | 
     return tensor.repeat(restarts, *([1] * (tensor.dim() - 1)))
 
 
-def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> tuple[SamplingResult, Tensor]:
+def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> SamplingResult:
     """From a result of ``K·B`` chains (chain-major) and their ``misfit (K·B,)``, the ``B`` chains of
-    smallest misfit, and the index of the chosen chain per image ``(B,)``."""
+    smallest misfit."""
     batch = misfit.shape[0] // restarts
     chosen = misfit.reshape(restarts, batch).argmin(dim=0)
     index = chosen * batch + torch.arange(batch, device=chosen.device)
@@ -57,4 +57,4 @@ def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> tuple[Sa
 
     trace = result.trace and replace(result.trace, x0=pick(result.trace.x0, 1), kernel=pick(result.trace.kernel, 1))
     return replace(result, image=pick(result.image), particles=pick(result.particles), kernel=pick(result.kernel),
-                   trace=trace), chosen
+                   trace=trace)
