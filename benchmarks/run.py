@@ -69,14 +69,21 @@ class BenchConfig:
 
 
 def _check_same_data(out: Path, data: dict) -> None:
-    """Refuse to mix results of different data configurations in one folder."""
+    """Refuse to mix results of different data configurations, or of another sampler seeding
+    (:data:`~fdem.benchmarks.module.SEEDING`), in one folder."""
+    from fdem.benchmarks.module import SEEDING
+
     record = out / "bench_data.json"
+    current = {"data": json.loads(json.dumps(data)), "seeding": SEEDING}
     if record.is_file():
         previous = json.loads(record.read_text())
-        if previous != json.loads(json.dumps(data)):
+        if previous.get("seeding") != SEEDING:
+            raise InputError(f"{out} was written by an older fdem bench whose samplers were seeded otherwise "
+                             f"({record}): its rows are not comparable; use another --out")
+        if previous.get("data") != current["data"]:
             raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
     else:
-        atomic_write_text(record, json.dumps(data, indent=2, sort_keys=True))
+        atomic_write_text(record, json.dumps(current, indent=2, sort_keys=True))
 
 
 def _versions() -> dict:
@@ -140,7 +147,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
-    from fdem.benchmarks.module import BenchmarkModule, parse_methods
+    from fdem.benchmarks.module import BenchmarkModule, check_stored_settings, parse_methods
     from fdem.benchmarks.rows import done_keys, merge_rows
     from fdem.benchmarks.tables import write_tables
     from fdem.benchmarks.writer import RowWriter
@@ -158,6 +165,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
         write_skipped(out, data.skipped)
         print(f"skipped {len(data.skipped)} unreadable image(s): see {out / 'skipped.csv'}")
     done = done_keys(out)
+    check_stored_settings(out, specs)
     module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done,
                              threads=cfg.threads)
     trainer = L.Trainer(

@@ -171,6 +171,28 @@ def test_corrupt_image_is_skipped_and_recorded(setup, tmp_path, capsys):
     assert sorted(pd.read_csv(out / "rows.csv", dtype={"image_id": str})["image_id"]) == ["00000", "00002"]
 
 
+@pytest.mark.parametrize("change, message", [("options", "were made with alternation"),
+                                             ("seeding", "samplers were seeded otherwise")])
+def test_resuming_under_other_settings_is_refused(setup, tmp_path, capsys, change, message):
+    """A finished row is skipped on rerun, so rows of other method settings (same label) or of the
+    old sampler seeding must not be resumed: one error line, exit 2, the rows untouched."""
+    out = tmp_path / "out"
+    config = _config(setup, out, sigmas=[5])
+    main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    before = (out / "rows.csv").read_text()
+    capsys.readouterr()
+    if change == "options":
+        cfg = yaml.safe_load(config.read_text())
+        cfg["methods"][1]["options"]["rounds"] = 2
+        config.write_text(yaml.safe_dump(cfg))
+    else:  # the record an fdem bench of before the seeding fix wrote: the bare data settings
+        record = out / "bench_data.json"
+        record.write_text(json.dumps(json.loads(record.read_text())["data"]))
+    code, err = _run(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert (out / "rows.csv").read_text() == before
+
+
 @pytest.mark.parametrize("problem, message", [
     ("missing folder", "image folder not found"),
     ("unknown method", "unknown method 'nope'"),
