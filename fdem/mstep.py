@@ -151,10 +151,15 @@ class MStepConfig:
         weighting: str,
         r2: float | Tensor,
         recenter: bool,
+        lam_scale: Tensor | None = None,
     ) -> Tensor:
         """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, then re-centred
-        on the centre of mass if ``recenter``. Returns ``(B, 1, k, k)`` kernels on the simplex."""
+        on the centre of mass if ``recenter``. ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ
+        per image (Fast EM's noise-level rule, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`).
+        Returns ``(B, 1, k, k)`` kernels on the simplex."""
         y, lam = problem.y, self.resolved_lam
+        if lam_scale is not None and self.reg != "pnp":
+            raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
         data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0)
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
@@ -162,7 +167,8 @@ class MStepConfig:
         kernel = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
         for _ in range(self.iters):
             z = normalize_kernel(data.solve(kernel))
-            kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser))
+            kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser,
+                                                  scale=lam_scale))
         return RECENTER_RULES[self.recenter_rule](kernel) if recenter else kernel
 
 
@@ -184,12 +190,12 @@ def data_term(
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
 
 
-def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser) -> Tensor:
-    """The proximal step of ``λR/β`` (PnP: the denoiser at level ``√(λ/β)``)."""
+def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser, scale: Tensor | None = None) -> Tensor:
+    """The proximal step of ``λR/β`` (PnP: the denoiser at level ``√(λ/β)``, λ times ``scale`` per image if given)."""
     if reg == "l1":
         return (z - lam / beta).clamp_min(0)
     if reg == "pnp" and lam > 0:
-        return denoiser(z, (lam / beta) ** 0.5)
+        return denoiser(z, (lam / beta) ** 0.5 if scale is None else (lam * scale / beta).sqrt())
     return z
 
 

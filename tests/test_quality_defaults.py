@@ -7,14 +7,40 @@ from fdem.kernel_ops import normalize_kernel
 from fdem.mstep import MStepConfig, default_lambda
 from fdem.priors import DEFAULT_PRIORS, SHIPPED_PRIORS
 from fdem.sampling.blind_dps import KERNEL_FLOOR, SHIPPED_KERNEL_PRIORS, BlindDPSRestorer, kernel_from_x0
-from fdem.sampling.fast_em import FAST_EM_LAMBDA_SCALE, fast_em_mstep
+from fdem.problem import BlurProblem
+from fdem.sampling.fast_em import FAST_EM_LAMBDA_SCALES, fast_em_hook, fast_em_lambda_scale
 
 
-def test_fast_em_scales_only_the_default_lambda():
-    scaled = fast_em_mstep(MStepConfig(kernel_size=33))
-    assert scaled.lam == FAST_EM_LAMBDA_SCALE * default_lambda(33)
-    assert fast_em_mstep(MStepConfig(kernel_size=33, lam=0.05)).lam == 0.05
-    assert fast_em_mstep(MStepConfig(kernel_size=33, reg="l1", lam=2.0)).lam == 2.0
+def test_fast_em_lambda_follows_the_noise_level():
+    """The tuned multiples at their σ, log-linear between them, constant outside, one per image."""
+    (s0, m0), (s1, m1) = FAST_EM_LAMBDA_SCALES[0], FAST_EM_LAMBDA_SCALES[-1]
+    levels = torch.tensor([s for s, _ in FAST_EM_LAMBDA_SCALES]) / 255
+    assert torch.allclose(fast_em_lambda_scale(levels), torch.tensor([m for _, m in FAST_EM_LAMBDA_SCALES]))
+    outside = fast_em_lambda_scale(torch.tensor([0.0, s0 / 2 / 255, 4 * s1 / 255]))
+    assert torch.allclose(outside, torch.tensor([m0, m0, m1]))
+    (a, ma), (b, mb) = FAST_EM_LAMBDA_SCALES[-2:]
+    middle = fast_em_lambda_scale(torch.tensor([(a * b) ** 0.5 / 255]))  # the geometric mean: half way in log σ
+    assert torch.allclose(middle, torch.tensor([(ma + mb) / 2]))
+
+
+def test_fast_em_scales_only_the_default_pnp_lambda(monkeypatch):
+    """The hook passes the per-image scale to the M-step when λ is the default, and nothing otherwise."""
+    seen = []
+    monkeypatch.setattr(MStepConfig, "update", lambda self, *a, lam_scale=None, **k: seen.append(lam_scale))
+    problem = BlurProblem(torch.rand(2, 3, 16, 16), torch.tensor([5 / 255, 20 / 255]))
+    for mstep in (MStepConfig(kernel_size=5), MStepConfig(kernel_size=5, lam=0.05), MStepConfig(kernel_size=5, reg="l1", lam=2.0)):
+        fast_em_hook(problem, mstep, [0.0], weighting="official", recenter=True)(None, None, 0)
+    assert torch.allclose(seen[0], fast_em_lambda_scale(problem.sigma)) and seen[1:] == [None, None]
+
+
+def test_a_per_image_lambda_scale_sets_the_denoiser_level():
+    """λ·scale per image reaches the kernel denoiser as its level √(λ·scale/β)."""
+    levels = []
+    mstep = MStepConfig(kernel_size=5, lam=0.2, iters=1, denoiser=lambda z, level: levels.append(level) or z)
+    problem = BlurProblem(torch.rand(2, 3, 16, 16), 0.02)
+    mstep.update(problem, torch.rand(2, 1, 3, 16, 16), init=None, weighting="official", r2=0.0, recenter=False,
+                 lam_scale=torch.tensor([1.0, 4.0]))
+    assert torch.allclose(levels[0], torch.tensor([0.2 / mstep.beta, 0.8 / mstep.beta]).sqrt())
 
 
 def test_kernel_floor_removes_a_grey_background():

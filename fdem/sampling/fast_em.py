@@ -22,8 +22,9 @@ the last kernel.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
 
+import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
@@ -33,28 +34,38 @@ from fdem.sampling.guidance import r2_schedule
 from fdem.sampling.loop import Loop, MStepHook
 
 
-# Fast EM's default λ is this multiple of the Figure-4 λ of the kernel denoiser
+# Fast EM's default λ is a multiple of the Figure-4 λ of the kernel denoiser
 # (:func:`fdem.mstep.default_lambda`, tuned with the *sharp* image known). Inside the sampler the
 # M-step sees x̂0, a blurrier and partly wrong image, and with the Figure-4 λ the kernel follows its
-# errors; the stronger prior keeps it on clean strokes. Chosen on BSDS500 val crops
-# (docs/fastem_study.md: λ ∈ {0.1, 0.2, 0.3, 0.5, 1} for the 33×33 denoiser).
-FAST_EM_LAMBDA_SCALE = 3.0
+# errors; the stronger prior keeps it on clean strokes. The multiple falls with the noise: the data
+# term weighs 1/σ², so at high σ the same λ is a relatively stronger prior and over-smooths the
+# kernel. (σ·255, multiple) pairs chosen on BSDS500 val crops (docs/fastem_study.md: λ ∈ {0.1, 0.2,
+# 0.3, 0.5, 1} at σ = 5, {0.2, 0.3} at σ = 10, {0.1, 0.15, 0.2, 0.3, 0.6} at σ = 20 for the 33×33
+# denoiser); linear in log σ between them, constant outside.
+FAST_EM_LAMBDA_SCALES = ((5.0, 3.0), (10.0, 3.0), (20.0, 2.0))
 
 
-def fast_em_mstep(mstep: MStepConfig) -> MStepConfig:
-    """``mstep`` with Fast EM's default λ (:data:`FAST_EM_LAMBDA_SCALE` × the Figure-4 λ) when none is given."""
-    if mstep.lam is not None or mstep.reg != "pnp":
-        return mstep
-    return replace(mstep, lam=FAST_EM_LAMBDA_SCALE * mstep.resolved_lam)
+def fast_em_lambda_scale(sigma: Tensor) -> Tensor:
+    """The per-image multiple of the Figure-4 λ for noise levels ``sigma (B,)`` ([0, 1] units), from
+    :data:`FAST_EM_LAMBDA_SCALES` (on ``sigma``'s device, no host synchronisation)."""
+    levels = torch.tensor([math.log(s / 255) for s, _ in FAST_EM_LAMBDA_SCALES], dtype=sigma.dtype, device=sigma.device)
+    scales = torch.tensor([m for _, m in FAST_EM_LAMBDA_SCALES], dtype=sigma.dtype, device=sigma.device)
+    t = sigma.clamp(levels[0].exp(), levels[-1].exp()).log()
+    upper = torch.searchsorted(levels, t).clamp(1, len(levels) - 1)
+    weight = (t - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
+    return scales[upper - 1] + weight * (scales[upper] - scales[upper - 1])
 
 
 def fast_em_hook(
     problem: BlurProblem, mstep: MStepConfig, r2: list[float], *, weighting: str, recenter: bool
 ) -> MStepHook:
-    """Steps 2 and 3 of Algorithm 2: the warm-started M-step on the particles at step ``i``, re-centred."""
+    """Steps 2 and 3 of Algorithm 2: the warm-started M-step on the particles at step ``i``, re-centred.
+    Without a given λ (PnP), λ is :func:`fast_em_lambda_scale` × the Figure-4 λ, per image."""
+    default = mstep.lam is None and mstep.reg == "pnp"
+    scale = fast_em_lambda_scale(problem.sigma) if default else None
 
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
-        return mstep.update(problem, u, init=kernel, weighting=weighting, r2=r2[i], recenter=recenter)
+        return mstep.update(problem, u, init=kernel, weighting=weighting, r2=r2[i], recenter=recenter, lam_scale=scale)
 
     return hook
 
@@ -71,5 +82,5 @@ def run_fast_em(
 ) -> tuple[Tensor, Tensor]:
     """Algorithm 2 from the initial ``kernel``; returns ``(particles (B, n, C, H, W), kernel (B, 1, k, k))``."""
     recenter = True if mstep.recenter is None else mstep.recenter
-    hook = fast_em_hook(problem, fast_em_mstep(mstep), r2_schedule(schedule, r2_rule), weighting=weighting, recenter=recenter)
+    hook = fast_em_hook(problem, mstep, r2_schedule(schedule, r2_rule), weighting=weighting, recenter=recenter)
     return loop(kernel, mstep=hook)
