@@ -14,6 +14,7 @@ The blind sampler is chaotic (one crop can move by 10 dB with the sampler seed),
 ``--sampler-seed 3,4,5`` runs every variant once per seed: its row is then the mean over the seeds
 and a last column lists the mean PSNR of each seed, whose spread is the noise a difference between
 variants has to beat.
+Crops run ``--batch`` at a time (default 8: memory is bounded, the results do not depend on it).
 The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step;
 the cost plot, PSNR and kernel MSE against seconds per image, one curve per step rule.
 """
@@ -79,15 +80,36 @@ class StepTrace:
         self.kmse.append(kernel_mse(kernel, self.k.repeat(chains, 1, 1, 1)).mean() if blind else None)
 
 
-def run_variant(variant: Variant, prior, x, k, y, sigma: float, kernel_size: int, seed: int):
-    """The variant's result and its :class:`StepTrace`."""
+def merge_traces(traces: list[StepTrace], sizes: list[int]) -> StepTrace:
+    """One trace of all images from the traces of consecutive groups of ``sizes`` images (step means
+    weighted by the group sizes)."""
+    merged = StepTrace(torch.cat([t.x for t in traces]), torch.cat([t.k for t in traces]))
+    total = sum(sizes)
+    merged.psnr = [sum(t.psnr[i] * n for t, n in zip(traces, sizes)) / total for i in range(len(traces[0].psnr))]
+    merged.kmse = [None if traces[0].kmse[i] is None else sum(t.kmse[i] * n for t, n in zip(traces, sizes)) / total
+                   for i in range(len(traces[0].kmse))]
+    return merged
+
+
+def run_variant(variant: Variant, prior, x, k, y, sigma: float, kernel_size: int, seed: int, batch: int):
+    """The variant's ``(image, kernel, seconds)`` and its :class:`StepTrace`, running at most ``batch``
+    crops per call (memory: a call holds ``batch`` × restarts × particles images). Crop ``b`` has
+    sampler seed ``seed + b`` whatever the batch, so the batch changes nothing but memory and time."""
     options = dict(variant.sampler)
     method = options.pop("method", "fastem-pigdm")
-    trace = StepTrace(x, k)
-    out = run_method(method, prior.net, y, sigma, kernel=k if method in ("pigdm", "dps") else None,
-                     mstep=MStepConfig(kernel_size=kernel_size, **variant.mstep), seed=seed,
-                     schedule=prior.schedule, callback=trace, **options)
-    return out, trace
+    images, kernels, traces, seconds = [], [], [], 0.0
+    for first in range(0, len(x), batch):
+        part = slice(first, first + batch)
+        trace = StepTrace(x[part], k[part])
+        out = run_method(method, prior.net, y[part], sigma, kernel=k[part] if method in ("pigdm", "dps") else None,
+                         mstep=MStepConfig(kernel_size=kernel_size, **variant.mstep),
+                         seed=[seed + b for b in range(len(x))[part]], schedule=prior.schedule, callback=trace, **options)
+        images.append(out.image)
+        kernels.append(out.kernel)
+        traces.append(trace)
+        seconds += out.seconds
+    kernel = None if kernels[0] is None else torch.cat(kernels)
+    return (torch.cat(images), kernel, seconds), merge_traces(traces, [len(t.x) for t in traces])
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -131,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sigma", type=float, default=5.0, help="255 scale")
     parser.add_argument("--seed", type=int, default=11, help="kernels and noise")
     parser.add_argument("--sampler-seed", default="3", help="one seed, or several separated by commas (rows average them)")
+    parser.add_argument("--batch", type=int, default=8, help="crops per sampler call (memory grows with it, "
+                        "times restarts and particles; results do not depend on it)")
     parser.add_argument("--trace", default=None, help="write the trace plot (PNG) here")
     parser.add_argument("--cost-plot", default=None, help="write PSNR and kernel MSE against seconds (PNG) here")
     args = parser.parse_args(argv)
@@ -138,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     sigma, ks = check_sigma255(args.sigma), check_int(args.kernel_size, "--kernel-size", 3)
     variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
     seeds = parse_seeds(args.sampler_seed)
+    batch = check_int(args.batch, "--batch", 1)
     x = crops(args.images, check_int(args.count, "--count"), check_int(args.size, "--size", 8),
               check_float(args.scale, "--scale", 0.05, 1.0))
     x, k, y = blur_problems(x, camera_shake(len(x), ks, args.seed), sigma, noise_seed=args.seed)
@@ -168,8 +193,8 @@ def main(argv: list[str] | None = None) -> None:
     for variant in variants:
         outs, traces[variant.label] = [], []
         for seed in seeds:
-            out, trace = run_variant(variant, prior, x, k, y, sigma, ks, seed)
-            outs.append((out.image, out.kernel, out.seconds))
+            out, trace = run_variant(variant, prior, x, k, y, sigma, ks, seed, batch)
+            outs.append(out)
             traces[variant.label].append(trace)
         mean_psnr, mse, seconds = row(variant.label, outs)
         results.append((variant.label, seconds, mean_psnr, mse))
