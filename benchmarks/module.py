@@ -81,23 +81,6 @@ def parse_methods(entries: list) -> list[MethodSpec]:
     return specs
 
 
-def check_stored_settings(out: Path, specs: list[MethodSpec]) -> None:
-    """Refuse to resume a label whose rows in ``out`` were made by another method or other settings
-    (their ``params``): a rerun would skip them and mix two configurations under one label."""
-    from fdem.benchmarks.rows import all_rows
-
-    stored = {}
-    for row in all_rows(out):
-        stored.setdefault(row["method"], (row["method_name"], row["params"]))
-    for spec in specs:
-        if spec.label not in stored:
-            continue
-        params = json.dumps(build_restorer(spec.method, "cpu", **spec.options).params(), sort_keys=True)
-        if stored[spec.label] != (spec.method, params):
-            raise InputError(f"{out}: the rows of {spec.label!r} were made with {stored[spec.label][0]} {stored[spec.label][1]}, "
-                             f"the config asks for {spec.method} {params}; use another --out or another label")
-
-
 def _particles(result: Restoration) -> Tensor:
     return result.particles if result.particles is not None else result.image[:, None]
 

@@ -14,7 +14,7 @@ A config (``configs/bench/*.yaml``) has::
 Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
 ``out/rows.csv`` and writes the tables (:mod:`fdem.benchmarks.tables`) and ``manifest.json``. Rerunning
 the same command skips finished rows; changing ``data`` for an existing ``out`` is refused (the
-sample indices would mean different things).
+sample indices would mean different things), and so are a label's new options when its rows are on disk.
 """
 
 from __future__ import annotations
@@ -68,22 +68,28 @@ class BenchConfig:
         return cfg
 
 
-def _check_same_data(out: Path, data: dict) -> None:
-    """Refuse to mix results of different data configurations, or of another sampler seeding
-    (:data:`~fdem.benchmarks.module.SEEDING`), in one folder."""
+def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
+    """Refuse to mix two configurations in one folder: other data settings, another sampler seeding
+    (:data:`~fdem.benchmarks.module.SEEDING`), or a label with rows on disk that were made by another
+    method or options (a rerun would skip them). Then record this run's settings in ``bench_data.json``."""
     from fdem.benchmarks.module import SEEDING
 
     record = out / "bench_data.json"
-    current = {"data": json.loads(json.dumps(data)), "seeding": SEEDING}
-    if record.is_file():
-        previous = json.loads(record.read_text())
-        if previous.get("seeding") != SEEDING:
-            raise InputError(f"{out} was written by an older fdem bench whose samplers were seeded otherwise "
-                             f"({record}): its rows are not comparable; use another --out")
-        if previous.get("data") != current["data"]:
-            raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
-    else:
-        atomic_write_text(record, json.dumps(current, indent=2, sort_keys=True))
+    methods = {s.label: {"method": s.method, "options": s.options} for s in specs}
+    current = json.loads(json.dumps({"data": data, "seeding": SEEDING, "methods": methods}))
+    previous = json.loads(record.read_text()) if record.is_file() else current
+    if previous.get("seeding") != SEEDING:
+        raise InputError(f"{out} was written by an older fdem bench whose samplers were seeded otherwise "
+                         f"({record}): its rows are not comparable; use another --out")
+    if previous.get("data") != current["data"]:
+        raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
+    made_before = previous.get("methods", {})
+    for label in {label for label, _ in done} & set(made_before) & set(methods):
+        made, asked = made_before[label], current["methods"][label]
+        if made != asked:
+            raise InputError(f"{out}: the rows of {label!r} were made with {made['method']} {made['options']}, "
+                             f"the config asks for {asked['method']} {asked['options']}; use another --out or another label")
+    atomic_write_text(record, json.dumps({**current, "methods": {**made_before, **current["methods"]}}, indent=2, sort_keys=True))
 
 
 def _versions() -> dict:
@@ -147,7 +153,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
-    from fdem.benchmarks.module import BenchmarkModule, check_stored_settings, parse_methods
+    from fdem.benchmarks.module import BenchmarkModule, parse_methods
     from fdem.benchmarks.rows import done_keys, merge_rows
     from fdem.benchmarks.tables import write_tables
     from fdem.benchmarks.writer import RowWriter
@@ -160,12 +166,11 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     except TypeError as err:
         raise InputError(f"bad data settings: {err}") from err
     data.setup("predict")
-    _check_same_data(out, cfg.data)
+    done = done_keys(out)
+    _check_resumable(out, cfg.data, specs, done)
     if data.skipped:
         write_skipped(out, data.skipped)
         print(f"skipped {len(data.skipped)} unreadable image(s): see {out / 'skipped.csv'}")
-    done = done_keys(out)
-    check_stored_settings(out, specs)
     module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done,
                              threads=cfg.threads)
     trainer = L.Trainer(

@@ -50,7 +50,7 @@ def fast_em_lambda_scale(sigma: Tensor) -> Tensor:
     :data:`FAST_EM_LAMBDA_SCALES` (on ``sigma``'s device, no host synchronisation)."""
     levels = torch.tensor([math.log(s / 255) for s, _ in FAST_EM_LAMBDA_SCALES], dtype=sigma.dtype, device=sigma.device)
     scales = torch.tensor([m for _, m in FAST_EM_LAMBDA_SCALES], dtype=sigma.dtype, device=sigma.device)
-    t = sigma.clamp(levels[0].exp(), levels[-1].exp()).log()
+    t = sigma.clamp(FAST_EM_LAMBDA_SCALES[0][0] / 255, FAST_EM_LAMBDA_SCALES[-1][0] / 255).log()
     upper = torch.searchsorted(levels, t).clamp(1, len(levels) - 1)
     weight = (t - levels[upper - 1]) / (levels[upper] - levels[upper - 1])
     return scales[upper - 1] + weight * (scales[upper] - scales[upper - 1])
