@@ -6,7 +6,7 @@ trajectory (docs/fastem_study.md)::
 
 A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between variants):
 ``lam``, ``iters``, ``recenter_rule`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
-``particles``, ``steps``, ``step_rule``, ``eta``, ``start``, ``restarts`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
+``particles``, ``steps``, ``step_rule``, ``eta``, ``start``, ``restarts``, ``kernel_init`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
 with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
 of :mod:`fdem.benchmarks.prior_eval`; every variant sees the same problems and sampler seeds.
@@ -40,7 +40,8 @@ from fdem.validate import check_float, check_int, check_sigma255
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
-                "eta": float, "start": float, "method": str, "restarts": int}
+                "eta": float, "start": float, "method": str, "restarts": int,
+                "kernel_init": str}
 
 
 @dataclass

@@ -74,7 +74,7 @@ def test_nonblind_deblur_of_a_16bit_gray_png_of_odd_size(files, tmp_path):
     assert not (out / "gray16_kernel.npy").exists() and (out / "gray16_trace.png").is_file()
 
 
-def test_pigdm_methods_default_to_the_few_step_rule_and_given_keys_win(files, tmp_path, capsys, monkeypatch):
+def test_pigdm_methods_default_to_the_few_step_rule_fast_em_to_the_alternation_start_and_given_keys_win(files, tmp_path, capsys, monkeypatch):
     import fdem.restorers
 
     seen, build = [], fdem.restorers.build_restorer
@@ -89,6 +89,9 @@ def test_pigdm_methods_default_to_the_few_step_rule_and_given_keys_win(files, tm
     assert {k: first[k] for k in ("steps", "step_rule", "start")} == {"steps": 25, "step_rule": "ddim", "start": 0.5}
     assert (given["steps"], given["step_rule"], given["start"]) == (3, "ddim", 0.5)
     assert "start" not in dps and "step_rule" not in dps
+    assert first["kernel_init"] == given["kernel_init"] == "alternation" and "kernel_init" not in dps  # Fast EM ΠGDM only
+    main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--kernel-init", "dirac", "--out", str(tmp_path / "d")])
+    assert seen[-1][1]["kernel_init"] == "dirac"
 
 
 def test_reflect_padding_reaches_the_multiple_and_crops_back():

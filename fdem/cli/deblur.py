@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "mode", "lam",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
-           "overlap", "max_batch")
+           "overlap", "max_batch", "kernel_init")
 # What a photograph needs, for methods that take it: its margin as missing data (chosen over "smooth" on
 # BSDS500 val crops, circular and scene blur: README "Fast EM on held-out photographs") and tiles for large images.
 PHOTO_DEFAULTS = {"border": "impute", "tiled": True}
@@ -32,6 +32,9 @@ PHOTO_DEFAULTS = {"border": "impute", "tiled": True}
 # as the authors' 100 ancestral steps in a quarter of the network calls (docs/fastem_study.md, issue 15);
 # each key the user gives wins, the others stay.
 FEW_STEP_DEFAULTS = {"steps": 25, "step_rule": "ddim", "start": 0.5}
+# Fast EM ΠGDM from the noised observation: the kernel starts from the prior-free alternation's, not a
+# Dirac (docs/design.md §11; lower kernel error at the same PSNR on BSDS500 val, docs/fastem_study.md).
+FAST_EM_DEFAULTS = {"kernel_init": "alternation"}
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -223,7 +226,7 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
     ``prior=None``: the shipped prior). Diffusion methods default to :data:`PHOTO_DEFAULTS`: a
     border of the kernel's radius treated as missing data (``border="impute"``) and the network on tiles for images larger than one
     (``tile``, ``overlap``, ``max_batch``; :mod:`fdem.sampling.tiled`); ΠGDM methods also to
-    :data:`FEW_STEP_DEFAULTS`. ``max_memory``: the plan's
+    :data:`FEW_STEP_DEFAULTS`, and Fast EM ΠGDM to :data:`FAST_EM_DEFAULTS`. ``max_memory``: the plan's
     limit in GB (default: most of the free memory, :func:`fdem.memory.memory_limit`); a plan over it,
     or an image of more than ``max_pixels`` pixels, is refused before anything runs; each image's
     plan (canvas, tiles, steps, time from a warm-up call) is printed before it runs.
@@ -246,7 +249,9 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
         raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
     check_options(method, options)
     schema = method_options(method)
-    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if lookup(method).guidance == "pigdm" else {})}
+    entry = lookup(method)
+    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if entry.guidance == "pigdm" else {}),
+                **(FAST_EM_DEFAULTS if entry.guidance == "pigdm" and entry.em == "fastem" else {})}
     options = {**{k: v for k, v in defaults.items() if k in schema}, **options}
     max_pixels = MAX_PIXELS if max_pixels is None else check_int(max_pixels, "--max-pixels", 1)
     device = resolve_device(device)
@@ -285,6 +290,10 @@ def checked_options(args: argparse.Namespace) -> dict:
             from fdem.sampling.guidance import check_dps_step_rule
 
             check_dps_step_rule("mean")
+    if "kernel_init" in options:
+        from fdem.sampling.methods import check_kernel_init
+
+        check_kernel_init(options["kernel_init"], "--kernel-init")
     if "start" in options:
         from fdem.diffusion import check_start
 
@@ -348,6 +357,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral; default for DPS methods), ddim (default for PiGDM methods), or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
                    "the --steps then cover [0, start·T] (default: 0.5 for PiGDM methods, 1 = from pure noise for the others)")
+    p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's) or "
+                   "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
     p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")

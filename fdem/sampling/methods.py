@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from fdem.baselines.alternation import wiener_alternation
 from fdem.devices import synchronize
 from fdem.diffusion import ScheduleSpec, check_start, check_step_rule, check_steps, start_schedule_steps, variance_kind
 from fdem.errors import InputError
@@ -45,6 +46,10 @@ from fdem.sampling.result import SamplingResult, TraceRecorder
 
 METHODS = tuple(m.name for m in TABLE_METHODS if m.guidance is not None)  # the guided samplers of the method table
 MODES = {"official": ("official", "official"), "paper": ("paper", "paper")}  # mode -> (r2_rule, weighting)
+# Where a blind method's kernel starts (docs/design.md §11): the paper's Dirac, or the kernel of the
+# prior-free Wiener alternation (:func:`~fdem.baselines.alternation.wiener_alternation`, milliseconds
+# per image), which keeps a chain started from the noised observation out of the no-blur solution.
+KERNEL_INITS = ("dirac", "alternation")
 
 
 def sampler_entry(method: str) -> Method:
@@ -83,6 +88,19 @@ def make_generators(seed: int | Sequence[int], batch: int, device: torch.device)
     return [torch.Generator(device=device).manual_seed(s) for s in image_seeds(seed, batch)]
 
 
+def check_kernel_init(kernel_init: str, name: str = "kernel_init") -> str:
+    """``kernel_init`` if it is one of :data:`KERNEL_INITS`, else an :class:`InputError` naming ``name``."""
+    if kernel_init not in KERNEL_INITS:
+        raise InputError(f"unknown {name} {kernel_init!r}: choose one of {', '.join(KERNEL_INITS)}")
+    return kernel_init
+
+
+def alternation_kernel(y: Tensor, sigma: float | Tensor, mstep: MStepConfig) -> Tensor:
+    """The ``(B, 1, k, k)`` kernel of the prior-free alternation on ``y`` with the M-step's kernel
+    size and denoiser (its Figure-4 λ): the ``"alternation"`` start of :data:`KERNEL_INITS`."""
+    return wiener_alternation(y, sigma, kernel_size=mstep.kernel_size, denoiser=mstep.denoiser)[1]
+
+
 def _initial_kernel(kernel: Tensor | None, batch: int, size: int, like: Tensor, blind: bool, method: str) -> Tensor:
     if kernel is None:
         if not blind:
@@ -117,6 +135,7 @@ def run_method(
     start: float = 1.0,
     observed: Tensor | None = None,
     restarts: int = 1,
+    kernel_init: str = "dirac",
 ) -> SamplingResult:
     """Restore the blurry ``y (B, C, H, W)`` in ``[0, 1]`` (H, W a multiple of the network's) with ``method``.
 
@@ -134,6 +153,8 @@ def run_method(
     pixels of ``y`` as missing, e.g. a padded margin: they are imputed every step
     (:meth:`~fdem.problem.BlurProblem.impute`). ``restarts`` = K runs K chains per image (as one batch,
     K times the network calls) and keeps the one of smallest data misfit (:mod:`fdem.sampling.restarts`).
+    ``kernel_init`` (blind methods without a given ``kernel``): ``"dirac"`` (the paper's) or
+    ``"alternation"`` (:func:`alternation_kernel`, computed once per image before the chains split).
     """
     entry = sampler_entry(method)
     guidance_name, em = entry.guidance, entry.em
@@ -142,9 +163,13 @@ def run_method(
     if guidance_name == "dps":
         check_dps_step_rule(step_rule)
     check_steps(steps)
+    check_kernel_init(kernel_init)
     if particles < 1 or em_iters < 1:
         raise InputError(f"particles and em_iters must be >= 1, got {particles} and {em_iters}")
     seeds = chain_seeds(image_seeds(seed, y.shape[0]), check_restarts(restarts))
+    began = time.perf_counter()
+    if kernel is None and em is not None and kernel_init == "alternation":
+        kernel = alternation_kernel(y, sigma, mstep)
     if restarts > 1:
         y, sigma, observed, kernel = (repeat_chains(t, restarts, y.shape[0]) for t in (y, sigma, observed, kernel))
     problem = BlurProblem(y, sigma, observed)
@@ -152,7 +177,6 @@ def run_method(
     kernel = _initial_kernel(kernel, batch, mstep.kernel_size, y, em is not None, method)
     check_kernel_fits(tuple(kernel.shape[-2:]), problem.shape)
 
-    began = time.perf_counter()
     calls = steps or entry.default_steps
     respaced = schedule.build(start_schedule_steps(calls, start, schedule.T), device)
     recorder = TraceRecorder(trace_every) if trace_every > 0 else None

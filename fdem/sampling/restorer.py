@@ -18,7 +18,7 @@ from fdem.sampling.guidance import check_dps_step_rule
 from fdem.sampling.restarts import check_restarts
 from fdem.restoration import Restoration, Restorer
 from fdem.padding import network_multiple
-from fdem.sampling.methods import resolve_mode
+from fdem.sampling.methods import check_kernel_init, resolve_mode
 from fdem.sampling.tiled import Tiling
 
 # circular: pad to the UNet's multiple only; reflect / smooth: also the kernel radius, mirrored or smoothly
@@ -39,7 +39,8 @@ class DiffusionRestorer(Restorer):
     circular blur) does not. ``tiled`` runs the UNet on ``tile``-sized windows (default the
     prior's native size but at least 128, for images with a side over 256; ``overlap`` a quarter of it, ``max_batch`` windows per call) when the padded
     image is larger than one (:mod:`fdem.sampling.tiled`; an explicit ``tile`` must fit in the image).
-    The blind methods start from a Dirac of ``kernel_size``; the M-step's PnP kernel denoiser is
+    The blind methods start from a Dirac of ``kernel_size``, or with ``kernel_init="alternation"`` from the
+    prior-free alternation's kernel (:data:`~fdem.sampling.methods.KERNEL_INITS`); the M-step's PnP kernel denoiser is
     the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
     ``restarts`` = K runs K chains per image and keeps the one that fits ``y`` best (:mod:`fdem.sampling.restarts`).
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
@@ -77,6 +78,7 @@ class DiffusionRestorer(Restorer):
         eta: float = 1.0,
         start: float = 1.0,
         restarts: int = 1,
+        kernel_init: str = "dirac",
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.sampling.fast_path import SpeedOptions
@@ -87,6 +89,7 @@ class DiffusionRestorer(Restorer):
         if particles < 1 or em_iters < 1 or trace_every < 0:
             raise InputError("particles and EM iterations must be >= 1, the trace interval >= 0")
         check_restarts(restarts)
+        check_kernel_init(kernel_init)
         check_steps(steps)
         eta, start = check_step_rule(step_rule, eta), check_start(start)
         if entry.guidance == "dps":
@@ -111,6 +114,8 @@ class DiffusionRestorer(Restorer):
             self.options["start"] = start
         if restarts > 1:  # rows without restarts keep their columns
             self.options["restarts"] = restarts
+        if kernel_init != "dirac" and self.blind:  # rows of the paper's Dirac start keep their columns
+            self.options["kernel_init"] = kernel_init
         if border not in BORDERS:
             raise InputError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
         self.border = border
@@ -151,7 +156,8 @@ class DiffusionRestorer(Restorer):
             self.net, y, sigma, self.method, margin=self.margin(None if kernel is None else kernel.shape[-1]),
             padding="smooth" if self.border in ("smooth", "impute") else "reflect", impute=self.border == "impute",
             tiling=self.tiling, kernel=None if self.blind else kernel, mstep=self.mstep,
-            particles=self.options["particles"], restarts=self.options.get("restarts", 1), steps=self.options["steps"], seed=seed,
+            particles=self.options["particles"], restarts=self.options.get("restarts", 1),
+            kernel_init=self.options.get("kernel_init", "dirac"), steps=self.options["steps"], seed=seed,
             mode=self.options["mode"], r2_rule=self.options["r2_rule"], weighting=self.options["weighting"], em_iters=self.options["em_iters"] or 1, trace_every=self.trace_every,
             schedule=self.schedule, callback=callback and (lambda u, k: callback()), **self.step_options,
         )
