@@ -21,7 +21,8 @@ from fdem.devices import synchronize
 class StepPlan:
     """One image's work: ``canvas`` (H, W) after padding, ``windows`` per step (1: untiled) run in
     ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not timed) for all
-    its ``chains`` (particles × restarts, run side by side)."""
+    its ``chains`` (particles × restarts, run side by side); ``kernel_init`` the blind kernel's start
+    when it is not the Dirac (the alternation's costs a little time before the steps, not counted)."""
 
     size: tuple[int, int]
     canvas: tuple[int, int]
@@ -30,6 +31,7 @@ class StepPlan:
     steps: int
     seconds_per_step: float | None = None
     chains: int = 1
+    kernel_init: str | None = None
 
     def line(self, name: str) -> str:
         """The plan in one printed line."""
@@ -38,6 +40,8 @@ class StepPlan:
         text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}), {work}, {self.steps} steps"
         if self.chains > 1:
             text += f" of {self.chains} chains side by side"
+        if self.kernel_init is not None:
+            text += f", kernel started from the {self.kernel_init}"
         if self.seconds_per_step is not None:
             total = self.seconds_per_step * self.steps
             text += f", about {self.seconds_per_step:.2g} s per step, {total / 60:.1f} min in all (from a warm-up call)"
@@ -72,12 +76,13 @@ def plan_restoration(restorer, height: int, width: int, timed: bool = True) -> S
     batch = min(getattr(net, "max_batch", 1), windows)
     batches = -(-windows // batch)
     steps, chains = restorer.total_steps(), restorer.chains
+    kernel_init = restorer.params().get("kernel_init")
     if not timed:
-        return StepPlan((height, width), canvas, windows, batches, steps, chains=chains)
+        return StepPlan((height, width), canvas, windows, batches, steps, chains=chains, kernel_init=kernel_init)
     channels = restorer.channels or 3
     if windows > 1:  # tiled: each batch of windows is run again in the backward (checkpoint), once per chain
         forward, backward = time_call(restorer.net, batch, channels, net.tile, net.tile, restorer.device)
         seconds = chains * batches * (2 * forward + backward)
     else:  # the chains are one batch
         seconds = sum(time_call(restorer.net, chains, channels, *canvas, restorer.device))
-    return StepPlan((height, width), canvas, windows, batches, steps, seconds, chains)
+    return StepPlan((height, width), canvas, windows, batches, steps, seconds, chains, kernel_init)
