@@ -60,7 +60,7 @@ def test_an_unknown_start_is_refused_by_the_sampler_the_restorer_and_the_cli(fil
     from fdem.sampling.step_plan import plan_restoration
 
     line = plan_restoration(build_restorer("fastem-pigdm", "cpu", steps=2, kernel_init="alternation"), 64, 64, timed=False).line("x")
-    assert line.endswith("2 steps, kernel started from the alternation")
+    assert line.endswith("2 steps; kernel started from the alternation (before the steps, not in the time)")
     assert "kernel started" not in plan_restoration(build_restorer("fastem-pigdm", "cpu", steps=2), 64, 64, timed=False).line("x")
     code, err = _run(["deblur", str(files / "gray16.png"), "--sigma", "5", "--kernel-init", "gauss",
                       "--out", str(tmp_path / "bad")], capsys)

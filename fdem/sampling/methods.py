@@ -47,8 +47,9 @@ from fdem.sampling.result import SamplingResult, TraceRecorder
 METHODS = tuple(m.name for m in TABLE_METHODS if m.guidance is not None)  # the guided samplers of the method table
 MODES = {"official": ("official", "official"), "paper": ("paper", "paper")}  # mode -> (r2_rule, weighting)
 # Where a blind method's kernel starts (docs/design.md §11): the paper's Dirac, or the kernel of the
-# prior-free Wiener alternation (:func:`~fdem.baselines.alternation.wiener_alternation`, milliseconds
-# per image), which keeps a chain started from the noised observation out of the no-blur solution.
+# prior-free Wiener alternation (:func:`~fdem.baselines.alternation.wiener_alternation`, about half a
+# second per 128² image on one CPU thread), which keeps a chain started from the noised observation
+# out of the no-blur solution.
 KERNEL_INITS = ("dirac", "alternation")
 
 

@@ -40,11 +40,11 @@ class StepPlan:
         text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}), {work}, {self.steps} steps"
         if self.chains > 1:
             text += f" of {self.chains} chains side by side"
-        if self.kernel_init is not None:
-            text += f", kernel started from the {self.kernel_init}"
         if self.seconds_per_step is not None:
             total = self.seconds_per_step * self.steps
             text += f", about {self.seconds_per_step:.2g} s per step, {total / 60:.1f} min in all (from a warm-up call)"
+        if self.kernel_init is not None:
+            text += f"; kernel started from the {self.kernel_init} (before the steps, not in the time)"
         return text
 
 
