@@ -76,7 +76,7 @@ def plan_restoration(restorer, height: int, width: int, timed: bool = True) -> S
     batch = min(getattr(net, "max_batch", 1), windows)
     batches = -(-windows // batch)
     steps, chains = restorer.total_steps(), restorer.chains
-    kernel_init = restorer.params().get("kernel_init")
+    kernel_init = restorer.options.get("kernel_init")
     if not timed:
         return StepPlan((height, width), canvas, windows, batches, steps, chains=chains, kernel_init=kernel_init)
     channels = restorer.channels or 3
