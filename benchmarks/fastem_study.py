@@ -40,8 +40,7 @@ from fdem.validate import check_float, check_int, check_sigma255
 
 MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
-                "eta": float, "start": float, "method": str, "restarts": int,
-                "kernel_init": str}
+                "eta": float, "start": float, "method": str, "restarts": int, "kernel_init": str}
 
 
 @dataclass

@@ -250,8 +250,9 @@ def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: floa
     check_options(method, options)
     schema = method_options(method)
     entry = lookup(method)
-    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if entry.guidance == "pigdm" else {}),
-                **(FAST_EM_DEFAULTS if entry.guidance == "pigdm" and entry.em == "fastem" else {})}
+    pigdm = entry.guidance == "pigdm"
+    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if pigdm else {}),
+                **(FAST_EM_DEFAULTS if pigdm and entry.em == "fastem" else {})}
     options = {**{k: v for k, v in defaults.items() if k in schema}, **options}
     max_pixels = MAX_PIXELS if max_pixels is None else check_int(max_pixels, "--max-pixels", 1)
     device = resolve_device(device)
