@@ -5,7 +5,7 @@ trajectory (docs/fastem_study.md)::
         --variants "default; lam=0.1; lam=0.3; recenter_rule=spline" --trace trace.png
 
 A variant is ``name`` or ``key=value`` pairs separated by spaces (``;`` between variants):
-``lam``, ``iters``, ``recenter_rule`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
+``lam``, ``iters``, ``recenter_rule``, ``relax`` (M-step), ``mode``, ``weighting``, ``r2_rule``,
 ``particles``, ``steps``, ``step_rule``, ``eta``, ``start``, ``restarts``, ``kernel_init`` (sampler), ``method`` (e.g. ``pigdm`` = non-blind
 with the true kernel).
 ``default`` is fastem-pigdm as shipped. Crops, kernels (seeded camera-shake) and noise are those
@@ -38,7 +38,7 @@ from fdem.sampling.methods import run_method
 from fdem.synthetic import blur_problems, camera_shake
 from fdem.validate import check_float, check_int, check_sigma255
 
-MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str}
+MSTEP_KEYS = {"lam": float, "iters": int, "recenter_rule": str, "relax": float}
 SAMPLER_KEYS = {"mode": str, "weighting": str, "r2_rule": str, "particles": int, "steps": int, "step_rule": str,
                 "eta": float, "start": float, "method": str, "restarts": int, "kernel_init": str}
 

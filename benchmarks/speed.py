@@ -174,11 +174,14 @@ def measure(
     step_rule: str = "ddpm",
     eta: float = 1.0,
     start: float = 1.0,
+    kernel_init: str = "dirac",
+    kernel_relax: float = 1.0,
 ) -> tuple[dict, tuple]:
     """One row (and the last run's ``(image, kernel)``): median wall time of ``repeats`` calls of
     ``method``'s restorer on ``net`` (already on ``device``, possibly accelerated; trained with
     ``schedule``, default T = 1000 linear); with a ``reference`` output of the same data and seeds,
-    the equality columns. ``step_rule``/``eta``/``start``: the sampler's step rule (docs/design.md §8)."""
+    the equality columns. ``step_rule``/``eta``/``start``: the sampler's step rule (docs/design.md §8);
+    ``kernel_init``/``kernel_relax``: the blind kernel's start and M-step relaxation (§11, §12), timed too."""
     check_options([method], [batch], particles=particles, steps=steps, repeats=repeats, warmup=warmup)
     check_size(net, image_size)
     device, entry = resolve_device(device), lookup(method)
@@ -188,6 +191,7 @@ def measure(
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
     rule = {"step_rule": step_rule, "eta": eta} if step_rule != "ddpm" else {}
     rule.update({"start": start} if start < 1 else {})
+    rule.update({k: v for k, v in (("kernel_init", kernel_init), ("kernel_relax", kernel_relax)) if v not in ("dirac", 1.0)})
     restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
                               steps=steps or entry.default_steps, em_iters=em_iters, **rule)
     call = restore_call(restorer, y.to(device), kernels.to(device), seed)
@@ -202,6 +206,8 @@ def measure(
         "step_rule": step_rule,
         "eta": eta if step_rule != "ddpm" else None,
         "start": start,
+        "kernel_init": kernel_init if entry.em else None,
+        "kernel_relax": kernel_relax if entry.em else None,
         "net_calls": calls,
         "batch": batch,
         "particles": particles,
@@ -359,6 +365,10 @@ def _steps_cell(row: dict) -> str:
         cell += f" {row['step_rule']} η={row['eta']:g}"
     if row.get("start", 1.0) < 1:
         cell += f" from {row['start']:g}"
+    if row.get("kernel_init") not in (None, "dirac"):
+        cell += f", {row['kernel_init']} start"
+    if row.get("kernel_relax") not in (None, 1.0):
+        cell += f", γ={row['kernel_relax']:g}"
     return cell
 
 

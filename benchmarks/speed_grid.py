@@ -30,6 +30,7 @@ from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text, ensure_writable_dir
 from fdem.method_table import METHODS, lookup
 from fdem.sampling.fast_path import SpeedOptions, accelerate
+from fdem.validate import check_float
 
 ALL_METHODS = [m.name for m in METHODS if m.speed_grid]  # a grid's default methods (the method table's)
 BASELINE = SpeedOptions("fp32", False, False)
@@ -93,11 +94,14 @@ class SpeedGrid:
 
 def check_variant(raw, source: str) -> dict:
     """A ``step_variants`` entry: ``method`` (a score-prior method), ``steps`` in [2, 1000],
-    ``step_rule`` ddpm|ddim|mean, ``eta`` in [0, 1] (default 1) and ``start`` in (0, 1] (default 1),
+    ``step_rule`` ddpm|ddim|mean, ``eta`` in [0, 1] (default 1), ``start`` in (0, 1] (default 1),
+    ``kernel_init`` dirac|alternation and ``kernel_relax`` in (0, 4) (blind methods' defaults: dirac, 1),
     all checked."""
     from fdem.diffusion import check_start, check_step_rule, check_steps
+    from fdem.mstep import MAX_RELAX
+    from fdem.sampling.methods import check_kernel_init
 
-    keys = {"method", "steps", "step_rule", "eta", "start"}
+    keys = {"method", "steps", "step_rule", "eta", "start", "kernel_init", "kernel_relax"}
     if not isinstance(raw, dict) or set(raw) - keys or "method" not in raw:
         raise InputError(f"{source}: a step variant is a mapping of {', '.join(sorted(keys))}; got {raw!r}")
     variant = {"steps": None, "step_rule": "ddpm", "eta": 1.0, "start": 1.0, **raw}
@@ -106,6 +110,12 @@ def check_variant(raw, source: str) -> dict:
     check_steps(variant["steps"])
     variant["eta"] = check_step_rule(variant["step_rule"], variant["eta"])
     variant["start"] = check_start(variant["start"])
+    try:
+        check_kernel_init(variant.get("kernel_init", "dirac"))
+    except InputError as error:
+        raise InputError(f"{source}: {error}") from None
+    if "kernel_relax" in variant:
+        variant["kernel_relax"] = check_float(variant["kernel_relax"], f"{source}: kernel_relax", 0, MAX_RELAX, inclusive=False)
     return variant
 
 
@@ -214,7 +224,7 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
     """One measured row (a step ``variant``'s steps and rule if given), or a row with the error when
     the device runs out of memory."""
     variant = variant or {}
-    rule = {k: variant[k] for k in ("step_rule", "eta", "start") if k in variant}
+    rule = {k: variant[k] for k in ("step_rule", "eta", "start", "kernel_init", "kernel_relax") if k in variant}
     steps = variant["steps"] if variant else grid.steps
     try:
         row, output = measure(
@@ -230,10 +240,16 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
 
 
 def variant_label(variant: dict) -> str:
-    """``"100 ddpm"``, ``"20 ddim η=0"`` or ``"25 mean η=1 from 0.5"``: a step variant's steps and rule."""
+    """``"100 ddpm"``, ``"20 ddim η=0"`` or ``"25 ddim η=1 from 0.5, alternation start, γ=2"``: a step
+    variant's steps, rule, and the kernel's start and relaxation where not the paper's."""
     rule = variant["step_rule"] + (f" η={variant['eta']:g}" if variant["step_rule"] != "ddpm" else "")
     start = variant.get("start", 1.0)
-    return f"{variant['steps'] or 'default'} {rule}" + (f" from {start:g}" if start < 1 else "")
+    label = f"{variant['steps'] or 'default'} {rule}" + (f" from {start:g}" if start < 1 else "")
+    if variant.get("kernel_init", "dirac") != "dirac":
+        label += f", {variant['kernel_init']} start"
+    if variant.get("kernel_relax", 1.0) != 1:
+        label += f", γ={variant['kernel_relax']:g}"
+    return label
 
 
 def variant_ratios(rows: list[dict]) -> list[str]:

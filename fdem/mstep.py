@@ -39,8 +39,10 @@ from fdem.kernel_ops import dirac, normalize_kernel, recenter as recenter_biline
 from fdem.spline_shift import recenter_spline
 from fdem.physics import check_kernel_fits, full_to_kernel, psf2otf
 from fdem.problem import BlurProblem
+from fdem.validate import check_float
 
 REGULARISERS = ("pnp", "l1", "l2")
+MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, docs/fastem_study.md)
 WEIGHTINGS = ("official", "paper")
 
 
@@ -107,6 +109,13 @@ class MStepConfig:
     regulariser ``reg`` of weight ``lam`` (None: :func:`default_lambda`, ``pnp`` only) and, for
     ``pnp``, the kernel ``denoiser(k, level)`` (None: the shipped one for ``kernel_size``).
 
+    ``relax`` (γ, in (0, 4)) over-relaxes the update from its warm start ``k₀``:
+    ``k ← Π(k₀ + γ·(HQS(k₀) − k₀))``, Π clipping at 0 and normalising (:func:`relaxed`; with
+    re-centring, the HQS result is centred before and the relaxed kernel after); γ = 1 is the
+    paper's plain update. Inside a few-step sampler the kernel's error falls by a roughly constant
+    factor per step, so moving it further each step recovers part of what fewer steps lose
+    (docs/design.md §12).
+
     ``recenter=None`` means the method's choice: re-centre in Fast EM, not in Diffusion EM.
     ``recenter_rule`` says how: ``"bilinear"`` (ours: sub-pixel bilinear shift to ``(k//2, k//2)``,
     clipped and renormalised) or ``"spline"`` (the authors': ``scipy.ndimage.shift``'s cubic spline
@@ -121,6 +130,7 @@ class MStepConfig:
     recenter: bool | None = None
     denoiser: Callable | None = None
     recenter_rule: str = "bilinear"
+    relax: float = 1.0
 
     def __post_init__(self):
         if self.recenter_rule not in RECENTER_RULES:
@@ -135,6 +145,7 @@ class MStepConfig:
             raise InputError(f"need lam >= 0 and beta > 0, got lam={self.lam}, beta={self.beta}")
         if not isinstance(self.iters, int) or self.iters < 0:
             raise InputError(f"iters must be an integer >= 0, got {self.iters!r}")
+        check_float(self.relax, "kernel relaxation", 0, MAX_RELAX, inclusive=False)
 
     @property
     def resolved_lam(self) -> float:
@@ -152,9 +163,10 @@ class MStepConfig:
         r2: float | Tensor,
         recenter: bool,
         lam_scale: Tensor | None = None,
+        relax: float | None = None,
     ) -> Tensor:
-        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, then re-centred
-        on the centre of mass if ``recenter``. ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ
+        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, over-relaxed from
+        its start by ``relax`` (None: the config's), then re-centred on the centre of mass if ``recenter``. ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ
         per image (Fast EM's noise-level rule, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`).
         Returns ``(B, 1, k, k)`` kernels on the simplex."""
         y, lam = problem.y, self.resolved_lam
@@ -164,12 +176,22 @@ class MStepConfig:
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
             denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
-        kernel = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
+        start = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
+        kernel = start
         for _ in range(self.iters):
             z = normalize_kernel(data.solve(kernel))
             kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser,
                                                   scale=lam_scale))
-        return RECENTER_RULES[self.recenter_rule](kernel) if recenter else kernel
+        gamma = self.relax if relax is None else relax
+        align = RECENTER_RULES[self.recenter_rule] if recenter else (lambda k: k)
+        kernel = align(kernel)
+        return kernel if gamma == 1 else align(relaxed(start, kernel, gamma))  # extrapolate centred kernels
+
+
+def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
+    """``Π(start + γ·(update − start))``: the update moved ``gamma`` times as far from ``start``, clipped
+    at 0 and normalised to sum 1."""
+    return normalize_kernel(start + gamma * (update - start))
 
 
 def data_term(

@@ -90,8 +90,10 @@ def test_pigdm_methods_default_to_the_few_step_rule_fast_em_to_the_alternation_s
     assert (given["steps"], given["step_rule"], given["start"]) == (3, "ddim", 0.5)
     assert "start" not in dps and "step_rule" not in dps
     assert first["kernel_init"] == given["kernel_init"] == "alternation" and "kernel_init" not in dps  # Fast EM ΠGDM only
-    main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--kernel-init", "dirac", "--out", str(tmp_path / "d")])
-    assert seen[-1][1]["kernel_init"] == "dirac"
+    assert "kernel_relax" not in first  # the paper's plain M-step unless asked (docs/design.md §12)
+    main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--kernel-init", "dirac", "--kernel-relax", "2",
+          "--out", str(tmp_path / "d")])
+    assert seen[-1][1]["kernel_init"] == "dirac" and seen[-1][1]["kernel_relax"] == 2.0
 
 
 def test_reflect_padding_reaches_the_multiple_and_crops_back():
@@ -126,6 +128,9 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--prior-config": "MISMATCH"}, "missing keys: .*\\(.*\\).*unexpected keys"),
         ({"--prior": "MISSING"}, "prior checkpoint not found"),
         ({"--device": "toaster"}, "--device: unknown device 'toaster'"),
+        ({"--kernel-relax": "0"}, "--kernel-relax must be a number in \\(0, 4\\)"),
+        ({"--kernel-relax": "4"}, "--kernel-relax must be"),
+        ({"--kernel-relax": "nan"}, "--kernel-relax must be"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys, change, message):

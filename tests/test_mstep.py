@@ -171,3 +171,50 @@ def test_mstep_config_is_validated_when_built(kwargs, match):
 def test_estimate_kernel_options_are_keyword_only():
     with pytest.raises(TypeError):
         estimate_kernel(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), 0.01, 5, "l1", 1.0)
+
+
+@pytest.mark.parametrize("recenter", [False, True])
+def test_over_relaxation_moves_the_centred_update_gamma_times_as_far(recenter):
+    """relax = γ: R(Π(k₀ + γ(R(HQS(k₀)) − k₀))) with R the re-centring (identity when off), Π the simplex clip."""
+    from fdem.kernel_ops import recenter as centre
+    from fdem.mstep import MStepConfig
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(2, 1, 3, 24, 24, generator=g, dtype=torch.float64)
+    truth = normalize_kernel(torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64) ** 4)
+    problem = BlurProblem(blur(x[:, 0], truth), 0.02)
+    start = normalize_kernel(torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64))
+    run = dict(init=start, weighting="official", r2=0.0, recenter=recenter)
+    plain = MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3).update(problem, x, **run)
+    align = centre if recenter else (lambda k: k)
+    for gamma in (0.5, 2.0):
+        expected = align(normalize_kernel(start + gamma * (plain - start)))  # plain is R(HQS(k₀))
+        got = MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3, relax=gamma).update(problem, x, **run)
+        assert torch.allclose(got, expected, atol=1e-12)
+        assert not torch.allclose(got, plain, atol=1e-6)  # it does move the kernel
+        assert torch.allclose(got.sum(dim=(-2, -1)), torch.ones(2, 1, dtype=torch.float64)) and (got >= 0).all()
+    assert torch.equal(MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3, relax=1.0).update(problem, x, **run), plain)
+
+
+@pytest.mark.parametrize("gamma", [0, -1, 4, 10, float("nan"), "2"])
+def test_bad_over_relaxation_is_refused(gamma):
+    from fdem.mstep import MStepConfig
+
+    with pytest.raises(InputError, match="kernel relaxation must be a number in \\(0, 4\\)"):
+        MStepConfig(relax=gamma)
+
+
+def test_fast_em_relaxes_every_m_step_but_the_last():
+    """The hook over-relaxes at i > 0 and fits plainly at i = 0 (nothing follows that could correct an overshoot)."""
+    from fdem.mstep import MStepConfig
+    from fdem.sampling.fast_em import fast_em_hook
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(1, 1, 3, 24, 24, generator=g, dtype=torch.float64)
+    problem = BlurProblem(blur(x[:, 0], normalize_kernel(torch.rand(1, 1, 5, 5, generator=g, dtype=torch.float64) ** 4)), 0.02)
+    start = normalize_kernel(torch.rand(1, 1, 5, 5, generator=g, dtype=torch.float64))
+    config = dict(kernel_size=5, reg="l2", lam=0.01, iters=3)
+    hooks = {gamma: fast_em_hook(problem, MStepConfig(**config, relax=gamma), [0.0, 0.0], weighting="official", recenter=True)
+             for gamma in (1.0, 2.0)}
+    assert torch.equal(hooks[2.0](x, start, 0), hooks[1.0](x, start, 0))
+    assert not torch.allclose(hooks[2.0](x, start, 1), hooks[1.0](x, start, 1), atol=1e-6)

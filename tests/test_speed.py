@@ -11,6 +11,7 @@ import yaml
 from fdem.benchmarks.flops import method_flops, network_flops, peak_tflops
 from fdem.benchmarks.speed import build_prior, equality, markdown_table, measure, run_speed
 from fdem.cli import main
+from fdem.errors import InputError
 from fdem.nets.unet import NAMED_CONFIGS
 from fdem.sampling.fast_path import SpeedOptions, accelerate
 
@@ -227,4 +228,15 @@ def test_speed_steps_config_times_the_few_step_default_next_to_100_ancestral_ste
 
     grid, device = load_grid(BENCH_CONFIGS / "speed_steps.yaml", torch.device("cpu"))
     labels = [variant_label(v) for v in grid.step_variants]
-    assert device.type == "cpu" and labels == ["100 ddpm", "25 ddim η=1 from 0.5", "25 mean η=1 from 0.5"]
+    assert device.type == "cpu" and labels == ["100 ddpm", "25 ddim η=1 from 0.5", "25 ddim η=1 from 0.5, alternation start, γ=2",
+                                               "25 mean η=1 from 0.5"]
+
+
+@pytest.mark.parametrize("change, message", [({"kernel_relax": 0}, "kernel_relax must be a number in \\(0, 4\\)"),
+                                             ({"kernel_init": "gauss"}, "x.yaml: unknown kernel_init 'gauss'"),
+                                             ({"kernel_relax": "2"}, "kernel_relax must be")])
+def test_a_bad_kernel_option_of_a_step_variant_is_refused(change, message):
+    from fdem.benchmarks.speed_grid import check_variant
+
+    with pytest.raises(InputError, match=message):
+        check_variant({"method": "fastem-pigdm", "steps": 25, "step_rule": "ddim"} | change, "x.yaml")

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "mode", "lam",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
-           "overlap", "max_batch", "kernel_init")
+           "overlap", "max_batch", "kernel_init", "kernel_relax")
 # What a photograph needs, for methods that take it: its margin as missing data (chosen over "smooth" on
 # BSDS500 val crops, circular and scene blur: README "Fast EM on held-out photographs") and tiles for large images.
 PHOTO_DEFAULTS = {"border": "impute", "tiled": True}
@@ -34,6 +34,8 @@ PHOTO_DEFAULTS = {"border": "impute", "tiled": True}
 FEW_STEP_DEFAULTS = {"steps": 25, "step_rule": "ddim", "start": 0.5}
 # Fast EM ΠGDM from the noised observation: the kernel starts from the prior-free alternation's, not a
 # Dirac (docs/design.md §11; lower kernel error at the same PSNR on BSDS500 val, docs/fastem_study.md).
+# The over-relaxed M-step (§12, --kernel-relax) is not a default: on val photos with the imputed margin it
+# raised the kernel error in all three runs (docs/fastem_study.md, "Over-relaxing the kernel").
 FAST_EM_DEFAULTS = {"kernel_init": "alternation"}
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -291,6 +293,10 @@ def checked_options(args: argparse.Namespace) -> dict:
             from fdem.sampling.guidance import check_dps_step_rule
 
             check_dps_step_rule("mean")
+    if "kernel_relax" in options:
+        from fdem.mstep import MAX_RELAX
+
+        options["kernel_relax"] = check_float(options["kernel_relax"], "--kernel-relax", 0, MAX_RELAX, inclusive=False)
     if "kernel_init" in options:
         from fdem.sampling.methods import check_kernel_init
 
@@ -360,6 +366,8 @@ def add_parsers(sub) -> None:
                    "the --steps then cover [0, start·T] (default: 0.5 for PiGDM methods, 1 = from pure noise for the others)")
     p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's) or "
                    "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11)")
+    p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
+                   "warm start, in (0, 4) (default 1, the paper's; 2 helps on circular blur, not on photos: docs/design.md §12)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
     p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")

@@ -8,7 +8,7 @@ and, for i = S−1 … 0 (respaced steps; the network sees the original timestep
    no noise at ``i = 0``);
 2. **M-step** — on the current ``x̂0`` of the ``n`` particles (``u`` in ``[0, 1]``), HQS warm-started
    from the previous kernel (:meth:`fdem.mstep.MStepConfig.update` with ``init = k``, the hook
-   below). Its data weight is Eq. 24's ``α = nβσ²`` with Eq. 33's extra ``n·N·r_i²`` term under
+   below; optionally over-relaxed, ``relax``, except at the last step: docs/design.md §12). Its data weight is Eq. 24's ``α = nβσ²`` with Eq. 33's extra ``n·N·r_i²`` term under
    ``weighting="paper"``, the authors' ``α = σ²β`` under ``"official"`` (:func:`fdem.mstep.data_term`);
    ``r_i²`` follows the run's r² rule (:func:`fdem.sampling.guidance.r2_schedule`);
 3. **re-centring** — the kernel is shifted so its centre of mass is at ``(k//2, k//2)``
@@ -60,12 +60,15 @@ def fast_em_hook(
     problem: BlurProblem, mstep: MStepConfig, r2: list[float], *, weighting: str, recenter: bool
 ) -> MStepHook:
     """Steps 2 and 3 of Algorithm 2: the warm-started M-step on the particles at step ``i``, re-centred.
-    Without a given λ (PnP), λ is :func:`fast_em_lambda_scale` × the Figure-4 λ, per image."""
+    Without a given λ (PnP), λ is :func:`fast_em_lambda_scale` × the Figure-4 λ, per image. An
+    over-relaxed M-step (``mstep.relax`` ≠ 1, docs/design.md §12) is plain at the last step, ``i = 0``."""
     default = mstep.lam is None and mstep.reg == "pnp"
     scale = fast_em_lambda_scale(problem.sigma) if default else None
 
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
-        return mstep.update(problem, u, init=kernel, weighting=weighting, r2=r2[i], recenter=recenter, lam_scale=scale)
+        relax = None if i > 0 else 1.0  # the last kernel fits the last image, no extrapolation past it
+        return mstep.update(problem, u, init=kernel, weighting=weighting, r2=r2[i], recenter=recenter, lam_scale=scale,
+                            relax=relax)
 
     return hook
 

@@ -41,7 +41,8 @@ class DiffusionRestorer(Restorer):
     image is larger than one (:mod:`fdem.sampling.tiled`; an explicit ``tile`` must fit in the image).
     The blind methods start from a Dirac of ``kernel_size``, or with ``kernel_init="alternation"`` from the
     prior-free alternation's kernel (:data:`~fdem.sampling.methods.KERNEL_INITS`); the M-step's PnP kernel denoiser is
-    the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given.
+    the shipped one unless ``kernel_denoiser`` names a file, with its tuned λ unless ``lam`` is given;
+    ``kernel_relax`` over-relaxes each M-step from its warm start (:class:`~fdem.mstep.MStepConfig` ``relax``).
     ``restarts`` = K runs K chains per image and keeps the one that fits ``y`` best (:mod:`fdem.sampling.restarts`).
     ``precision`` (fp32, tf32, bf16), ``channels_last`` and ``compile`` are the UNet's speed switches
     (:mod:`fdem.sampling.fast_path`); None/auto take the device default, and rows record them. A
@@ -79,6 +80,7 @@ class DiffusionRestorer(Restorer):
         start: float = 1.0,
         restarts: int = 1,
         kernel_init: str = "dirac",
+        kernel_relax: float = 1.0,
     ):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
         from fdem.sampling.fast_path import SpeedOptions
@@ -103,7 +105,7 @@ class DiffusionRestorer(Restorer):
         self.net, self.schedule = loaded.accelerated(speed, self.device), loaded.schedule
         uses_denoiser = self.blind and lam != 0
         denoiser = denoiser_for_kernel(kernel_size, kernel_denoiser, self.device) if uses_denoiser else None
-        self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser,
+        self.mstep = MStepConfig(kernel_size=kernel_size, lam=lam, denoiser=denoiser, relax=kernel_relax,
                                  recenter_rule=recenter_rule or MStepConfig.recenter_rule)
         if recenter_rule is not None:
             self.options["recenter_rule"] = recenter_rule
@@ -116,6 +118,8 @@ class DiffusionRestorer(Restorer):
             self.options["restarts"] = restarts
         if kernel_init != "dirac" and self.blind:  # rows of the paper's Dirac start keep their columns
             self.options["kernel_init"] = kernel_init
+        if kernel_relax != 1 and self.blind:  # rows of the paper's plain M-step keep their columns
+            self.options["kernel_relax"] = kernel_relax
         if border not in BORDERS:
             raise InputError(f"border must be one of {', '.join(BORDERS)}, got {border!r}")
         self.border = border
