@@ -165,10 +165,10 @@ class MStepConfig:
         lam_scale: Tensor | None = None,
         relax: float | None = None,
     ) -> Tensor:
-        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, over-relaxed from
-        its start by ``relax`` (None: the config's), then re-centred on the centre of mass if ``recenter``. ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ
-        per image (Fast EM's noise-level rule, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`).
-        Returns ``(B, 1, k, k)`` kernels on the simplex."""
+        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, re-centred on the
+        centre of mass if ``recenter``, over-relaxed from its start by ``relax`` (None: the config's
+        γ; see the class). ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ per image (Fast EM's
+        noise-level rule, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`). Returns ``(B, 1, k, k)`` kernels on the simplex."""
         y, lam = problem.y, self.resolved_lam
         if lam_scale is not None and self.reg != "pnp":
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")

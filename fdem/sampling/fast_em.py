@@ -8,7 +8,8 @@ and, for i = S−1 … 0 (respaced steps; the network sees the original timestep
    no noise at ``i = 0``);
 2. **M-step** — on the current ``x̂0`` of the ``n`` particles (``u`` in ``[0, 1]``), HQS warm-started
    from the previous kernel (:meth:`fdem.mstep.MStepConfig.update` with ``init = k``, the hook
-   below; optionally over-relaxed, ``relax``, except at the last step: docs/design.md §12). Its data weight is Eq. 24's ``α = nβσ²`` with Eq. 33's extra ``n·N·r_i²`` term under
+   below; optionally over-relaxed, ``relax``, except at the last step: docs/design.md §12). Its
+   data weight is Eq. 24's ``α = nβσ²`` with Eq. 33's extra ``n·N·r_i²`` term under
    ``weighting="paper"``, the authors' ``α = σ²β`` under ``"official"`` (:func:`fdem.mstep.data_term`);
    ``r_i²`` follows the run's r² rule (:func:`fdem.sampling.guidance.r2_schedule`);
 3. **re-centring** — the kernel is shifted so its centre of mass is at ``(k//2, k//2)``
