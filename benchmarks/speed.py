@@ -191,9 +191,9 @@ def measure(
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
     rule = {"step_rule": step_rule, "eta": eta} if step_rule != "ddpm" else {}
     rule.update({"start": start} if start < 1 else {})
-    rule.update({k: v for k, v in (("kernel_init", kernel_init), ("kernel_relax", kernel_relax)) if v not in ("dirac", 1.0)})
     restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
-                              steps=steps or entry.default_steps, em_iters=em_iters, **rule)
+                              steps=steps or entry.default_steps, em_iters=em_iters, kernel_init=kernel_init,
+                              kernel_relax=kernel_relax, **rule)
     call = restore_call(restorer, y.to(device), kernels.to(device), seed)
     seconds, warmup_seconds, output = time_calls(call, device, repeats, warmup)
     calls, full_calls = entry.net_calls(steps, em_iters), entry.net_calls(None, 10)
@@ -355,6 +355,12 @@ def write_csv(rows: list[dict], path: str | Path) -> Path:
     return Path(path)
 
 
+def kernel_label(kernel_init: str | None, kernel_relax: float | None) -> str:
+    """``", alternation start, γ=2"``: the blind kernel's start and relaxation where not the paper's (else "")."""
+    label = f", {kernel_init} start" if kernel_init not in (None, "dirac") else ""
+    return label + (f", γ={kernel_relax:g}" if kernel_relax not in (None, 1.0) else "")
+
+
 def _steps_cell(row: dict) -> str:
     cell = str(row["steps"])
     if row["net_calls"] != row["steps"]:
@@ -365,11 +371,7 @@ def _steps_cell(row: dict) -> str:
         cell += f" {row['step_rule']} η={row['eta']:g}"
     if row.get("start", 1.0) < 1:
         cell += f" from {row['start']:g}"
-    if row.get("kernel_init") not in (None, "dirac"):
-        cell += f", {row['kernel_init']} start"
-    if row.get("kernel_relax") not in (None, 1.0):
-        cell += f", γ={row['kernel_relax']:g}"
-    return cell
+    return cell + kernel_label(row.get("kernel_init"), row.get("kernel_relax"))
 
 
 def markdown_table(rows: list[dict]) -> str:

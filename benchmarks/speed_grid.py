@@ -30,7 +30,6 @@ from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text, ensure_writable_dir
 from fdem.method_table import METHODS, lookup
 from fdem.sampling.fast_path import SpeedOptions, accelerate
-from fdem.validate import check_float
 
 ALL_METHODS = [m.name for m in METHODS if m.speed_grid]  # a grid's default methods (the method table's)
 BASELINE = SpeedOptions("fp32", False, False)
@@ -98,7 +97,7 @@ def check_variant(raw, source: str) -> dict:
     ``kernel_init`` dirac|alternation and ``kernel_relax`` in (0, 4) (blind methods' defaults: dirac, 1),
     all checked."""
     from fdem.diffusion import check_start, check_step_rule, check_steps
-    from fdem.mstep import MAX_RELAX
+    from fdem.mstep import check_relax
     from fdem.sampling.methods import check_kernel_init
 
     keys = {"method", "steps", "step_rule", "eta", "start", "kernel_init", "kernel_relax"}
@@ -115,7 +114,7 @@ def check_variant(raw, source: str) -> dict:
     except InputError as error:
         raise InputError(f"{source}: {error}") from None
     if "kernel_relax" in variant:
-        variant["kernel_relax"] = check_float(variant["kernel_relax"], f"{source}: kernel_relax", 0, MAX_RELAX, inclusive=False)
+        variant["kernel_relax"] = check_relax(variant["kernel_relax"], f"{source}: kernel_relax")
     return variant
 
 
@@ -244,12 +243,10 @@ def variant_label(variant: dict) -> str:
     variant's steps, rule, and the kernel's start and relaxation where not the paper's."""
     rule = variant["step_rule"] + (f" η={variant['eta']:g}" if variant["step_rule"] != "ddpm" else "")
     start = variant.get("start", 1.0)
-    label = f"{variant['steps'] or 'default'} {rule}" + (f" from {start:g}" if start < 1 else "")
-    if variant.get("kernel_init", "dirac") != "dirac":
-        label += f", {variant['kernel_init']} start"
-    if variant.get("kernel_relax", 1.0) != 1:
-        label += f", γ={variant['kernel_relax']:g}"
-    return label
+    from fdem.benchmarks.speed import kernel_label
+
+    return (f"{variant['steps'] or 'default'} {rule}" + (f" from {start:g}" if start < 1 else "")
+            + kernel_label(variant.get("kernel_init"), variant.get("kernel_relax")))
 
 
 def variant_ratios(rows: list[dict]) -> list[str]:

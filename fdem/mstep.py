@@ -52,6 +52,11 @@ def check_weighting(weighting: str) -> None:
         raise InputError(f"unknown M-step weighting {weighting!r}: choose one of {', '.join(WEIGHTINGS)}")
 
 
+def check_relax(value, name: str = "kernel relaxation") -> float:
+    """The kernel over-relaxation γ as a float if it lies in ``(0, MAX_RELAX)``, else an :class:`InputError` naming ``name``."""
+    return check_float(value, name, 0, MAX_RELAX, inclusive=False)
+
+
 def default_lambda(kernel_size: int, denoiser=None) -> float:
     """The PnP weight λ that goes with the denoiser.
 
@@ -145,7 +150,7 @@ class MStepConfig:
             raise InputError(f"need lam >= 0 and beta > 0, got lam={self.lam}, beta={self.beta}")
         if not isinstance(self.iters, int) or self.iters < 0:
             raise InputError(f"iters must be an integer >= 0, got {self.iters!r}")
-        check_float(self.relax, "kernel relaxation", 0, MAX_RELAX, inclusive=False)
+        check_relax(self.relax)
 
     @property
     def resolved_lam(self) -> float:

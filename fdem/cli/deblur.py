@@ -294,9 +294,9 @@ def checked_options(args: argparse.Namespace) -> dict:
 
             check_dps_step_rule("mean")
     if "kernel_relax" in options:
-        from fdem.mstep import MAX_RELAX
+        from fdem.mstep import check_relax
 
-        options["kernel_relax"] = check_float(options["kernel_relax"], "--kernel-relax", 0, MAX_RELAX, inclusive=False)
+        options["kernel_relax"] = check_relax(options["kernel_relax"], "--kernel-relax")
     if "kernel_init" in options:
         from fdem.sampling.methods import check_kernel_init
 
