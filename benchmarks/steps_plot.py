@@ -6,7 +6,8 @@ row's ``params``: ``steps``, ``em_iters``, ``step_rule``; absent rule = ``ddpm``
 * ``steps.csv`` / ``steps.md``: per method × rule × network calls, the mean seconds per image,
   PSNR, SSIM and kernel MSE over the problems (and their count);
 * ``steps.png``: PSNR and kernel MSE against seconds per image (log x), one curve per method ×
-  step rule, each point labelled with its network calls.
+  step rule, each point labelled with its network calls; methods without network calls (the
+  blurry input, the prior-free alternation) as dotted horizontal references.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ METRICS = ("seconds", "psnr", "ssim", "kernel_mse")
 
 def step_columns(params: str) -> tuple[str, int]:
     """``(step rule, network calls)`` of a row's ``params`` JSON: calls = steps × Diffusion EM rounds;
-    the rule names its start when it is not 1 (``"mean from 0.5"``)."""
+    the rule names its start when it is not 1 (``"mean from 0.5"``) and the blind kernel's options when
+    they are not the paper's (``"ddim from 0.5, alternation start, relax 2"``), so each is its own curve."""
     p = json.loads(params) if isinstance(params, str) and params else {}
+    if not p.get("steps"):  # a reference without network calls (blurry input, prior-free alternation)
+        return "–", 0
     rule = p.get("step_rule", "ddpm") + (f" from {p['start']:g}" if p.get("start", 1) < 1 else "")
+    rule += f", {p['kernel_init']} start" if "kernel_init" in p else ""
+    rule += f", relax {p['kernel_relax']:g}" if "kernel_relax" in p else ""
     return rule, int(p.get("steps") or 0) * int(p.get("em_iters") or 1)
 
 
@@ -58,10 +64,13 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     for (method, rule), curve in table.groupby(["method_name", "step_rule"], sort=False):
         for ax, column in zip(axes, ("psnr", "kernel_mse")):
             if column not in curve or curve[column].isna().all():
+                continue
+            if (curve["net_calls"] == 0).all():  # no network calls: a horizontal reference line
+                ax.axhline(curve[column].mean(), color="grey", linestyle=":", label=method)
                 continue
             ax.plot(curve["seconds"], curve[column], marker="o", linestyle="-" if rule == "ddpm" else "--",
                     label=f"{method} {rule}")
@@ -71,10 +80,12 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set(xscale="log", xlabel="seconds per image (log scale)", ylabel=label)
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
     axes[1].set_yscale("log")
+    handles, labels = axes[0].get_legend_handles_labels()  # one legend under both panels, off the curves
+    rows = -(-len(labels) // 3)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.01 + 0.035 * rows, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

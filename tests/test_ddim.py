@@ -265,20 +265,24 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
 
     cfg = BenchConfig.from_yaml(Path(__file__).parents[1] / "configs" / "bench" / "steps.yaml")
     specs = parse_methods(cfg.methods)
-    assert len(specs) == 43 and cfg.data["images"] != "bundled-held-out"
+    assert len(specs) == 40 and cfg.data["images"] != "bundled-held-out"
     for spec in specs:
         check_options(spec.method, spec.options)
     lines = ["method,method_name,params,index,seconds,psnr,ssim,kernel_mse"]
-    rules = {"ddpm": {}, "ddim": {"step_rule": "ddim", "eta": 1.0}, "ddim from 0.5": {"step_rule": "ddim", "eta": 1.0, "start": 0.5}}
+    relaxed = {"step_rule": "ddim", "eta": 1.0, "start": 0.5, "kernel_init": "alternation", "kernel_relax": 2.0}
+    rules = {"ddpm": {}, "ddim": {"step_rule": "ddim", "eta": 1.0}, "ddim from 0.5": {"step_rule": "ddim", "eta": 1.0, "start": 0.5},
+             "relaxed": relaxed}
     for rule, options in rules.items():
         for calls in (10, 20, 100):
             params = json.dumps({"steps": calls, **options})
             for index in range(2):
                 lines.append(f'"fastem-pigdm {rule} {calls}",fastem-pigdm,"{params.replace(chr(34), chr(34) * 2)}",'
                              f"{index},{calls / 10},{20 + calls / 100},0.5,{1e-4 * (1 + 1 / calls)}")
+    lines += [f'"blurry",blurry,"{{}}",{index},0.001,18.0,0.4,0.001' for index in range(2)]
     (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
     written = write_study(tmp_path)
     assert written["steps.png"].stat().st_size > 0
     text = written["steps.md"].read_text()
     assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 |" in text and "| fastem-pigdm | ddim from 0.5 | 20 | 2 | 20.20 |" in text
-    assert text.count("\n") == 11
+    assert "| fastem-pigdm | ddim from 0.5, alternation start, relax 2 | 20 | 2 | 20.20 |" in text
+    assert "| blurry | – | 0 | 0.001 | 18.00 |" in text and text.count("\n") == 15
