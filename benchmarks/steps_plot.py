@@ -4,10 +4,19 @@ Reads ``OUT/rows.csv`` of a ``fdem bench`` run, groups rows by method and step r
 row's ``params``: ``steps``, ``em_iters``, ``step_rule``; absent rule = ``ddpm``) and writes
 
 * ``steps.csv`` / ``steps.md``: per method × rule × network calls, the mean seconds per image,
-  PSNR, SSIM and kernel MSE over the problems (and their count);
+  PSNR, SSIM and kernel MSE over the problems (and their count), and against the same method's
+  ancestral (``ddpm``) row with the most calls — the authors' 100 steps — the PSNR difference, the
+  kernel-MSE ratio and the speed-up (issue 15's acceptance: ≤ 25 calls within 0.2 dB, 1.2×, ≥ 3.5×);
 * ``steps.png``: PSNR and kernel MSE against seconds per image (log x), one curve per method ×
   step rule, each point labelled with its network calls; methods without network calls (the
-  blurry input, the prior-free alternation) as dotted horizontal references.
+  blurry input, the prior-free alternation) as horizontal references, each in its own dash
+  style.
+
+``--pair REFERENCE CANDIDATE`` (two ``method`` labels of ``rows.csv``) also prints their paired
+comparison over the shared problems: the ratio of mean kernel MSEs and the PSNR difference with
+bootstrap 95 % intervals over problems, how many problems each wins, and the one problem that
+contributes most to the kernel ratio, with the ratio without it (a mean over 24 problems can hinge
+on one).
 """
 
 from __future__ import annotations
@@ -16,12 +25,15 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fdem.benchmarks import run_script
+from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text
 
 METRICS = ("seconds", "psnr", "ssim", "kernel_mse")
+REFERENCE_STYLES = ((":", "0.35"), ("-.", "0.6"))  # (line style, grey level) of each network-free reference
 
 
 def step_columns(params: str) -> tuple[str, int]:
@@ -44,16 +56,64 @@ def study(rows: pd.DataFrame) -> pd.DataFrame:
     present = [m for m in METRICS if m in rows]
     table = rows.groupby(["method_name", "step_rule", "net_calls"])[present].mean()
     table["problems"] = rows.groupby(["method_name", "step_rule", "net_calls"]).size()
-    return table.reset_index().sort_values(["method_name", "step_rule", "net_calls"])
+    return against_ancestral(table.reset_index().sort_values(["method_name", "step_rule", "net_calls"]))
+
+
+def against_ancestral(table: pd.DataFrame) -> pd.DataFrame:
+    """Adds ``psnr_gain`` (dB), ``kernel_mse_ratio`` and ``speedup`` of each row against its method's
+    ``ddpm`` row with the most network calls (NaN where the method has none, or a metric is absent)."""
+    table = table.copy()
+    for column in ("psnr_gain", "kernel_mse_ratio", "speedup"):
+        table[column] = float("nan")
+    for method, rows in table.groupby("method_name"):
+        ancestral = rows[rows["step_rule"] == "ddpm"]
+        if ancestral.empty:
+            continue
+        ref = ancestral.loc[ancestral["net_calls"].idxmax()]
+        mine = table["method_name"] == method
+        if "psnr" in table:
+            table.loc[mine, "psnr_gain"] = table.loc[mine, "psnr"] - ref["psnr"]
+        if "kernel_mse" in table:
+            table.loc[mine, "kernel_mse_ratio"] = table.loc[mine, "kernel_mse"] / ref["kernel_mse"]
+        if "seconds" in table:
+            table.loc[mine, "speedup"] = ref["seconds"] / table.loc[mine, "seconds"]
+    return table
+
+
+def paired(rows: pd.DataFrame, reference: str, candidate: str, draws: int = 10_000, seed: int = 0) -> str:
+    """``candidate`` against ``reference`` (``method`` labels) over the problems both solved: kernel-MSE
+    ratio of the means and PSNR difference, each with a bootstrap 95 % interval over problems (seeded)."""
+    keys = ["image_id", "kernel_id", "sigma255"]
+    both = rows[rows["method"] == reference].merge(rows[rows["method"] == candidate], on=keys, suffixes=("_r", "_c"))
+    if both.empty:
+        raise InputError(f"--pair: no problem solved by both {reference!r} and {candidate!r}")
+    k_r, k_c = both["kernel_mse_r"].to_numpy(), both["kernel_mse_c"].to_numpy()
+    gain = (both["psnr_c"] - both["psnr_r"]).to_numpy()
+    draw = np.random.default_rng(seed).integers(0, len(both), (draws, len(both)))
+    ratio_ci = np.percentile(k_c[draw].mean(1) / k_r[draw].mean(1), [2.5, 97.5])
+    gain_ci = np.percentile(gain[draw].mean(1), [2.5, 97.5])
+    worst = int(np.argmax(k_c - k_r))
+    without = np.delete(k_c, worst).mean() / np.delete(k_r, worst).mean()
+    name = "/".join(str(both[k].iloc[worst]) for k in keys[:2])
+    return (f"{candidate} against {reference}, {len(both)} problems:\n"
+            f"  kernel MSE ratio {k_c.mean() / k_r.mean():.3f} (95 % bootstrap {ratio_ci[0]:.2f}–{ratio_ci[1]:.2f}), "
+            f"lower kernel MSE on {(k_c < k_r).sum()} of {len(both)}\n"
+            f"  PSNR {gain.mean():+.2f} dB (95 % bootstrap {gain_ci[0]:+.2f} to {gain_ci[1]:+.2f}), higher on {(gain > 0).sum()}\n"
+            f"  largest kernel excess: problem {name} ({k_r[worst]:.2g} → {k_c[worst]:.2g}); ratio without it {without:.3f}\n")
 
 
 def markdown(table: pd.DataFrame) -> str:
-    """``steps.md``: one line per method × rule × calls."""
-    lines = ["| method | rule | calls | s/img | PSNR | SSIM | kernel MSE | problems |", "|---|---|---|---|---|---|---|---|"]
+    """``steps.md``: one line per method × rule × calls, with its comparison to the 100 ancestral steps."""
+    lines = ["| method | rule | calls | s/img | PSNR | SSIM | kernel MSE | problems | ΔPSNR vs ancestral | kernel MSE × | speed-up |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        get = lambda name, fmt: format(getattr(r, name), fmt) if hasattr(r, name) else "–"  # noqa: E731
+        def get(name: str, fmt: str) -> str:
+            value = getattr(r, name, float("nan"))
+            return "–" if pd.isna(value) else format(value, fmt)
+
         lines.append(f"| {r.method_name} | {r.step_rule} | {r.net_calls} | {get('seconds', '.3g')} | {get('psnr', '.2f')} "
-                     f"| {get('ssim', '.3f')} | {get('kernel_mse', '.3g')} | {r.problems} |")
+                     f"| {get('ssim', '.3f')} | {get('kernel_mse', '.3g')} | {r.problems} | {get('psnr_gain', '+.2f')} "
+                     f"| {get('kernel_mse_ratio', '.2f')} | {get('speedup', '.2f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -65,12 +125,15 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    references = 0
     for (method, rule), curve in table.groupby(["method_name", "step_rule"], sort=False):
+        style, grey = REFERENCE_STYLES[references % len(REFERENCE_STYLES)]
+        references += bool((curve["net_calls"] == 0).all())
         for ax, column in zip(axes, ("psnr", "kernel_mse")):
             if column not in curve or curve[column].isna().all():
                 continue
             if (curve["net_calls"] == 0).all():  # no network calls: a horizontal reference line
-                ax.axhline(curve[column].mean(), color="grey", linestyle=":", label=method)
+                ax.axhline(curve[column].mean(), color=grey, linestyle=style, label=method)
                 continue
             ax.plot(curve["seconds"], curve[column], marker="o", linestyle="-" if rule == "ddpm" else "--",
                     label=f"{method} {rule}")
@@ -107,10 +170,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="the output folder of a `fdem bench` run (holds rows.csv)")
     parser.add_argument("--title", default="fdem steps")
+    parser.add_argument("--pair", nargs=2, metavar=("REFERENCE", "CANDIDATE"),
+                        help="two method labels of rows.csv to compare problem by problem")
     args = parser.parse_args(argv)
     for name, path in write_study(Path(args.out), args.title).items():
         print(f"{name}: {path}")
     print((Path(args.out) / "steps.md").read_text())
+    if args.pair:
+        from fdem.benchmarks.tables import load_rows
+
+        print(paired(load_rows(Path(args.out) / "rows.csv"), *args.pair))
 
 
 if __name__ == "__main__":

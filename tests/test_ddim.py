@@ -286,3 +286,27 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
     assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 |" in text and "| fastem-pigdm | ddim from 0.5 | 20 | 2 | 20.20 |" in text
     assert "| fastem-pigdm | ddim from 0.5, alternation start, relax 2 | 20 | 2 | 20.20 |" in text
     assert "| blurry | – | 0 | 0.001 | 18.00 |" in text and text.count("\n") == 15
+    # against the method's ancestral row with the most calls (ddpm, 100): 20.2 − 21.0 dB, 1.05e-4 / 1.01e-4, 10 s / 2 s
+    assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 | 0.500 | 0.000105 | 2 | -0.80 | 1.04 | 5.00 |" in text
+    assert "| fastem-pigdm | ddpm | 100 | 10 | 21.00 | 0.500 | 0.000101 | 2 | +0.00 | 1.00 | 1.00 |" in text
+    blurry = next(line for line in text.splitlines() if line.startswith("| blurry |"))
+    assert blurry.endswith("| 2 | – | – | – |")  # the blurry input has no ancestral row to compare with
+
+
+def test_the_paired_comparison_names_the_problem_that_carries_the_kernel_ratio(tmp_path, capsys):
+    import pandas as pd
+
+    from fdem.benchmarks import run_script
+    from fdem.benchmarks.steps_plot import main, paired
+
+    rows = pd.DataFrame({"method": ["ref"] * 4 + ["new"] * 4, "image_id": ["a", "a", "b", "b"] * 2,
+                         "kernel_id": [0, 1, 2, 3] * 2, "sigma255": 5.0,
+                         "psnr": [20.0, 21, 22, 23, 21, 22, 23, 20], "kernel_mse": [1.0, 1, 1, 1, 1, 1, 1, 5]})
+    text = paired(rows, "ref", "new")
+    assert "kernel MSE ratio 2.000" in text and "lower kernel MSE on 0 of 4" in text
+    assert "PSNR +0.00 dB" in text and "higher on 3" in text
+    assert "problem b/3 (1 → 5); ratio without it 1.000" in text
+    (tmp_path / "rows.csv").write_text(rows.assign(method_name="x", params="{}", seconds=1.0, ssim=0.5).to_csv(index=False))
+    with pytest.raises(SystemExit) as exit_info:  # as `python -m fdem.benchmarks.steps_plot` runs it
+        run_script(lambda: main([str(tmp_path), "--pair", "ref", "missing"]))
+    assert exit_info.value.code == 2 and "--pair: no problem solved by both 'ref' and 'missing'" in capsys.readouterr().err
