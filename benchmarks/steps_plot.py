@@ -173,13 +173,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pair", nargs=2, metavar=("REFERENCE", "CANDIDATE"),
                         help="two method labels of rows.csv to compare problem by problem")
     args = parser.parse_args(argv)
+    comparison = ""
+    if args.pair:  # checked before anything is written: a wrong label leaves the folder as it was
+        from fdem.benchmarks.tables import load_rows
+
+        comparison = paired(load_rows(Path(args.out) / "rows.csv"), *args.pair)
     for name, path in write_study(Path(args.out), args.title).items():
         print(f"{name}: {path}")
     print((Path(args.out) / "steps.md").read_text())
-    if args.pair:
-        from fdem.benchmarks.tables import load_rows
-
-        print(paired(load_rows(Path(args.out) / "rows.csv"), *args.pair))
+    if comparison:
+        print(comparison)
 
 
 if __name__ == "__main__":
