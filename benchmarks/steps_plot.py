@@ -16,7 +16,10 @@ row's ``params``: ``steps``, ``em_iters``, ``step_rule``; absent rule = ``ddpm``
 comparison over the shared problems: the ratio of mean kernel MSEs and the PSNR difference with
 bootstrap 95 % intervals over problems, how many problems each wins, and the one problem that
 contributes most to the kernel ratio, with the ratio without it (a mean over 24 problems can hinge
-on one).
+on one), and draws it problem by problem in ``OUT/pair.png`` (kernel MSE and PSNR of the candidate
+against the reference's). ``--pool OTHER [OTHER …]`` adds the rows of other runs of the same
+methods (other problems, e.g. ``configs/bench/steps_check.yaml`` next to the grid) to that
+comparison; a problem is then named by its run too. The tables and ``steps.png`` stay those of ``OUT``.
 """
 
 from __future__ import annotations
@@ -80,13 +83,24 @@ def against_ancestral(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def paired(rows: pd.DataFrame, reference: str, candidate: str, draws: int = 10_000, seed: int = 0) -> str:
-    """``candidate`` against ``reference`` (``method`` labels) over the problems both solved: kernel-MSE
-    ratio of the means and PSNR difference, each with a bootstrap 95 % interval over problems (seeded)."""
-    keys = ["image_id", "kernel_id", "sigma255"]
+def problem_keys(rows: pd.DataFrame) -> list[str]:
+    """The columns that name a problem (with its run when runs are pooled)."""
+    return ["image_id", "kernel_id", "sigma255"] + (["run"] if "run" in rows else [])
+
+
+def pair_rows(rows: pd.DataFrame, reference: str, candidate: str) -> pd.DataFrame:
+    """One row per problem solved by both methods (``method`` labels), their columns suffixed ``_r`` / ``_c``."""
+    keys = problem_keys(rows)
     both = rows[rows["method"] == reference].merge(rows[rows["method"] == candidate], on=keys, suffixes=("_r", "_c"))
     if both.empty:
         raise InputError(f"--pair: no problem solved by both {reference!r} and {candidate!r}")
+    return both
+
+
+def paired(rows: pd.DataFrame, reference: str, candidate: str, draws: int = 10_000, seed: int = 0) -> str:
+    """``candidate`` against ``reference`` (``method`` labels) over the problems both solved: kernel-MSE
+    ratio of the means and PSNR difference, each with a bootstrap 95 % interval over problems (seeded)."""
+    keys, both = problem_keys(rows), pair_rows(rows, reference, candidate)
     k_r, k_c = both["kernel_mse_r"].to_numpy(), both["kernel_mse_c"].to_numpy()
     gain = (both["psnr_c"] - both["psnr_r"]).to_numpy()
     draw = np.random.default_rng(seed).integers(0, len(both), (draws, len(both)))
@@ -95,11 +109,58 @@ def paired(rows: pd.DataFrame, reference: str, candidate: str, draws: int = 10_0
     worst = int(np.argmax(k_c - k_r))
     without = np.delete(k_c, worst).mean() / np.delete(k_r, worst).mean()
     name = "/".join(str(both[k].iloc[worst]) for k in keys[:2])
+    name += f" of {both['run'].iloc[worst]}" if "run" in both else ""
     return (f"{candidate} against {reference}, {len(both)} problems:\n"
             f"  kernel MSE ratio {k_c.mean() / k_r.mean():.3f} (95 % bootstrap {ratio_ci[0]:.2f}–{ratio_ci[1]:.2f}), "
             f"lower kernel MSE on {(k_c < k_r).sum()} of {len(both)}\n"
             f"  PSNR {gain.mean():+.2f} dB (95 % bootstrap {gain_ci[0]:+.2f} to {gain_ci[1]:+.2f}), higher on {(gain > 0).sum()}\n"
             f"  largest kernel excess: problem {name} ({k_r[worst]:.2g} → {k_c[worst]:.2g}); ratio without it {without:.3f}\n")
+
+
+def pair_plot(both: pd.DataFrame, reference: str, candidate: str, path: Path) -> Path:
+    """Problem by problem, the candidate's kernel MSE (log) and PSNR against the reference's, with the
+    diagonal and the 1.2× line: where a mean ratio comes from (a few problems far off the diagonal)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.8))
+    runs = both.groupby("run", sort=False) if "run" in both else [("", both)]
+    for ax, column, scale in zip(axes, ("kernel_mse", "psnr"), ("log", "linear")):
+        for run, part in runs:
+            ax.scatter(part[f"{column}_r"], part[f"{column}_c"], s=14, alpha=0.75, label=str(run) or None)
+        low = min(both[f"{column}_r"].min(), both[f"{column}_c"].min())
+        high = max(both[f"{column}_r"].max(), both[f"{column}_c"].max())
+        ax.plot([low, high], [low, high], color="0.4", linewidth=0.8, label="equal")
+        if column == "kernel_mse":
+            ax.plot([low, high], [1.2 * low, 1.2 * high], color="0.4", linestyle=":", linewidth=0.8, label="1.2×")
+        ax.set(xscale=scale, yscale=scale, xlabel=f"{reference}", ylabel=f"{candidate}",
+               title="kernel MSE per problem" if column == "kernel_mse" else "PSNR (dB) per problem")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pooled_rows(folders: list[str]) -> pd.DataFrame:
+    """The rows of several runs' ``rows.csv`` with a ``run`` column (the folder) when there is more than
+    one, so that problems of different runs never pair with each other."""
+    from fdem.benchmarks.tables import load_rows
+
+    if len(set(folders)) != len(folders):
+        raise InputError(f"--pool: a run is named twice in {folders}")
+    frames = []
+    for folder in folders:
+        path = Path(folder) / "rows.csv"
+        if not path.is_file():
+            raise InputError(f"{folder}: no rows.csv (not the output folder of a `fdem bench` run)")
+        frames.append(load_rows(path))
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat([rows.assign(run=folder) for rows, folder in zip(frames, folders)], ignore_index=True)
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -172,14 +233,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--title", default="fdem steps")
     parser.add_argument("--pair", nargs=2, metavar=("REFERENCE", "CANDIDATE"),
                         help="two method labels of rows.csv to compare problem by problem")
+    parser.add_argument("--pool", nargs="+", default=[], metavar="OTHER",
+                        help="more `fdem bench` output folders whose problems join the --pair comparison")
     args = parser.parse_args(argv)
+    if args.pool and not args.pair:
+        raise InputError("--pool needs --pair: it only widens the paired comparison")
     comparison = ""
+    pooled_rows([args.out])  # a missing rows.csv is one error line, before anything is written
     if args.pair:  # checked before anything is written: a wrong label leaves the folder as it was
-        from fdem.benchmarks.tables import load_rows
-
-        comparison = paired(load_rows(Path(args.out) / "rows.csv"), *args.pair)
+        rows = pooled_rows([args.out, *args.pool])
+        comparison = paired(rows, *args.pair)
     for name, path in write_study(Path(args.out), args.title).items():
         print(f"{name}: {path}")
+    if args.pair:
+        print(f"pair.png: {pair_plot(pair_rows(rows, *args.pair), *args.pair, Path(args.out) / 'pair.png')}")
     print((Path(args.out) / "steps.md").read_text())
     if comparison:
         print(comparison)

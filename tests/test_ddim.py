@@ -293,6 +293,24 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
     assert blurry.endswith("| 2 | – | – | – |")  # the blurry input has no ancestral row to compare with
 
 
+def test_the_acceptance_check_config_runs_the_grid_rows_it_is_pooled_with():
+    """steps_check.yaml compares the grid's two acceptance rows (same labels and options, so --pool pairs
+    them) on other problems: another kernel bank and other seeds."""
+    from pathlib import Path
+
+    from fdem.benchmarks.module import parse_methods
+    from fdem.benchmarks.run import BenchConfig
+    from fdem.restorers import check_options
+
+    folder = Path(__file__).parents[1] / "configs" / "bench"
+    check, grid = (BenchConfig.from_yaml(folder / name) for name in ("steps_check.yaml", "steps.yaml"))
+    grid_specs = {spec.label: spec for spec in parse_methods(grid.methods)}
+    for spec in parse_methods(check.methods):
+        check_options(spec.method, spec.options)
+        assert grid_specs[spec.label].options == spec.options and grid_specs[spec.label].method == spec.method
+    assert check.data["kernel_seed"] != grid.data.get("kernel_seed", 0) and check.data["seed"] != grid.data["seed"]
+
+
 def test_the_paired_comparison_names_the_problem_that_carries_the_kernel_ratio(tmp_path, capsys):
     import pandas as pd
 
@@ -310,3 +328,31 @@ def test_the_paired_comparison_names_the_problem_that_carries_the_kernel_ratio(t
     with pytest.raises(SystemExit) as exit_info:  # as `python -m fdem.benchmarks.steps_plot` runs it
         run_script(lambda: main([str(tmp_path), "--pair", "ref", "missing"]))
     assert exit_info.value.code == 2 and "--pair: no problem solved by both 'ref' and 'missing'" in capsys.readouterr().err
+
+
+def test_pooled_runs_pair_problems_within_their_own_run(tmp_path, capsys):
+    import pandas as pd
+
+    from fdem.benchmarks import run_script
+    from fdem.benchmarks.steps_plot import main
+
+    def run(folder: str, new_mse: list[float]) -> str:
+        rows = pd.DataFrame({"method": ["ref"] * 2 + ["new"] * 2, "method_name": "x", "params": "{}",
+                             "image_id": ["a", "b"] * 2, "kernel_id": [0, 1] * 2, "sigma255": 5.0, "seconds": 1.0,
+                             "ssim": 0.5, "psnr": [20.0, 20, 21, 21], "kernel_mse": [1.0, 1.0, *new_mse]})
+        (tmp_path / folder).mkdir()
+        rows.to_csv(tmp_path / folder / "rows.csv", index=False)
+        return str(tmp_path / folder)
+
+    first, second = run("grid", [1.0, 1.0]), run("check", [1.0, 3.0])  # the same (image, kernel) keys in both
+    main([first, "--pool", second, "--pair", "ref", "new"])
+    out = capsys.readouterr().out
+    assert "new against ref, 4 problems:" in out and "kernel MSE ratio 1.500" in out and "PSNR +1.00 dB" in out
+    assert f"problem b/1 of {second} (1 → 3); ratio without it 1.000" in out
+    assert (tmp_path / "grid" / "pair.png").stat().st_size > 0 and not (tmp_path / "check" / "pair.png").exists()
+    for argv, message in (([first, "--pool", second], "--pool needs --pair"),
+                          ([first, "--pool", str(tmp_path), "--pair", "ref", "new"], "no rows.csv"),
+                          ([first, "--pool", first, "--pair", "ref", "new"], "a run is named twice")):
+        with pytest.raises(SystemExit) as exit_info:
+            run_script(lambda: main(argv))
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
