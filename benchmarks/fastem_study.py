@@ -17,12 +17,15 @@ variants has to beat.
 Crops run ``--batch`` at a time (default 8: memory is bounded, the results do not depend on it).
 The trace plot shows, per variant, the mean PSNR of x̂0 and the mean kernel MSE at every step;
 the cost plot, PSNR and kernel MSE against seconds per image, one curve per step rule.
+``--per-crop out.csv`` writes every crop's PSNR and kernel MSE per variant and seed, for paired
+comparisons (which variant wins on how many crops).
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -30,6 +33,7 @@ from fdem.baselines.alternation import wiener_alternation
 from fdem.benchmarks import cost_plot, run_script
 from fdem.benchmarks.prior_eval import crops
 from fdem.errors import InputError
+from fdem.io_utils import atomic_write_text
 from fdem.kernel_ops import dirac, kernel_mse
 from fdem.metrics import psnr
 from fdem.mstep import MStepConfig
@@ -157,12 +161,16 @@ def main(argv: list[str] | None = None) -> None:
                         "times restarts and particles; results do not depend on it)")
     parser.add_argument("--trace", default=None, help="write the trace plot (PNG) here")
     parser.add_argument("--cost-plot", default=None, help="write PSNR and kernel MSE against seconds (PNG) here")
+    parser.add_argument("--per-crop", default=None, help="write each crop's PSNR and kernel MSE per variant and seed (CSV) here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sigma, ks = check_sigma255(args.sigma), check_int(args.kernel_size, "--kernel-size", 3)
     variants = [parse_variant(v) for v in args.variants.split(";") if v.strip()]
     seeds = parse_seeds(args.sampler_seed)
     batch = check_int(args.batch, "--batch", 1)
+    for flag, path in (("--trace", args.trace), ("--cost-plot", args.cost_plot), ("--per-crop", args.per_crop)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InputError(f"{flag} {path}: its folder does not exist")
     x = crops(args.images, check_int(args.count, "--count"), check_int(args.size, "--size", 8),
               check_float(args.scale, "--scale", 0.05, 1.0))
     x, k, y = blur_problems(x, camera_shake(len(x), ks, args.seed), sigma, noise_seed=args.seed)
@@ -173,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sampler seed{'s' if by_seed else ''} {', '.join(map(str, seeds))}\n")
     print("| variant | PSNR | kernel MSE | s / image | per image |" + (" PSNR by seed |\n" if by_seed else "\n")
           + "|---|---|---|---|---|" + ("---|" if by_seed else ""))
+
+    per_crop = ["variant,sampler_seed,crop,psnr,kernel_mse"]
 
     def row(label, outs) -> tuple[float, float | None, float]:
         """Print the mean over ``outs`` (one ``(image, kernel, seconds)`` per seed); return PSNR, kernel MSE, s / image."""
@@ -185,6 +195,10 @@ def main(argv: list[str] | None = None) -> None:
         if by_seed:
             cells.append(" ".join(f"{p:.2f}" for p in per.mean(dim=1).tolist()))
         print("| " + " | ".join(cells) + " |", flush=True)
+        for seed, (psnrs, kernel) in zip(seeds if len(outs) == len(seeds) else [""], zip(per, kernels)):
+            kmse = [None] * len(x) if kernel is None else kernel_mse(kernel, k).tolist()
+            per_crop.extend(f'"{label}",{seed},{crop},{p:.4f},{"" if m is None else f"{m:.6g}"}'
+                            for crop, (p, m) in enumerate(zip(psnrs.tolist(), kmse)))
         return per.mean().item(), mse, seconds
 
     row("blurry input (Dirac)", [(y, dirac(len(x), ks), 0.0)])
@@ -202,6 +216,9 @@ def main(argv: list[str] | None = None) -> None:
         if path:
             plot(data, path)
             print(f"\nplot: {path}")
+    if args.per_crop:
+        atomic_write_text(args.per_crop, "\n".join(per_crop) + "\n")
+        print(f"\nper crop: {args.per_crop}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The issue-14/16 check scripts run end to end on tiny inputs (their numbers are README's)."""
 
+import csv
 import math
 
 import numpy as np
@@ -60,8 +61,16 @@ def test_fastem_study_averages_sampler_seeds_and_lists_each(tmp_path, capsys):
         fastem_study.main(common + ["--sampler-seed", seed])
         (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| steps=2 |")]
         means.append(float(line.split("|")[2]))
-    fastem_study.main(common + ["--sampler-seed", "3,4", "--batch", "1", "--trace", str(tmp_path / "t.png")])
+    fastem_study.main(common + ["--sampler-seed", "3,4", "--batch", "1", "--trace", str(tmp_path / "t.png"),
+                                "--per-crop", str(tmp_path / "crops.csv")])
     (line,) = [row for row in capsys.readouterr().out.splitlines() if row.startswith("| steps=2 |")]
+    crops = list(csv.DictReader((tmp_path / "crops.csv").open()))
+    assert [(r["variant"], r["sampler_seed"], r["crop"]) for r in crops if r["variant"] == "steps=2"] == [
+        ("steps=2", "3", "0"), ("steps=2", "3", "1"), ("steps=2", "4", "0"), ("steps=2", "4", "1")]
+    for seed, mean in zip("34", means):  # each seed's crops average to that seed's one-seed run
+        values = [float(r["psnr"]) for r in crops if r["variant"] == "steps=2" and r["sampler_seed"] == seed]
+        assert sum(values) / 2 == pytest.approx(mean, abs=0.006)
+    assert all(float(r["kernel_mse"]) > 0 for r in crops) and {r["sampler_seed"] for r in crops[:4]} == {""}
     cells = [c.strip() for c in line.strip().strip("|").split("|")]
     assert [float(v) for v in cells[5].split()] == pytest.approx(means, abs=0.006)
     assert float(cells[1]) == pytest.approx(sum(means) / 2, abs=0.01)
@@ -74,6 +83,8 @@ def test_fastem_study_averages_sampler_seeds_and_lists_each(tmp_path, capsys):
 @pytest.mark.parametrize("script, flags, message", [
     ("fastem_study", ["--images", "nowhere", "--sampler-seed", "3,3"],
      "--sampler-seed must be distinct non-negative integers separated by commas, got '3,3'"),
+    ("fastem_study", ["--images", "nowhere", "--per-crop", "no/such/folder/c.csv"],
+     "--per-crop no/such/folder/c.csv: its folder does not exist"),
     ("border_check", ["--image", "nowhere.png", "--borders", "smooth,wrap"],
      "--borders must list some of circular, reflect, smooth, impute, got 'smooth,wrap'"),
 ])
