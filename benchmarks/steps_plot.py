@@ -135,13 +135,21 @@ def pair_plot(both: pd.DataFrame, reference: str, candidate: str, path: Path) ->
         ax.plot([low, high], [low, high], color="0.4", linewidth=0.8, label="equal")
         if column == "kernel_mse":
             ax.plot([low, high], [1.2 * low, 1.2 * high], color="0.4", linestyle=":", linewidth=0.8, label="1.2×")
-        ax.set(xscale=scale, yscale=scale, xlabel=f"{reference}", ylabel=f"{candidate}",
+        ax.set(xscale=scale, yscale=scale, xlabel=reference, ylabel=candidate,
                title="kernel MSE per problem" if column == "kernel_mse" else "PSNR (dB) per problem")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def rows_path(folder: str) -> Path:
+    """``folder/rows.csv``, or an :class:`InputError` naming the folder when it has none."""
+    path = Path(folder) / "rows.csv"
+    if not path.is_file():
+        raise InputError(f"{folder}: no rows.csv (not the output folder of a `fdem bench` run)")
     return path
 
 
@@ -152,12 +160,7 @@ def pooled_rows(folders: list[str]) -> pd.DataFrame:
 
     if len(set(folders)) != len(folders):
         raise InputError(f"--pool: a run is named twice in {folders}")
-    frames = []
-    for folder in folders:
-        path = Path(folder) / "rows.csv"
-        if not path.is_file():
-            raise InputError(f"{folder}: no rows.csv (not the output folder of a `fdem bench` run)")
-        frames.append(load_rows(path))
+    frames = [load_rows(rows_path(folder)) for folder in folders]
     if len(frames) == 1:
         return frames[0]
     return pd.concat([rows.assign(run=folder) for rows, folder in zip(frames, folders)], ignore_index=True)
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.pool and not args.pair:
         raise InputError("--pool needs --pair: it only widens the paired comparison")
     comparison = ""
-    pooled_rows([args.out])  # a missing rows.csv is one error line, before anything is written
+    rows_path(args.out)  # a missing rows.csv is one error line, before anything is written
     if args.pair:  # checked before anything is written: a wrong label leaves the folder as it was
         rows = pooled_rows([args.out, *args.pool])
         comparison = paired(rows, *args.pair)
