@@ -98,9 +98,15 @@ def pair_rows(rows: pd.DataFrame, reference: str, candidate: str) -> pd.DataFram
 
 
 def paired(rows: pd.DataFrame, reference: str, candidate: str, draws: int = 10_000, seed: int = 0) -> str:
-    """``candidate`` against ``reference`` (``method`` labels) over the problems both solved: kernel-MSE
-    ratio of the means and PSNR difference, each with a bootstrap 95 % interval over problems (seeded)."""
-    keys, both = problem_keys(rows), pair_rows(rows, reference, candidate)
+    """``candidate`` against ``reference`` (``method`` labels) over the problems both solved
+    (:func:`pair_summary` of :func:`pair_rows`)."""
+    return pair_summary(pair_rows(rows, reference, candidate), reference, candidate, draws, seed)
+
+
+def pair_summary(both: pd.DataFrame, reference: str, candidate: str, draws: int = 10_000, seed: int = 0) -> str:
+    """The paired problems ``both`` (:func:`pair_rows`) summarised: kernel-MSE ratio of the means and PSNR
+    difference, each with a bootstrap 95 % interval over problems (seeded)."""
+    keys = problem_keys(both)
     k_r, k_c = both["kernel_mse_r"].to_numpy(), both["kernel_mse_c"].to_numpy()
     gain = (both["psnr_c"] - both["psnr_r"]).to_numpy()
     draw = np.random.default_rng(seed).integers(0, len(both), (draws, len(both)))
@@ -241,18 +247,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.pool and not args.pair:
         raise InputError("--pool needs --pair: it only widens the paired comparison")
-    comparison = ""
     rows_path(args.out)  # a missing rows.csv is one error line, before anything is written
+    both = None
     if args.pair:  # checked before anything is written: a wrong label leaves the folder as it was
-        rows = pooled_rows([args.out, *args.pool])
-        comparison = paired(rows, *args.pair)
+        both = pair_rows(pooled_rows([args.out, *args.pool]), *args.pair)
     for name, path in write_study(Path(args.out), args.title).items():
         print(f"{name}: {path}")
-    if args.pair:
-        print(f"pair.png: {pair_plot(pair_rows(rows, *args.pair), *args.pair, Path(args.out) / 'pair.png')}")
+    if both is not None:
+        print(f"pair.png: {pair_plot(both, *args.pair, Path(args.out) / 'pair.png')}")
     print((Path(args.out) / "steps.md").read_text())
-    if comparison:
-        print(comparison)
+    if both is not None:
+        print(pair_summary(both, *args.pair))
 
 
 if __name__ == "__main__":
