@@ -21,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from fdem.diffusion import Schedule
 from fdem.method_table import lookup
 from fdem.nets.unet import ADMConfig, build_unet
+from fdem.presets import SamplerSpec
 from fdem.sampling.guidance import make_guidance
 
 # (substrings that must all be in the device name, {precision: dense TFLOP/s}); first match wins.
@@ -63,7 +64,7 @@ def guided_steps(method: str, steps: int | None = None) -> tuple[int, int]:
     """``(guided, unguided)`` network calls of one sampling round (a zero guidance weight: no VJP)."""
     entry = lookup(method)
     schedule = Schedule.make(1000, steps or entry.default_steps)
-    weights = make_guidance(entry.guidance, schedule, "official").weights
+    weights = make_guidance(entry.guidance, schedule, SamplerSpec()).weights  # the ancestral rule: the paper's
     guided = sum(1 for w in weights if w != 0.0)
     return guided, len(weights) - guided
 

@@ -23,8 +23,9 @@ from torch import Tensor
 from fdem.benchmarks.threads import check_threads, set_threads
 from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse
+from fdem.method_table import lookup
 from fdem.metrics.registry import METRICS, check_selection, selectable_names
-from fdem.restoration import Restoration
+from fdem.restorer_base import Restoration
 from fdem.restorers import build_restorer, check_options
 
 FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
@@ -34,7 +35,8 @@ PRIOR_OPTIONS = ("prior", "kernel_prior")  # these may also name a shipped prior
 @dataclass
 class MethodSpec:
     """One column group of the tables: a method name, its options, and the label rows carry
-    (default: the name, plus ``n=<particles>`` when particles are set)."""
+    (default: the name, plus the preset when it is not the default ``paper`` and ``n=<particles>``
+    when particles are set)."""
 
     method: str
     options: dict = field(default_factory=dict)
@@ -44,14 +46,19 @@ class MethodSpec:
         from fdem.priors import is_shipped_name
 
         check_options(self.method, self.options)
+        if lookup(self.method).guidance is not None:  # a diffusion method: its preset and fields checked now
+            from fdem.presets import DEFAULT_PRESET, OVERRIDES, resolve
+
+            resolve(self.method, self.options.get("preset", DEFAULT_PRESET),
+                    **{k: v for k, v in self.options.items() if k in OVERRIDES})
 
         for key in FILE_OPTIONS:
             value = self.options.get(key)
             if value is not None and not Path(value).is_file() and not (key in PRIOR_OPTIONS and is_shipped_name(value)):
                 raise InputError(f"method {self.method}: {key} file not found: {value}")
         if self.label is None:
-            n = self.options.get("particles")
-            self.label = self.method if n is None else f"{self.method} n={n}"
+            n, preset = self.options.get("particles"), self.options.get("preset", "paper")
+            self.label = self.method + ("" if preset == "paper" else f" ({preset})") + ("" if n is None else f" n={n}")
 
 
 SAMPLER_SEED_OFFSET = 1_000_000_007  # far from every sample seed (seed + index) of a benchmark
@@ -89,7 +96,8 @@ class BenchmarkModule(L.LightningModule):
     """Runs ``methods`` on each predict batch and returns the rows (see :mod:`fdem.benchmarks.rows`)."""
 
     def __init__(self, methods: list, out: str, metrics: tuple[str, ...] | None = None,
-                 save_images: bool = False, done: set | None = None, threads: int = 1):
+                 save_images: bool = False, done: set | None = None, threads: int = 1,
+                 figure_samples: tuple[int, ...] = ()):
         super().__init__()
         self.threads = check_threads(threads)
         self.specs = parse_methods(methods)
@@ -97,6 +105,7 @@ class BenchmarkModule(L.LightningModule):
         self.metric_names = check_selection(selectable_names() if metrics is None else metrics)
         self.save_images = save_images
         self.done = set(done or ())
+        self.figure_samples = frozenset(int(i) for i in figure_samples)  # grid indices comparison.png shows
         self.restorers: dict = {}
         self.suite = None
 
@@ -128,13 +137,15 @@ class BenchmarkModule(L.LightningModule):
         rows = []
         for j, b in enumerate(todo):
             row = {
-                "method": spec.label, "method_name": spec.method, "params": json.dumps(restorer.params(), sort_keys=True),
+                "method": spec.label, "method_name": spec.method, "preset": restorer.params().get("preset", ""),
+                "params": json.dumps(restorer.params(), sort_keys=True),
                 "index": int(sub["index"][j]), "image_id": sub["image_id"][j], "kernel_id": int(sub["kernel_id"][j]),
                 "sigma255": float(sub["sigma255"][j]), "seed": seeds[j], "threads": torch.get_num_threads(), "seconds": result.seconds / len(todo),
             }
             row.update({name: float(values[j]) for name, values in metrics.items()})
             rows.append(row)
             self._save_extras(spec.label, sub, j, result)
+            self._keep_for_figure(spec.label, sub, j, result)
         return rows
 
     def _metrics(self, result: Restoration, sub: dict, sigma: Tensor) -> dict[str, Tensor]:
@@ -154,6 +165,15 @@ class BenchmarkModule(L.LightningModule):
             total, per_pixel = reblur_loss(result.image, result.kernel, sub["y"].to(self.device), sigma)
             metrics["reblur"], metrics["reblur_per_pixel"] = total.cpu(), per_pixel.cpu()
         return metrics
+
+    def _keep_for_figure(self, label: str, sub: dict, j: int, result: Restoration) -> None:
+        """Store image ``j``'s restoration and kernel (and the sample) on disk when comparison.png
+        shows it (:mod:`fdem.benchmarks.figures`): only those few, so memory and disk stay bounded."""
+        from fdem.benchmarks.figures import save_cell
+
+        if int(sub["index"][j]) in self.figure_samples:
+            sample = {k: sub[k][j] for k in ("index", "image_id", "y", "sharp", "kernel", "sigma255")}
+            save_cell(self.out, label, sample, result.image[j], None if result.kernel is None else result.kernel[j])
 
     def _save_extras(self, label: str, sub: dict, j: int, result: Restoration) -> None:
         """Restored image and kernel (``save_images``) and FID features (when FID is available)."""

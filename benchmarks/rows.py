@@ -20,7 +20,7 @@ from typing import Iterable
 from fdem.io_utils import atomic_write_text
 from fdem.metrics.registry import row_columns
 
-COLUMNS = ("method", "method_name", "params", "index", "image_id", "kernel_id", "sigma255", "seed", "threads", "seconds",
+COLUMNS = ("method", "method_name", "preset", "params", "index", "image_id", "kernel_id", "sigma255", "seed", "threads", "seconds",
            *row_columns())
 KEY = ("method", "index")
 RANK_FOLDER = "rows"

@@ -8,13 +8,16 @@ A config (``configs/bench/*.yaml``) has::
     methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
     metrics: [psnr, ssim, lpips, niqe, brisque, fid]   # default: all (fdem.metrics.registry)
     save_images: false
+    figure_rows: 4               # samples shown in comparison.png (fdem.benchmarks.figures); 0: none
     threads: 1                   # torch threads per process (fdem.benchmarks.threads), rows record it
     trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
 
 Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
-``out/rows.csv`` and writes the tables (:mod:`fdem.benchmarks.tables`) and ``manifest.json``. Rerunning
-the same command skips finished rows; changing ``data`` for an existing ``out`` is refused (the
-sample indices would mean different things), and so are a label's new options when its rows are on disk.
+``out/rows.csv`` and writes the tables (:mod:`fdem.benchmarks.tables`), ``comparison.png``
+(:mod:`fdem.benchmarks.figures`, from the few samples' restorations the processes stored) and
+``manifest.json``. Rerunning the same command skips finished rows; changing ``data`` for an
+existing ``out`` is refused (the sample indices would mean different things), and so are a label's
+new options when its rows are on disk.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class BenchConfig:
     title: str = "fdem bench"
     metrics: list = field(default_factory=lambda: list(selectable_names()))
     save_images: bool = False
+    figure_rows: int = 4
     threads: int = DEFAULT_THREADS
     trainer: dict = field(default_factory=dict)
 
@@ -65,6 +69,8 @@ class BenchConfig:
             check_threads(cfg.threads)
         except InputError as err:
             raise InputError(f"{path}: {err}") from err
+        if isinstance(cfg.figure_rows, bool) or not isinstance(cfg.figure_rows, int) or cfg.figure_rows < 0:
+            raise InputError(f"{path}: figure_rows: expected an integer >= 0, got {cfg.figure_rows!r}")
         return cfg
 
 
@@ -123,20 +129,29 @@ def _device_name(trainer) -> str:
     return f"{name}, {torch.get_num_threads()} threads" if root.type == "cpu" else name
 
 
-def write_manifest(out: Path, cfg: BenchConfig, trainer, summary: str) -> Path:
+def write_manifest(out: Path, cfg: BenchConfig, trainer, summary: str, resolved: dict | None = None) -> Path:
+    """``manifest.json``: the config, each method label's resolved options (a diffusion method's preset
+    and every field it fixes), the samples, versions, commit and device."""
     manifest = {
-        "config": asdict(cfg), "samples": summary, "versions": _versions(), "git_commit": _git_commit(),
+        "config": asdict(cfg), "resolved_options": resolved or {}, "samples": summary, "versions": _versions(), "git_commit": _git_commit(),
         "device": _device_name(trainer), "threads": current_threads(), "world_size": trainer.world_size, "num_nodes": trainer.num_nodes,
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
     return out / "manifest.json"
 
 
+def sample_keys(dataset) -> list[tuple[int, float]]:
+    """``(index, σ·255)`` of every sample in dataset order (the grid index rows are keyed by),
+    without building the samples of a blur benchmark."""
+    if hasattr(dataset, "locate"):
+        located = (dataset.locate(i) for i in range(len(dataset)))
+        return [(index, float(dataset.sigmas255[s])) for s, _, _, index in located]
+    return [(int(s["index"]), float(s["sigma255"])) for s in (dataset[i] for i in range(len(dataset)))]
+
+
 def sample_indices(dataset) -> list[int]:
     """The ``index`` of every sample (the grid index rows are keyed by), without building the samples."""
-    if hasattr(dataset, "locate"):
-        return [dataset.locate(i)[3] for i in range(len(dataset))]
-    return [int(dataset[i]["index"]) for i in range(len(dataset))]
+    return [index for index, _ in sample_keys(dataset)]
 
 
 def resume_line(done: set, specs: list, indices: list[int], out: Path) -> str | None:
@@ -153,6 +168,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     import lightning as L
     from lightning.pytorch.utilities import rank_zero_only
 
+    from fdem.benchmarks.figures import comparison_figure, pick_samples
     from fdem.benchmarks.module import BenchmarkModule, parse_methods
     from fdem.benchmarks.rows import done_keys, merge_rows
     from fdem.benchmarks.tables import write_tables
@@ -171,8 +187,9 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     if data.skipped:
         write_skipped(out, data.skipped)
         print(f"skipped {len(data.skipped)} unreadable image(s): see {out / 'skipped.csv'}")
+    shown = tuple(pick_samples(sample_keys(data.dataset), cfg.figure_rows))
     module = BenchmarkModule(cfg.methods, str(out), tuple(cfg.metrics), cfg.save_images, done=done,
-                             threads=cfg.threads)
+                             threads=cfg.threads, figure_samples=shown)
     trainer = L.Trainer(
         logger=False, enable_checkpointing=False, enable_model_summary=False, enable_progress_bar=progress,
         inference_mode=False,  # guided samplers need autograd (a VJP through the UNet) inside predict
@@ -187,5 +204,9 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
         return {}
     merge_rows(out, [s.label for s in specs])
     written = write_tables(out, cfg.title)
-    written["manifest.json"] = write_manifest(out, cfg, trainer, data.samples_summary())
+    figure = comparison_figure(out, [s.label for s in specs], shown, title=cfg.title)
+    if figure is not None:
+        written["comparison.png"] = figure
+    resolved = {label: restorer.params() for label, restorer in module.restorers.items()}
+    written["manifest.json"] = write_manifest(out, cfg, trainer, data.samples_summary(), resolved)
     return written

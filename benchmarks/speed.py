@@ -9,7 +9,7 @@ makes ε ≡ 0). The observation is :func:`fdem.synthetic.synthetic_batch`: the 
 (33×33 from 64×64 up) with noise σ = 10/255. Non-blind methods get the true kernel; Fast EM and
 Diffusion EM the M-step with the shipped kernel denoiser; a method with a kernel chain
 (``blind-dps``) a random-weight kernel UNet at ``min(64, S)``. The network runs with the speed switches of
-:mod:`fdem.sampling.fast_path` (default: the device's). Warm-up calls are not timed (the first
+:mod:`fdem.sampling.network_speed` (default: the device's). Warm-up calls are not timed (the first
 one, compilation included, is reported as ``warmup_seconds``); the device is synchronised around
 every timed call. ``steps`` overrides the respaced step count (e.g. DPS with fewer than its 1000
 steps); rows keep the default beside it and the time extrapolated to it (every step costs the same).
@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from fdem.benchmarks.flops import method_flops, peak_tflops
 from fdem.devices import resolve_device, timed
-from fdem.diffusion import ScheduleSpec, check_steps
+from fdem.diffusion import ScheduleSpec
+from fdem.validate import MAX_STEPS, check_int
 from fdem.errors import InputError
 from fdem.io_utils import atomic_path
 from fdem.kernel_ops import kernel_mse
@@ -39,9 +40,9 @@ from fdem.metrics.fidelity import psnr
 from fdem.nets.unet import NAMED_CONFIGS, ADMConfig, build_unet
 from fdem.padding import network_multiple
 from fdem.priors import Prior, load_prior, unet_config
-from fdem.restoration import Restorer
+from fdem.restorer_base import Restorer
 from fdem.restorers import build_restorer, method_options
-from fdem.sampling.fast_path import FastNet, SpeedOptions, accelerate, speed_fields
+from fdem.sampling.network_speed import FastNet, SpeedOptions, accelerate, speed_fields
 from fdem.synthetic import SIGMA, synthetic_batch
 
 PLAIN = SpeedOptions("fp32", False, False)  # how a network given unwrapped runs
@@ -76,7 +77,8 @@ def check_options(
             f"batch sizes, particles and repeats must be >= 1 and warmup >= 0, got batch {list(batches)}, "
             f"particles {particles}, repeats {repeats}, warmup {warmup}"
         )
-    check_steps(steps)
+    if steps is not None:
+        check_int(steps, "steps", 2, MAX_STEPS)
 
 
 def check_size(net: nn.Module, image_size: int) -> None:
@@ -171,17 +173,13 @@ def measure(
     images: str = "bundled",
     reference: tuple | None = None,
     schedule: ScheduleSpec | None = None,
-    step_rule: str = "ddpm",
-    eta: float = 1.0,
-    start: float = 1.0,
-    kernel_init: str = "dirac",
-    kernel_relax: float = 1.0,
+    run: dict | None = None,
 ) -> tuple[dict, tuple]:
     """One row (and the last run's ``(image, kernel)``): median wall time of ``repeats`` calls of
     ``method``'s restorer on ``net`` (already on ``device``, possibly accelerated; trained with
     ``schedule``, default T = 1000 linear); with a ``reference`` output of the same data and seeds,
-    the equality columns. ``step_rule``/``eta``/``start``: the sampler's step rule (docs/design.md §8);
-    ``kernel_init``/``kernel_relax``: the blind kernel's start and M-step relaxation (§11, §12), timed too."""
+    the equality columns. ``run``: a diffusion method's preset and field overrides (:func:`fdem.presets.resolve`,
+    e.g. ``{"preset": "few-step", "kernel_init": "dirac"}``; default: the ``paper`` preset), timed as resolved."""
     check_options([method], [batch], particles=particles, steps=steps, repeats=repeats, warmup=warmup)
     check_size(net, image_size)
     device, entry = resolve_device(device), lookup(method)
@@ -189,11 +187,10 @@ def measure(
         raise InputError(f"{method} needs a kernel network")
     x, kernels, y = synthetic_batch(batch, image_size, seed=seed, images=images)
     size = blind_kernel_size(kernel_net, image_size) if entry.kernel_chain else kernels.shape[-1]
-    rule = {"step_rule": step_rule, "eta": eta} if step_rule != "ddpm" else {}
-    rule.update({"start": start} if start < 1 else {})
-    restorer = speed_restorer(entry, net, kernel_net, size, device, schedule, particles=particles,
-                              steps=steps or entry.default_steps, em_iters=em_iters, kernel_init=kernel_init,
-                              kernel_relax=kernel_relax, **rule)
+    restorer = speed_restorer(entry, net, kernel_net, size, device, schedule,
+                              **{"particles": particles, "steps": steps or entry.default_steps, "em_iters": em_iters,
+                                 **(run or {})})
+    resolved = restorer.spec.options() if hasattr(restorer, "spec") else {}
     call = restore_call(restorer, y.to(device), kernels.to(device), seed)
     seconds, warmup_seconds, output = time_calls(call, device, repeats, warmup)
     calls, full_calls = entry.net_calls(steps, em_iters), entry.net_calls(None, 10)
@@ -203,11 +200,12 @@ def measure(
         "steps": steps or entry.default_steps,
         "default_steps": entry.default_steps,
         "em_iters": em_iters if entry.em == "diffem" else None,
-        "step_rule": step_rule,
-        "eta": eta if step_rule != "ddpm" else None,
-        "start": start,
-        "kernel_init": kernel_init if entry.em else None,
-        "kernel_relax": kernel_relax if entry.em else None,
+        "preset": resolved.get("preset"),
+        "step_rule": resolved.get("step_rule", "ddpm"),
+        "eta": resolved["eta"] if resolved.get("step_rule", "ddpm") != "ddpm" else None,
+        "start": resolved.get("start", 1.0),
+        "kernel_init": resolved.get("kernel_init"),
+        "kernel_relax": resolved.get("kernel_relax"),
         "net_calls": calls,
         "batch": batch,
         "particles": particles,

@@ -29,7 +29,7 @@ from fdem.devices import resolve_device
 from fdem.errors import InputError
 from fdem.io_utils import atomic_write_text, ensure_writable_dir
 from fdem.method_table import METHODS, lookup
-from fdem.sampling.fast_path import SpeedOptions, accelerate
+from fdem.sampling.network_speed import SpeedOptions, accelerate
 
 ALL_METHODS = [m.name for m in METHODS if m.speed_grid]  # a grid's default methods (the method table's)
 BASELINE = SpeedOptions("fp32", False, False)
@@ -60,7 +60,7 @@ class SpeedGrid:
     seed: int = 0
     images: str = "bundled"
     device: str = "auto"
-    step_variants: list = field(default_factory=list)  # extra rows: {method, steps, step_rule, eta}
+    step_variants: list = field(default_factory=list)  # extra rows: {method, preset, field overrides}
 
     @classmethod
     def from_mapping(cls, raw: dict, source: str) -> "SpeedGrid":
@@ -92,30 +92,20 @@ class SpeedGrid:
 
 
 def check_variant(raw, source: str) -> dict:
-    """A ``step_variants`` entry: ``method`` (a score-prior method), ``steps`` in [2, 1000],
-    ``step_rule`` ddpm|ddim|mean, ``eta`` in [0, 1] (default 1), ``start`` in (0, 1] (default 1),
-    ``kernel_init`` dirac|alternation and ``kernel_relax`` in (0, 4) (blind methods' defaults: dirac, 1),
-    all checked."""
-    from fdem.diffusion import check_start, check_step_rule, check_steps
-    from fdem.mstep import check_relax
-    from fdem.sampling.methods import check_kernel_init
+    """A ``step_variants`` entry: ``method`` (a guided diffusion method), ``preset`` (default ``paper``)
+    and field overrides of it (``steps``, ``step_rule``, ``kernel_init``, …: :data:`fdem.presets.OVERRIDES`),
+    checked by resolving them once; returns the method, ``run`` (the preset and overrides as given, what
+    the restorer is built from) and the resolved options (for labels)."""
+    from fdem.presets import DEFAULT_PRESET, resolve
 
-    keys = {"method", "steps", "step_rule", "eta", "start", "kernel_init", "kernel_relax"}
-    if not isinstance(raw, dict) or set(raw) - keys or "method" not in raw:
-        raise InputError(f"{source}: a step variant is a mapping of {', '.join(sorted(keys))}; got {raw!r}")
-    variant = {"steps": None, "step_rule": "ddpm", "eta": 1.0, "start": 1.0, **raw}
-    if not lookup(variant["method"]).score_prior:
-        raise InputError(f"{source}: step variant method {variant['method']} does not sample with a diffusion prior")
-    check_steps(variant["steps"])
-    variant["eta"] = check_step_rule(variant["step_rule"], variant["eta"])
-    variant["start"] = check_start(variant["start"])
+    if not isinstance(raw, dict) or "method" not in raw:
+        raise InputError(f"{source}: a step variant is a mapping with a method, a preset and field overrides; got {raw!r}")
+    overrides = {k: v for k, v in raw.items() if k not in ("method", "preset")}
     try:
-        check_kernel_init(variant.get("kernel_init", "dirac"))
+        spec = resolve(raw["method"], raw.get("preset", DEFAULT_PRESET), **overrides)
     except InputError as error:
         raise InputError(f"{source}: {error}") from None
-    if "kernel_relax" in variant:
-        variant["kernel_relax"] = check_relax(variant["kernel_relax"], f"{source}: kernel_relax")
-    return variant
+    return {"method": spec.method, "run": {"preset": spec.preset, **overrides}, **spec.options()}
 
 
 def is_speed_config(path: str | Path) -> bool:
@@ -223,11 +213,11 @@ def _measure_row(measure, grid: SpeedGrid, method: str, net, kernel_net, batch: 
     """One measured row (a step ``variant``'s steps and rule if given), or a row with the error when
     the device runs out of memory."""
     variant = variant or {}
-    rule = {k: variant[k] for k in ("step_rule", "eta", "start", "kernel_init", "kernel_relax") if k in variant}
+    run = {k: v for k, v in variant.get("run", {}).items() if k != "steps"}
     steps = variant["steps"] if variant else grid.steps
     try:
         row, output = measure(
-            method, net, grid.image_size, batch, particles=grid.particles, steps=steps, em_iters=grid.em_iters, **rule,
+            method, net, grid.image_size, batch, particles=grid.particles, steps=steps, em_iters=grid.em_iters, run=run,
             device=device, repeats=grid.repeats, warmup=max(grid.warmup, int(net.options.compile)), seed=grid.seed,
             unet_name=unet_name, kernel_net=kernel_net, images=grid.images, reference=reference, schedule=schedule,
         )

@@ -4,8 +4,9 @@
   pooled over σ ("all"); FID per method × σ over the set (when Inception features exist).
 * ``table2.csv``: Diffusion EM and Fast EM by number of particles n, PSNR and PSNR of the particle
   mean ("PSNR SA").
-* ``pareto.png``: PSNR against seconds per image (log x), one point per method, Pareto front drawn
-  (the paper's Figure 1); ``kernel_mse.png``: kernel MSE against σ (the paper's Figure 4).
+* ``pareto.png``: PSNR against seconds per image (log x), one numbered point per method, the
+  Pareto front of the blind methods drawn (the paper's Figure 1; the non-blind ones, hollow, are
+  references); ``kernel_mse.png``: kernel MSE against σ (the paper's Figure 4).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fdem.io_utils import atomic_path, atomic_write_text
-from fdem.method_table import is_em
+from fdem.benchmarks.figures import place_labels, save_figure, wrap_label
+from fdem.io_utils import atomic_write_text
+from fdem.method_table import TABLE, is_em
 from fdem.metrics.registry import METRICS, row_columns, table_columns
 
 # (column in rows.csv, header in the tables, format): the time, then the registry's metrics
@@ -124,34 +126,89 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
+def is_blind(method_name: str) -> bool:
+    """Whether a row's method estimates the kernel itself (the method table); a name the table
+    does not know (rows of a renamed method) counts as blind."""
+    return TABLE[method_name].blind if method_name in TABLE else True
+
+
+def blind_front(points: list[tuple[float, float]], blind: list[bool]) -> list[int]:
+    """The Pareto front among the blind methods only, as indices into ``points``: the paper ranks
+    blind methods; the non-blind ones (given the true kernel) are references, never on the front."""
+    kept = [i for i, b in enumerate(blind) if b]
+    return [kept[j] for j in pareto_front([points[i] for i in kept])]
+
+
+MARKER_PX = 5.0  # half the side of a marker's box that labels keep clear of (display pixels)
+
+
 def pareto_plot(rows: pd.DataFrame, path: Path, title: str) -> Path:
-    """PSNR against seconds per image (pooled over σ), log x, Pareto front as a step line."""
+    """PSNR against seconds per image (pooled over σ), log x, the blind methods' Pareto front as a
+    step line. Points are numbered (numbers placed clear of every marker and of each other,
+    :func:`fdem.benchmarks.figures.place_labels`) and the key beside the axes names them; the
+    non-blind references are hollow."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    means = rows.groupby("method", sort=False)[["seconds", "psnr"]].mean()
+    means = rows.groupby("method", sort=False).agg(seconds=("seconds", "mean"), psnr=("psnr", "mean"),
+                                                   method_name=("method_name", "first"))
     points = list(zip(means["seconds"], means["psnr"]))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    ax.scatter(means["seconds"], means["psnr"], zorder=3)
-    for name, (s, p) in zip(means.index, points):
-        ax.annotate(name, (s, p), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    front = pareto_front(points)
+    blind = [is_blind(str(name)) for name in means["method_name"]]
+    front = blind_front(points, blind)
+    colors = ["C3" if i in front else "C0" if b else "0.35" for i, b in enumerate(blind)]
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for (s, p), b, color in zip(points, blind, colors):
+        ax.plot(s, p, "o", ms=7, zorder=3, color=color, mfc=color if b else "white", mew=1.5)
     if len(front) > 1:
-        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="C3",
-                alpha=0.6, label="Pareto front")
-        ax.legend(loc="lower right")
+        ax.step([points[i][0] for i in front], [points[i][1] for i in front], where="post", color="C3", alpha=0.6)
     ax.set_xscale("log")
+    ax.margins(0.12)
     ax.set_xlabel("seconds per image (log scale)")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, path)
+    ax.set_ylabel("PSNR (dB), mean over all samples")
+    ax.set_title(wrap_label(title, 60), fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    _number_points(fig, ax, points)
+    key = [Line2D([], [], ls="", marker="o", color=c, mfc=c if b else "white", mew=1.5) for c, b in zip(colors, blind)]
+    names = [f"{i + 1}  {wrap_label(str(m), 42).replace(chr(10), chr(10) + '    ')}" for i, m in enumerate(means.index)]
+    fig.legend(key, names, loc="upper left", bbox_to_anchor=(1.02, 1.0), bbox_transform=ax.transAxes, fontsize=8,
+               frameon=False, handletextpad=0.4, borderaxespad=0.0)
+    kinds = {"blind": Line2D([], [], ls="", marker="o", color="C0"),
+             "Pareto front of the blind methods": Line2D([], [], marker="o", color="C3"),
+             "non-blind (reference)": Line2D([], [], ls="", marker="o", color="0.35", mfc="white", mew=1.5)}
+    if all(blind):
+        del kinds["non-blind (reference)"]
+    ax.legend(kinds.values(), kinds.keys(), loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8,
+              frameon=False)
+    return save_figure(fig, path)
+
+
+def _number_points(fig, ax, points: list[tuple[float, float]]) -> None:
+    """Write 1, 2, … next to the points, clear of every marker and of each other; a number pushed
+    away from its point gets a thin leader line."""
+    fig.canvas.draw()  # fixes the limits and transforms the boxes are computed in
+    ax.set_xlim(ax.get_xlim())
+    ax.set_ylim(ax.get_ylim())
+    renderer = fig.canvas.get_renderer()
+    anchors = [tuple(v) for v in ax.transData.transform(points)]
+    texts = [ax.text(0, 0, str(i + 1), fontsize=8, ha="center", va="center", zorder=4) for i in range(len(points))]
+    sizes = [(b.width, b.height) for b in (t.get_window_extent(renderer) for t in texts)]
+    markers = [(x - MARKER_PX, y - MARKER_PX, x + MARKER_PX, y + MARKER_PX) for x, y in anchors]
+    frame = ax.get_window_extent(renderer)
+    boxes = place_labels(anchors, sizes, markers, bounds=(frame.x0, frame.y0, frame.x1, frame.y1))
+    to_data = ax.transData.inverted()
+    for text, (x, y), box in zip(texts, anchors, boxes):
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        text.set_position(to_data.transform((cx, cy)))
+        if math.hypot(cx - x, cy - y) > 2 * MARKER_PX + max(box[2] - box[0], box[3] - box[1]):
+            ax.plot(*zip(to_data.transform((x, y)), to_data.transform((cx, cy))), color="0.5", lw=0.6, zorder=2)
 
 
 def kernel_plot(rows: pd.DataFrame, path: Path, title: str) -> Path | None:
-    """Mean kernel MSE against σ for the methods that estimate a kernel (Figure 4 style)."""
+    """Mean kernel MSE against σ for the methods that estimate a kernel (Figure 4 style); the key
+    (wrapped labels) sits beside the axes, where it hides no curve."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -160,27 +217,18 @@ def kernel_plot(rows: pd.DataFrame, path: Path, title: str) -> Path | None:
     blind = rows[rows["kernel_mse"].notna()]
     if blind.empty:
         return None
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    for method, group in blind.groupby("method", sort=False):
+    fig, ax = plt.subplots(figsize=(6.0, 4.4))
+    for number, (method, group) in enumerate(blind.groupby("method", sort=False)):
         curve = group.groupby("sigma255")["kernel_mse"].mean()
-        ax.plot(curve.index, curve.values, marker="o", label=method)
+        ax.plot(curve.index, curve.values, marker="osD^v<>ph*"[number % 10], label=wrap_label(str(method), 42))
     ax.set_yscale("log")
+    ax.set_xticks(sorted(blind["sigma255"].unique()))
     ax.set_xlabel("σ (/255)")
-    ax.set_ylabel("kernel MSE")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("kernel MSE, mean over images")
+    ax.set_title(wrap_label(title, 60), fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, borderaxespad=0.0)
     ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, path)
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_tables(out: Path, title: str = "fdem bench") -> dict[str, Path]:

@@ -19,38 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from fdem.errors import InputError
-from fdem.validate import MAX_STEPS, check_float, check_int
 
-__all__ = ["STEP_RULES", "Schedule", "ScheduleSpec", "check_start", "check_step_rule", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
+__all__ = ["STEP_RULES", "Schedule", "ScheduleSpec", "cosine_betas", "linear_betas", "respace", "respaced_timesteps", "variance_kind"]
 
 VARIANCE_KINDS = ("fixed_small", "learned_range")
 # The update x_i → x_{i−1} (docs/design.md §8): ancestral, DDIM (both with the guidance added by a
 # VJP), or the DDIM step taken from ΠGDM's posterior mean of x0 (no VJP; ΠGDM guidance only).
 STEP_RULES = ("ddpm", "ddim", "mean")
 PREDICTIONS = ("eps",)  # what the network predicts; the samplers implement ε-prediction only
-
-
-def check_steps(steps: int | None) -> None:
-    """Raise an :class:`InputError` unless ``steps`` (None: a method's default) is an integer in [2, MAX_STEPS]."""
-    if steps is not None:
-        check_int(steps, "steps", 2, MAX_STEPS)
-
-
-def check_step_rule(rule: str, eta: float = 1.0) -> float:
-    """Raise an :class:`InputError` unless ``rule`` is one of :data:`STEP_RULES` and ``eta`` a
-    number in [0, 1]; returns η as a float."""
-    if rule not in STEP_RULES:
-        raise InputError(f"unknown step rule {rule!r}: choose one of {', '.join(STEP_RULES)}")
-    return check_float(eta, "eta", 0, 1)
-
-
-def check_start(start: float, flag: str = "start") -> float:
-    """Raise an :class:`InputError` naming ``flag`` unless ``start`` (the fraction of the diffusion
-    time where sampling starts from the noised observation) is a number in (0, 1]; returns it as a float."""
-    start = check_float(start, flag, 0, 1)
-    if start == 0:
-        raise InputError("start must be in (0, 1]: the fraction of the diffusion time where sampling starts, got 0")
-    return start
 
 
 def start_schedule_steps(steps: int, start: float, T: int) -> int:

@@ -170,14 +170,15 @@ def check_pixels(height: int, width: int, max_pixels: int, what: str = "the imag
 
 def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     """The plan of ``restorer`` (built by :func:`fdem.restorers.build_restorer`) on one image of
-    ``height × width``: its networks (every module it holds), the UNet's padded size (its border
-    too, :meth:`~fdem.sampling.restorer.DiffusionRestorer.canvas`), its particles and tiling."""
+    ``height × width``: its networks (every module it holds, or its ``modules()``), the UNet's padded size (its border
+    too, :meth:`~fdem.sampling.diffusion_restorer.DiffusionRestorer.canvas`), its particles and tiling."""
     from torch import nn
 
     from fdem.method_table import lookup
     from fdem.padding import network_multiple
 
-    nets = [v for v in vars(restorer).values() if isinstance(v, nn.Module)]
+    held = restorer.modules() if hasattr(restorer, "modules") else vars(restorer).values()
+    nets = [v for v in held if isinstance(v, nn.Module)]
     params = sum(p.numel() for net in nets for p in net.parameters())
     net = getattr(restorer, "net", None)
     if not lookup(restorer.method).score_prior or getattr(net, "cfg", None) is None:

@@ -17,7 +17,7 @@ from fdem.errors import InputError
 
 GUIDANCE_STEPS = {"dps": 1000, "pigdm": 100}  # the authors' respaced step counts of each guidance rule
 EM_KINDS = (None, "fastem", "diffem")
-DIFFUSION_RESTORER = "fdem.sampling.restorer:DiffusionRestorer"
+DIFFUSION_RESTORER = "fdem.sampling.diffusion_restorer:DiffusionRestorer"
 
 
 @dataclass(frozen=True)

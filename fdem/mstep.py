@@ -105,7 +105,7 @@ def _shipped_denoiser(kernel_size: int, device: str):
     return denoiser_for_kernel(kernel_size, device=device)
 
 
-RECENTER_RULES = {"bilinear": recenter_bilinear, "spline": recenter_spline}
+RECENTER_RULES = {"spline": recenter_spline, "bilinear": recenter_bilinear, "none": lambda k: k}
 
 
 @dataclass(frozen=True)
@@ -114,17 +114,11 @@ class MStepConfig:
     regulariser ``reg`` of weight ``lam`` (None: :func:`default_lambda`, ``pnp`` only) and, for
     ``pnp``, the kernel ``denoiser(k, level)`` (None: the shipped one for ``kernel_size``).
 
-    ``relax`` (γ, in (0, 4)) over-relaxes the update from its warm start ``k₀``:
-    ``k ← Π(k₀ + γ·(HQS(k₀) − k₀))``, Π clipping at 0 and normalising (:func:`relaxed`; with
-    re-centring, the HQS result is centred before and the relaxed kernel after); γ = 1 is the
-    paper's plain update. Inside a few-step sampler the kernel's error falls by a roughly constant
-    factor per step, so moving it further each step recovers part of what fewer steps lose
-    (docs/design.md §12).
-
-    ``recenter=None`` means the method's choice: re-centre in Fast EM, not in Diffusion EM.
-    ``recenter_rule`` says how: ``"bilinear"`` (ours: sub-pixel bilinear shift to ``(k//2, k//2)``,
-    clipped and renormalised) or ``"spline"`` (the authors': ``scipy.ndimage.shift``'s cubic spline
-    with constant boundary, to ``(k − 1)/2``, mass leaving the window lost; :mod:`fdem.spline_shift`).
+    ``recenter`` is how Fast EM re-centres each new kernel on its centre of mass (Diffusion EM never
+    does, as in the authors' code): ``"spline"`` (the authors': ``scipy.ndimage.shift``'s cubic
+    spline with constant boundary, to ``k//2 + 0.5·(1 − k mod 2)``, mass leaving the window lost;
+    :mod:`fdem.spline_shift`), ``"bilinear"`` (fdem's: sub-pixel bilinear shift to ``(k//2, k//2)``,
+    clipped and renormalised) or ``"none"``.
     """
 
     kernel_size: int = 33
@@ -132,25 +126,22 @@ class MStepConfig:
     lam: float | None = None
     beta: float = 1e5
     iters: int = 10
-    recenter: bool | None = None
+    recenter: str = "spline"
     denoiser: Callable | None = None
-    recenter_rule: str = "bilinear"
-    relax: float = 1.0
 
     def __post_init__(self):
-        if self.recenter_rule not in RECENTER_RULES:
-            raise InputError(f"unknown recenter_rule {self.recenter_rule!r}: choose one of {', '.join(RECENTER_RULES)}")
+        if self.recenter not in RECENTER_RULES:
+            raise InputError(f"unknown recenter rule {self.recenter!r}: choose one of {', '.join(RECENTER_RULES)}")
         if self.reg not in REGULARISERS:
             raise InputError(f"unknown regulariser {self.reg!r}: choose one of {', '.join(REGULARISERS)}")
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1:
-            raise InputError(f"kernel_size must be an integer >= 1, got {self.kernel_size!r}")
+        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 3:
+            raise InputError(f"kernel_size must be an integer >= 3, got {self.kernel_size!r}")
         if self.lam is None and self.reg != "pnp":
             raise InputError(f"lam must be given for the {self.reg} regulariser")
         if (self.lam is not None and self.lam < 0) or self.beta <= 0:
             raise InputError(f"need lam >= 0 and beta > 0, got lam={self.lam}, beta={self.beta}")
         if not isinstance(self.iters, int) or self.iters < 0:
             raise InputError(f"iters must be an integer >= 0, got {self.iters!r}")
-        check_relax(self.relax)
 
     @property
     def resolved_lam(self) -> float:
@@ -168,12 +159,14 @@ class MStepConfig:
         r2: float | Tensor,
         recenter: bool,
         lam_scale: Tensor | None = None,
-        relax: float | None = None,
+        relax: float = 1.0,
     ) -> Tensor:
-        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, re-centred on the
-        centre of mass if ``recenter``, over-relaxed from its start by ``relax`` (None: the config's
-        γ; see the class). ``lam_scale`` (``(B,)``, ``pnp`` only) multiplies λ per image (Fast EM's
-        noise-level rule, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`). Returns ``(B, 1, k, k)`` kernels on the simplex."""
+        """HQS from ``init`` (None: a Dirac) on the particles ``x (B, n, C, H, W)``, re-centred by the
+        config's rule if ``recenter``. ``relax`` = γ over-relaxes the update from its start ``k₀``:
+        ``k ← R(Π(k₀ + γ·(R(HQS(k₀)) − k₀)))``, Π clipping at 0 and normalising, R re-centring (γ = 1:
+        the paper's plain update; docs/design.md, "Over-relaxing the kernel"). ``lam_scale`` (``(B,)``,
+        ``pnp`` only) multiplies λ per image (Fast EM's noise-level rule,
+        :func:`fdem.sampling.fast_em.fast_em_lambda_scale`). Returns ``(B, 1, k, k)`` kernels."""
         y, lam = problem.y, self.resolved_lam
         if lam_scale is not None and self.reg != "pnp":
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
@@ -187,10 +180,9 @@ class MStepConfig:
             z = normalize_kernel(data.solve(kernel))
             kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser,
                                                   scale=lam_scale))
-        gamma = self.relax if relax is None else relax
-        align = RECENTER_RULES[self.recenter_rule] if recenter else (lambda k: k)
+        align = RECENTER_RULES[self.recenter if recenter else "none"]
         kernel = align(kernel)
-        return kernel if gamma == 1 else align(relaxed(start, kernel, gamma))  # extrapolate centred kernels
+        return kernel if relax == 1 else align(relaxed(start, kernel, relax))  # extrapolate centred kernels
 
 
 def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:

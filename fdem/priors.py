@@ -60,9 +60,9 @@ class Prior:
         return cls(net, replace(ScheduleSpec.assumed_for(net, T, kind), prediction=prediction))
 
     def accelerated(self, options, device: torch.device) -> nn.Module:
-        """The network wrapped with the resolved :class:`~fdem.sampling.fast_path.SpeedOptions`
+        """The network wrapped with the resolved :class:`~fdem.sampling.network_speed.SpeedOptions`
         ``options``, or as it is when it already is wrapped (the speed grid wraps it once for all methods)."""
-        from fdem.sampling.fast_path import FastNet, accelerate
+        from fdem.sampling.network_speed import FastNet, accelerate
 
         return self.net if isinstance(self.net, FastNet) else accelerate(self.net, options, device)
 

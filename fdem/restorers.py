@@ -3,7 +3,7 @@ any of them by name (docs/design.md §3).
 
 A restorer is built once (networks loaded, options checked) with ``build_restorer(name, device,
 **options)`` and then called on batches: ``restorer.restore(y, sigma, kernel=..., seed=...)`` returns
-a :class:`~fdem.restoration.Restoration`. Methods live in their own modules and are imported only
+a :class:`~fdem.restorer_base.Restoration`. Methods live in their own modules and are imported only
 when asked for, so a method's heavy dependencies never slow the others down. Names, kinds and option schemas
 come from the method table (:mod:`fdem.method_table`).
 """
@@ -18,7 +18,7 @@ import torch
 
 from fdem.errors import InputError
 from fdem.method_table import METHODS, lookup
-from fdem.restoration import Restorer
+from fdem.restorer_base import Restorer
 
 # method name → "module:class" (read from the method table); the class takes (method, device, **options).
 METHOD_CLASSES: dict[str, str] = {m.name: m.restorer for m in METHODS}
@@ -30,16 +30,18 @@ def restorer_class(method: str) -> type[Restorer]:
     return getattr(importlib.import_module(module), name)
 
 
-def method_options(method: str) -> dict[str, object]:
-    """The option schema of ``method``: every option its restorer takes, with its default."""
+def method_options(method: str) -> list[str]:
+    """Every option name ``method``'s restorer takes: a diffusion method's preset, the preset's fields
+    and its network options (:meth:`~fdem.sampling.diffusion_restorer.DiffusionRestorer.option_names`); any other
+    method's constructor keywords and config fields."""
     cls = restorer_class(method)
+    if hasattr(cls, "option_names"):
+        return list(cls.option_names())
     named = inspect.signature(cls.__init__).parameters.values()
-    schema = {p.name: p.default for p in named if p.name not in ("self", "method", "device")
-              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    schema = [p.name for p in named if p.name not in ("self", "method", "device")
+              and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
     config = getattr(cls, "config_class", None)
-    for f in dataclasses.fields(config) if config is not None else ():
-        schema[f.name] = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
-    return schema
+    return schema + [f.name for f in dataclasses.fields(config)] if config is not None else schema
 
 
 def check_options(method: str, options: dict) -> None:
@@ -53,5 +55,6 @@ def check_options(method: str, options: dict) -> None:
 def build_restorer(method: str, device: torch.device | str = "cpu", **options) -> Restorer:
     """The restorer of ``method`` with ``options`` (unknown options are an error naming the valid ones)."""
     check_options(method, options)
-    return restorer_class(method)(method, device, **options)
+    cls = restorer_class(method)
+    return cls.from_options(method, device, **options) if hasattr(cls, "from_options") else cls(method, device, **options)
 

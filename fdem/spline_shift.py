@@ -80,9 +80,10 @@ def spline_shift(kernel: Tensor, shift: Tensor) -> Tensor:
 
 
 def spline_target(size: int) -> float:
-    """Where the authors' re-centring puts the centre of mass: ``(k − 1)/2``, i.e. ``k // 2`` for odd
-    sizes and half a pixel before it for even ones."""
-    return (size - 1) / 2
+    """Where the authors' re-centring puts the centre of mass: ``k//2 + 0.5·(1 − k mod 2)``, i.e. the
+    centre pixel ``k // 2`` for odd sizes and half a pixel *after* it for even ones (32.5 for 64;
+    their ``kernel_shift`` with scale factor 1)."""
+    return size // 2 + 0.5 * (1 - size % 2)
 
 
 def recenter_spline(kernel: Tensor) -> Tensor:

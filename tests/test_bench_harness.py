@@ -92,8 +92,11 @@ def test_two_ddp_processes_give_the_rows_of_one(tmp_path):
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     for out in (one, two):
         assert json.loads((out / "manifest.json").read_text())["threads"]["intra_op"] == 1
-    for name in ("table1.csv", "table1.md", "table2.csv", "pareto.png", "kernel_mse.png"):
+    for name in ("table1.csv", "table1.md", "table2.csv", "pareto.png", "kernel_mse.png", "comparison.png"):
         assert (two / name).stat().st_size > 0
+    stored = sorted(p.relative_to(two).as_posix() for p in (two / "comparison").rglob("*.npz"))
+    assert stored == sorted(p.relative_to(one).as_posix() for p in (one / "comparison").rglob("*.npz"))
+    assert len(stored) == 3 * 4  # the sample and 2 methods, for 4 of the 6 samples (each process wrote its own)
 
 
 def test_killed_run_resumes_without_losing_or_duplicating_rows(setup, tmp_path):
@@ -199,6 +202,8 @@ def test_resuming_under_other_settings_is_refused(setup, tmp_path, capsys, chang
     ("unwritable out", "not writable"),
     ("unknown option", "unknown option"),
     ("missing prior", "prior file not found"),
+    ("unknown preset", "unknown preset 'nope': choose one of paper, tuned"),
+    ("removed option mode", "unknown option(s) ['mode']"),
 ])
 def test_bad_input_is_one_clear_error(setup, tmp_path, capsys, problem, message):
     out = tmp_path / "out"
@@ -214,12 +219,36 @@ def test_bad_input_is_one_clear_error(setup, tmp_path, capsys, problem, message)
         cfg["out"] = str(blocker / "out")
     elif problem == "unknown option":
         cfg["methods"][1]["options"]["particles"] = 3
+    elif problem == "unknown preset":
+        cfg["methods"][0]["options"]["preset"] = "nope"
+    elif problem == "removed option mode":  # now a preset
+        cfg["methods"][0]["options"]["mode"] = "paper"
     else:
         cfg["methods"][0]["options"]["prior"] = str(tmp_path / "none.pt")
     config.write_text(yaml.safe_dump(cfg))
     code, err = _run(["bench", "--config", str(config), "--no-progress"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (out / "rows.csv").exists()
+
+
+def test_rows_name_the_preset_and_labels_add_it_when_it_is_not_paper(setup, tmp_path):
+    from fdem.benchmarks.module import MethodSpec
+
+    assert MethodSpec("fastem-pigdm", {"preset": "demo", "particles": 2}).label == "fastem-pigdm (demo) n=2"
+    assert MethodSpec("fastem-pigdm", {"preset": "paper"}).label == MethodSpec("fastem-pigdm").label == "fastem-pigdm"
+    out = tmp_path / "out"
+    config = _config(setup, out, steps=2, sigmas=[5])
+    cfg = yaml.safe_load(config.read_text())
+    few = {**cfg["methods"][0]["options"], "preset": "few-step"}
+    cfg["methods"].insert(1, {"method": "fastem-pigdm", "options": few})
+    config.write_text(yaml.safe_dump(cfg))
+    main(["bench", "--config", str(config), "--no-progress"])
+    rows = pd.read_csv(out / "rows.csv", keep_default_na=False)
+    presets = {m: set(rows.loc[rows["method"] == m, "preset"]) for m in rows["method"].unique()}
+    assert presets == {"fastem-pigdm": {"paper"}, "fastem-pigdm (few-step)": {"few-step"}, "alternation": {""}}
+    assert len(rows) == 3 * 3 and list(rows.columns).index("preset") == list(rows.columns).index("method_name") + 1
+    params = {m: json.loads(p) for m, p in zip(rows["method"], rows["params"]) if m.startswith("fastem")}
+    assert params["fastem-pigdm"]["recenter"] == "spline" and params["fastem-pigdm (few-step)"]["step_rule"] == "ddim"
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "table1.yaml", "table2.yaml", "ddp_scaling.yaml"])

@@ -185,6 +185,29 @@ def test_sample_steps_above_the_priors_T_is_refused(capsys, tmp_path):
     assert code == 2 and "--steps must be an integer in [2, 50]" in err and not (tmp_path / "s.png").exists()
 
 
+def test_presets_prints_every_preset_and_the_table_of_their_resolved_options(capsys):
+    from fdem.presets import PRESETS
+
+    code, out, err = run_cli(["presets"], capsys)
+    assert code == 0, err
+    for name, preset in PRESETS.items():
+        assert f"{name}: {preset.summary}" in out
+    table = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines() if line.startswith("|")]
+    assert table[0] == ["option", *PRESETS] and set(table[1]) == {"---"}
+    rows = {row[0]: dict(zip(PRESETS, row[1:])) for row in table[2:]}
+    assert all(len(row) == len(PRESETS) for row in rows.values())
+    assert rows["steps"] == {"paper": "100", "tuned": "100", "few-step": "25", "photo": "25", "demo": "25", "relaxed": "25"}
+    assert (rows["recenter"]["paper"], rows["recenter"]["tuned"]) == ("spline", "bilinear")
+    assert (rows["lam_rule"]["paper"], rows["lam_rule"]["tuned"]) == ("fixed", "noise")
+    assert rows["border"]["photo"] == "impute" and rows["tiled"]["photo"] == "True" and rows["border"]["few-step"] == "circular"
+    assert rows["restarts"]["demo"] == "3" and rows["kernel_relax"]["relaxed"] == "2.0"
+    assert rows["kernel_init"]["few-step"] == "alternation" and rows["lam"]["paper"] == "—"
+    code, out, err = run_cli(["presets", "--method", "dps"], capsys)
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert code == 0 and set(rows["steps"].split("|")[2:-1]) == {" 1000 "}  # DPS: 1000 ancestral steps under every preset
+    assert "kernel_init" not in rows and "restarts" in rows  # non-blind: no kernel options
+
+
 def test_out_of_memory_anywhere_is_one_line(monkeypatch, capsys):
     """A command running out of memory prints one line and exits 2 (no traceback)."""
     import torch

@@ -14,12 +14,17 @@ from fdem.errors import InputError
 from fdem.mstep import MStepConfig
 from fdem.physics import psf2otf
 from fdem.restorers import build_restorer
-from fdem.sampling import PiGDM, run_loop, run_method
+from fdem.presets import SamplerSpec, resolve
+from fdem.sampling import PiGDM, run_loop
 from fdem.sampling.guidance import pigdm_weights
+from fdem.sampling.loop import generator_noise
 from fdem.sampling.methods import make_generators
 from fdem.problem import BlurProblem
+from tests.helpers import sample
 from tests.test_blind_dps import priors  # noqa: F401  (the tiny Blind-DPS priors fixture)
 from tests.test_sampling import IDENTITY_DENOISER, _gaussian_problem, tiny_unet
+
+BILINEAR = dict(recenter="bilinear")  # the old default re-centring of an MStepConfig built here (now "spline")
 
 
 def _xs(shape=(2, 3, 8, 8), seed=0):
@@ -64,8 +69,9 @@ def _posterior_error(prior, y, k, sigma, guidance, sched, n, step_rule="ddim"):
     weights = torch.ones_like(post_var)
     weights[:, 1:-1] = 2
     post_std = (weights * post_var).sum().sqrt()
-    samples, _ = run_loop(prior, sched, BlurProblem(y, torch.tensor([sigma])), guidance, k, make_generators(3, 1, "cpu"),
-                          n, step_rule=step_rule, eta=1.0)
+    samples, _ = run_loop(prior, sched, BlurProblem(y, torch.tensor([sigma])), guidance, k,
+                          generator_noise(make_generators(3, 1, "cpu")), SamplerSpec(step_rule=step_rule, eta=1.0),
+                          particles=n)
     return ((samples.mean(dim=1).double() - mean).norm() / post_std).item()
 
 
@@ -143,7 +149,7 @@ def test_mean_rule_takes_no_vjp_and_feeds_the_m_step_the_network_estimate():
     net = tiny_unet()
     with torch.no_grad():
         run_loop(net, sched, BlurProblem(y, torch.tensor([0.05])), PiGDM(sched, "official", "mean"), torch.ones(1, 1, 3, 3) / 9,
-                 make_generators(0, 1, "cpu"), 2, step_rule="mean",
+                 generator_noise(make_generators(0, 1, "cpu")), SamplerSpec(step_rule="mean"), particles=2,
                  mstep=lambda u, kernel, i: seen.append(u.requires_grad) or kernel)
     assert seen == [False] * 10  # no graph was built: no VJP
 
@@ -152,7 +158,11 @@ def test_mean_rule_takes_no_vjp_and_feeds_the_m_step_the_network_estimate():
 def test_mean_rule_is_refused_for_dps_methods_in_words(method):
     kernel = None if "-" in method else torch.ones(1, 1, 3, 3)
     with pytest.raises(InputError, match="step rule 'mean' needs ΠGDM guidance"):
-        run_method(method, tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel=kernel, steps=3, step_rule="mean")
+        sample(method, tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel=kernel, steps=3, step_rule="mean")
+    for preset in ("paper", "tuned", "few-step"):  # a preset's "mean" is refused when the spec is built
+        with pytest.raises(InputError, match="step rule 'mean' needs ΠGDM guidance"):
+            resolve(method, preset, step_rule="mean")
+    assert resolve(method.replace("dps", "pigdm"), step_rule="mean").sampler.step_rule == "mean"
 
 
 def test_start_runs_steps_network_calls_from_the_noised_observation():
@@ -167,8 +177,9 @@ def test_start_runs_steps_network_calls_from_the_noised_observation():
         return net(x, t)
 
     spy.cfg = getattr(net, "cfg", None)
-    run = lambda **kw: run_method("fastem-pigdm", spy, y, 0.05, steps=5, mstep=MStepConfig(kernel_size=3, denoiser=IDENTITY_DENOISER),
-                                  callback=lambda u, k: calls.append(1), **kw)
+    run = lambda **kw: sample("fastem-pigdm", spy, y, 0.05, steps=5,  # noqa: E731
+                              mstep=MStepConfig(kernel_size=3, denoiser=IDENTITY_DENOISER, **BILINEAR),
+                              callback=lambda u, k: calls.append(1), **kw)
     r = run(start=0.5, step_rule="mean")
     assert len(calls) == 5 and max(timesteps) < 500 and timesteps == sorted(timesteps, reverse=True)
     calls.clear(), timesteps.clear()
@@ -178,7 +189,7 @@ def test_start_runs_steps_network_calls_from_the_noised_observation():
 
 
 @pytest.mark.parametrize("options, message", [
-    (dict(step_rule="rk4"), "unknown step rule 'rk4'"),
+    (dict(step_rule="rk4"), "unknown step_rule 'rk4'"),
     (dict(step_rule="ddim", eta=1.5), "eta must be a number in \\[0, 1\\]"),
     (dict(step_rule="ddim", eta=-0.1), "eta must be"),
     (dict(step_rule="ddim", steps=0), "steps must be an integer"),
@@ -188,17 +199,17 @@ def test_start_runs_steps_network_calls_from_the_noised_observation():
 ])
 def test_bad_step_options_are_input_errors(options, message):
     with pytest.raises(InputError, match=message):
-        run_method("pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel=torch.ones(1, 1, 3, 3), **{"steps": 3, **options})
+        sample("pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel=torch.ones(1, 1, 3, 3), **{"steps": 3, **options})
     with pytest.raises(InputError, match=message):
         build_restorer("fastem-pigdm", "cpu", **options)  # refused before any prior is loaded
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--step-rule", "heun"], "unknown step rule 'heun'"),
-    (["--step-rule", "ddim", "--eta", "2"], "--eta must be a number in \\[0, 1\\]"),
-    (["--steps", "0"], "--steps must be an integer"),
+    (["--step-rule", "heun"], "^fdem: error: unknown step_rule 'heun'"),  # the field, not the flag
+    (["--step-rule", "ddim", "--eta", "2"], "^fdem: error: eta must be a number in \\[0, 1\\]"),
+    (["--steps", "0"], "^fdem: error: steps must be an integer in \\[2, 1000\\], got 0"),
     (["--start", "0"], "start must be in \\(0, 1\\]"),
-    (["--start", "2"], "--start must be a number in \\[0, 1\\]"),
+    (["--start", "2"], "^fdem: error: start must be a number in \\[0, 1\\]"),
     (["--method", "fastem-dps", "--step-rule", "mean"], "step rule 'mean' needs ΠGDM guidance"),
 ])
 def test_cli_refuses_bad_step_options_in_one_line_with_exit_code_2(tmp_path, flags, message):
@@ -216,11 +227,11 @@ def test_cli_refuses_bad_step_options_in_one_line_with_exit_code_2(tmp_path, fla
 def test_every_guided_method_runs_with_ddim(method, eta):
     y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
     kernel = None if "-" in method else torch.ones(1, 1, 5, 5)
-    r = run_method(method, tiny_unet(), y, 0.05, kernel=kernel, steps=4, em_iters=2, step_rule="ddim", eta=eta,
-                   mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER))
+    r = sample(method, tiny_unet(), y, 0.05, kernel=kernel, steps=4, em_iters=2, step_rule="ddim", eta=eta,
+               mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, **BILINEAR))
     assert r.image.shape == (1, 3, 16, 16) and torch.isfinite(r.image).all()
-    ancestral = run_method(method, tiny_unet(), y, 0.05, kernel=kernel, steps=4, em_iters=2,
-                           mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER))
+    ancestral = sample(method, tiny_unet(), y, 0.05, kernel=kernel, steps=4, em_iters=2,
+                       mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, **BILINEAR))
     assert not torch.equal(r.image, ancestral.image)
 
 
@@ -251,16 +262,16 @@ def test_speed_grid_times_step_variants_and_reports_the_ratio(tmp_path, capsys):
     assert "| 2 ddim η=0 |" in text and "speed-up over the first" in text
     with pytest.raises(SystemExit) as exit_info:
         main(["bench", "--config", _speed_config(tmp_path, step_variants=[{"method": "fastem-pigdm", "step_rule": "x"}])])
-    assert exit_info.value.code == 2 and "unknown step rule 'x'" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "speed.yaml: unknown step_rule 'x'" in capsys.readouterr().err
 
 
-def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
-    import json
+def test_steps_config_parses():
+    """configs/bench/steps.yaml: 40 rows of known methods and options (studies/fastem/steps_plot.py
+    reads its output; tests/test_studies.py runs it)."""
     from pathlib import Path
 
     from fdem.benchmarks.module import parse_methods
     from fdem.benchmarks.run import BenchConfig
-    from fdem.benchmarks.steps_plot import write_study
     from fdem.restorers import check_options
 
     cfg = BenchConfig.from_yaml(Path(__file__).parents[1] / "configs" / "bench" / "steps.yaml")
@@ -268,29 +279,6 @@ def test_steps_config_parses_and_the_study_plot_is_written(tmp_path):
     assert len(specs) == 40 and cfg.data["images"] != "bundled-held-out"
     for spec in specs:
         check_options(spec.method, spec.options)
-    lines = ["method,method_name,params,index,seconds,psnr,ssim,kernel_mse"]
-    relaxed = {"step_rule": "ddim", "eta": 1.0, "start": 0.5, "kernel_init": "alternation", "kernel_relax": 2.0}
-    rules = {"ddpm": {}, "ddim": {"step_rule": "ddim", "eta": 1.0}, "ddim from 0.5": {"step_rule": "ddim", "eta": 1.0, "start": 0.5},
-             "relaxed": relaxed}
-    for rule, options in rules.items():
-        for calls in (10, 20, 100):
-            params = json.dumps({"steps": calls, **options})
-            for index in range(2):
-                lines.append(f'"fastem-pigdm {rule} {calls}",fastem-pigdm,"{params.replace(chr(34), chr(34) * 2)}",'
-                             f"{index},{calls / 10},{20 + calls / 100},0.5,{1e-4 * (1 + 1 / calls)}")
-    lines += [f'"blurry",blurry,"{{}}",{index},0.001,18.0,0.4,0.001' for index in range(2)]
-    (tmp_path / "rows.csv").write_text("\n".join(lines) + "\n")
-    written = write_study(tmp_path)
-    assert written["steps.png"].stat().st_size > 0
-    text = written["steps.md"].read_text()
-    assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 |" in text and "| fastem-pigdm | ddim from 0.5 | 20 | 2 | 20.20 |" in text
-    assert "| fastem-pigdm | ddim from 0.5, alternation start, relax 2 | 20 | 2 | 20.20 |" in text
-    assert "| blurry | – | 0 | 0.001 | 18.00 |" in text and text.count("\n") == 15
-    # against the method's ancestral row with the most calls (ddpm, 100): 20.2 − 21.0 dB, 1.05e-4 / 1.01e-4, 10 s / 2 s
-    assert "| fastem-pigdm | ddim | 20 | 2 | 20.20 | 0.500 | 0.000105 | 2 | -0.80 | 1.04 | 5.00 |" in text
-    assert "| fastem-pigdm | ddpm | 100 | 10 | 21.00 | 0.500 | 0.000101 | 2 | +0.00 | 1.00 | 1.00 |" in text
-    blurry = next(line for line in text.splitlines() if line.startswith("| blurry |"))
-    assert blurry.endswith("| 2 | – | – | – |")  # the blurry input has no ancestral row to compare with
 
 
 def test_the_acceptance_check_config_runs_the_grid_rows_it_is_pooled_with():
@@ -309,50 +297,3 @@ def test_the_acceptance_check_config_runs_the_grid_rows_it_is_pooled_with():
         check_options(spec.method, spec.options)
         assert grid_specs[spec.label].options == spec.options and grid_specs[spec.label].method == spec.method
     assert check.data["kernel_seed"] != grid.data.get("kernel_seed", 0) and check.data["seed"] != grid.data["seed"]
-
-
-def test_the_paired_comparison_names_the_problem_that_carries_the_kernel_ratio(tmp_path, capsys):
-    import pandas as pd
-
-    from fdem.benchmarks import run_script
-    from fdem.benchmarks.steps_plot import main, paired
-
-    rows = pd.DataFrame({"method": ["ref"] * 4 + ["new"] * 4, "image_id": ["a", "a", "b", "b"] * 2,
-                         "kernel_id": [0, 1, 2, 3] * 2, "sigma255": 5.0,
-                         "psnr": [20.0, 21, 22, 23, 21, 22, 23, 20], "kernel_mse": [1.0, 1, 1, 1, 1, 1, 1, 5]})
-    text = paired(rows, "ref", "new")
-    assert "kernel MSE ratio 2.000" in text and "lower kernel MSE on 0 of 4" in text
-    assert "PSNR +0.00 dB" in text and "higher on 3" in text
-    assert "problem b/3 (1 → 5); ratio without it 1.000" in text
-    (tmp_path / "rows.csv").write_text(rows.assign(method_name="x", params="{}", seconds=1.0, ssim=0.5).to_csv(index=False))
-    with pytest.raises(SystemExit) as exit_info:  # as `python -m fdem.benchmarks.steps_plot` runs it
-        run_script(lambda: main([str(tmp_path), "--pair", "ref", "missing"]))
-    assert exit_info.value.code == 2 and "--pair: no problem solved by both 'ref' and 'missing'" in capsys.readouterr().err
-
-
-def test_pooled_runs_pair_problems_within_their_own_run(tmp_path, capsys):
-    import pandas as pd
-
-    from fdem.benchmarks import run_script
-    from fdem.benchmarks.steps_plot import main
-
-    def run(folder: str, new_mse: list[float]) -> str:
-        rows = pd.DataFrame({"method": ["ref"] * 2 + ["new"] * 2, "method_name": "x", "params": "{}",
-                             "image_id": ["a", "b"] * 2, "kernel_id": [0, 1] * 2, "sigma255": 5.0, "seconds": 1.0,
-                             "ssim": 0.5, "psnr": [20.0, 20, 21, 21], "kernel_mse": [1.0, 1.0, *new_mse]})
-        (tmp_path / folder).mkdir()
-        rows.to_csv(tmp_path / folder / "rows.csv", index=False)
-        return str(tmp_path / folder)
-
-    first, second = run("grid", [1.0, 1.0]), run("check", [1.0, 3.0])  # the same (image, kernel) keys in both
-    main([first, "--pool", second, "--pair", "ref", "new"])
-    out = capsys.readouterr().out
-    assert "new against ref, 4 problems:" in out and "kernel MSE ratio 1.500" in out and "PSNR +1.00 dB" in out
-    assert f"problem b/1 of {second} (1 → 3); ratio without it 1.000" in out
-    assert (tmp_path / "grid" / "pair.png").stat().st_size > 0 and not (tmp_path / "check" / "pair.png").exists()
-    for argv, message in (([first, "--pool", second], "--pool needs --pair"),
-                          ([first, "--pool", str(tmp_path), "--pair", "ref", "new"], "no rows.csv"),
-                          ([first, "--pool", first, "--pair", "ref", "new"], "a run is named twice")):
-        with pytest.raises(SystemExit) as exit_info:
-            run_script(lambda: main(argv))
-        assert exit_info.value.code == 2 and message in capsys.readouterr().err

@@ -74,26 +74,64 @@ def test_nonblind_deblur_of_a_16bit_gray_png_of_odd_size(files, tmp_path):
     assert not (out / "gray16_kernel.npy").exists() and (out / "gray16_trace.png").is_file()
 
 
-def test_pigdm_methods_default_to_the_few_step_rule_fast_em_to_the_alternation_start_and_given_keys_win(files, tmp_path, capsys, monkeypatch):
+def test_diffusion_methods_default_to_the_photo_preset_and_given_flags_win(files, tmp_path, capsys, monkeypatch):
+    """The photo preset: 25 DDIM steps from T/2 for ΠGDM methods (DPS ones: 1000 ancestral from noise),
+    the alternation's kernel start for every blind method, the imputed border, tiles; a flag overrides one field."""
     import fdem.restorers
+    from fdem.presets import PRESETS, resolve
 
     seen, build = [], fdem.restorers.build_restorer
-    monkeypatch.setattr(fdem.restorers, "build_restorer", lambda m, d="cpu", **o: seen.append((m, o)) or build(m, d, **o))
+    monkeypatch.setattr(fdem.restorers, "build_restorer", lambda m, d="cpu", **o: seen.append((o, build(m, d, **o))) or seen[-1][1])
     common = ["--sigma", "2", "--prior", str(files / "prior.pt"), "--prior-config", str(files / "prior.yaml"),
               "--kernel-size", "7", "--kernel-denoiser", str(files / "denoiser.pt")]
     main(["deblur", str(files / "gray16.png"), *common, "--out", str(tmp_path / "a")])
-    assert "25 steps" in capsys.readouterr().out
+    plan = [line for line in capsys.readouterr().out.splitlines() if line.startswith("plan:")]
+    assert len(plan) == 1 and "preset photo" in plan[0] and "25 steps" in plan[0], plan
+    assert plan[0].endswith("; kernel started from the alternation (before the steps, not in the time)")
     main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--out", str(tmp_path / "b")])
     main(["deblur", str(files / "gray16.png"), *common, "--method", "fastem-dps", "--steps", "3", "--out", str(tmp_path / "c")])
-    (_, first), (_, given), (_, dps) = seen
-    assert {k: first[k] for k in ("steps", "step_rule", "start")} == {"steps": 25, "step_rule": "ddim", "start": 0.5}
-    assert (given["steps"], given["step_rule"], given["start"]) == (3, "ddim", 0.5)
-    assert "start" not in dps and "step_rule" not in dps
-    assert first["kernel_init"] == given["kernel_init"] == "alternation" and "kernel_init" not in dps  # Fast EM ΠGDM only
-    assert "kernel_relax" not in first  # the paper's plain M-step unless asked (docs/design.md §12)
+    (options, first), (_, given), (_, dps) = seen
+    assert options["preset"] == "photo" and "steps" not in options  # the flags left out: the preset's
+    photo = PRESETS["photo"]
+    assert first.spec.options() == resolve("fastem-pigdm", "photo", kernel_size=7).options()
+    assert first.spec.sampler == photo.sampler and first.spec.canvas == photo.canvas
+    assert (first.spec.sampler.steps, first.spec.sampler.step_rule, first.spec.sampler.start) == (25, "ddim", 0.5)
+    assert (first.spec.canvas.border, first.spec.canvas.tiled) == ("impute", True)
+    assert (given.spec.sampler.steps, given.spec.sampler.step_rule, given.spec.sampler.start) == (3, "ddim", 0.5)
+    assert (dps.spec.sampler.steps, dps.spec.sampler.step_rule, dps.spec.sampler.start) == (3, "ddpm", 1.0)
+    assert first.spec.em.kernel_init == given.spec.em.kernel_init == dps.spec.em.kernel_init == "alternation"
+    assert dps.spec.canvas.border == "impute" and dps.spec.preset == "photo"
+    assert first.spec.em.kernel_relax == 1.0  # the paper's plain M-step unless asked (docs/design.md §12)
     main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--kernel-init", "dirac", "--kernel-relax", "2",
           "--out", str(tmp_path / "d")])
-    assert seen[-1][1]["kernel_init"] == "dirac" and seen[-1][1]["kernel_relax"] == 2.0
+    assert seen[-1][1].spec.em.kernel_init == "dirac" and seen[-1][1].spec.em.kernel_relax == 2.0
+    main(["deblur", str(files / "gray16.png"), *common, "--steps", "3", "--preset", "paper", "--out", str(tmp_path / "e")])
+    paper = seen[-1][1].spec
+    assert (paper.preset, paper.sampler.step_rule, paper.em.kernel_init, paper.canvas.border) == ("paper", "ddpm", "dirac", "circular")
+    assert "preset paper" in capsys.readouterr().out
+
+
+def test_show_prints_the_resolved_options_and_makes_nothing(files, tmp_path, capsys):
+    import json
+
+    from fdem.presets import resolve
+
+    main(["deblur", "--preset", "paper", "--show", "--prior", str(files / "prior.pt"), "--prior-config",
+          str(files / "prior.yaml"), "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out")])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == 'preset: "paper"' and 'recenter: "spline"' in lines and 'lam_rule: "fixed"' in lines
+    shown = {k: json.loads(v) for k, v in (line.split(": ", 1) for line in lines)}
+    assert {k: shown[k] for k in resolve("fastem-pigdm").options()} == resolve("fastem-pigdm").options()
+    assert not (tmp_path / "out").exists()
+    main(["deblur", "--show", "--steps", "7", "--recenter", "none", "--method", "pigdm", "--prior", str(files / "prior.pt"),
+          "--prior-config", str(files / "prior.yaml")])
+    shown = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert (shown["preset"], shown["steps"], shown["border"], shown["tiled"]) == ('"photo"', "7", '"impute"', "true")
+    assert "recenter" not in shown and "kernel_init" not in shown  # non-blind: no kernel options
+    main(["deblur", "--show", "--preset", "tuned", "--prior", str(files / "prior.pt"), "--prior-config",
+          str(files / "prior.yaml"), "--kernel-denoiser", str(files / "denoiser.pt")])
+    out = capsys.readouterr().out
+    assert 'preset: "tuned"' in out and 'recenter: "bilinear"' in out and 'lam_rule: "noise"' in out
 
 
 def test_reflect_padding_reaches_the_multiple_and_crops_back():
@@ -115,11 +153,15 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--sigma": "inf"}, "--sigma must be"),
         ({"--sigma": "1e6"}, "--sigma must be"),
         ({"--sigma": "1e6", "--method": "l0-anger"}, "--sigma must be"),
-        ({"--steps": "0"}, "--steps must be an integer"),
-        ({"--particles": "0"}, "--particles must be an integer >= 1"),
-        ({"--kernel-size": "1"}, "--kernel-size must be an integer >= 3"),
-        ({"--em-iters": "0", "--method": "diffem-pigdm"}, "--em-iters must be"),
-        ({"--iters": "0", "--method": "selfdeblur"}, "--iters must be"),
+        ({"--steps": "0"}, "steps must be an integer in \\[2, 1000\\], got 0"),  # preset fields: named by the field
+        ({"--particles": "0"}, "particles must be an integer >= 1"),
+        ({"--kernel-size": "1"}, "kernel_size must be an integer >= 3"),
+        ({"--em-iters": "0", "--method": "diffem-pigdm"}, "em_iters must be an integer >= 1"),
+        ({"--iters": "0", "--method": "selfdeblur"}, "selfdeblur: iters must be an integer >= 1"),
+        ({"--preset": "nope"}, "unknown preset 'nope': choose one of paper, tuned, few-step, photo, demo, relaxed"),
+        ({"--step-rule": "x"}, "unknown step_rule 'x'"),
+        ({"--step-rule": "mean", "--method": "fastem-dps"}, "step rule 'mean' needs ΠGDM guidance"),
+        ({"--recenter": "cubic"}, "unknown recenter rule 'cubic'"),
         ({"--trace": None, "--trace-every": "0"}, "--trace-every must be"),
         ({"--max-memory": "0"}, "--max-memory must be"),
         ({"--prior": "NOTES"}, "notes.txt"),
@@ -128,9 +170,9 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--prior-config": "MISMATCH"}, "missing keys: .*\\(.*\\).*unexpected keys"),
         ({"--prior": "MISSING"}, "prior checkpoint not found"),
         ({"--device": "toaster"}, "--device: unknown device 'toaster'"),
-        ({"--kernel-relax": "0"}, "--kernel-relax must be a number in \\(0, 4\\)"),
-        ({"--kernel-relax": "4"}, "--kernel-relax must be"),
-        ({"--kernel-relax": "nan"}, "--kernel-relax must be"),
+        ({"--kernel-relax": "0"}, "kernel_relax must be a number in \\(0, 4\\)"),
+        ({"--kernel-relax": "4"}, "kernel_relax must be"),
+        ({"--kernel-relax": "nan"}, "kernel_relax must be"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys, change, message):

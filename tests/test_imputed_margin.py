@@ -6,10 +6,12 @@ import torch
 
 from fdem.errors import InputError
 from fdem.mstep import MStepConfig
+from fdem.priors import Prior
 from fdem.problem import BlurProblem
-from fdem.sampling.methods import run_method
-from fdem.sampling.padded import crop_mask, run_padded
+from fdem.restorers import build_restorer
+from fdem.sampling.padded import crop_mask
 from fdem.cli import main
+from tests.helpers import sample
 from tests.test_deblur_cli import files  # noqa: F401  (the CLI fixture)
 from tests.test_sampling import tiny_unet
 
@@ -49,18 +51,19 @@ def test_a_mask_that_observes_everything_gives_the_same_run(method, step_rule):
     net = tiny_unet()
     y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     kernel = None if method.startswith("fastem") else torch.full((1, 1, 5, 5), 1 / 25)
-    options = dict(kernel=kernel, mstep=MStepConfig(kernel_size=5, lam=0), steps=4, seed=1, step_rule=step_rule, start=0.5)
-    plain = run_method(method, net, y, 0.05, **options)
-    masked = run_method(method, net, y, 0.05, observed=torch.ones(1, 1, 16, 16), **options)
+    options = dict(kernel=kernel, mstep=MStepConfig(kernel_size=5, lam=0, recenter="bilinear"), steps=4, seed=1,
+                   step_rule=step_rule, start=0.5)
+    plain = sample(method, net, y, 0.05, **options)
+    masked = sample(method, net, y, 0.05, observed=torch.ones(1, 1, 16, 16), **options)
     assert torch.equal(plain.image, masked.image)
 
 
 def test_an_imputed_margin_changes_the_run_but_not_the_output_size():
     net = tiny_unet()
     y = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(4))
-    options = dict(margin=2, padding="smooth", mstep=MStepConfig(kernel_size=5, lam=0), steps=4, seed=1)
-    smooth = run_padded(net, y, 0.05, "fastem-pigdm", **options)
-    imputed = run_padded(net, y, 0.05, "fastem-pigdm", impute=True, **options)
+    options = dict(prior=Prior.of(net), preset="tuned", kernel_size=5, lam=0, steps=4)  # margin: the radius, 2
+    smooth = build_restorer("fastem-pigdm", "cpu", border="smooth", **options).restore(y, 0.05, seed=1)
+    imputed = build_restorer("fastem-pigdm", "cpu", border="impute", **options).restore(y, 0.05, seed=1)
     assert imputed.image.shape == y.shape and imputed.kernel.shape == (1, 1, 5, 5)
     assert not torch.allclose(smooth.image, imputed.image)
 

@@ -8,11 +8,14 @@ from fdem.errors import InputError
 from fdem.kernel_ops import dirac
 from fdem.mstep import MStepConfig
 from fdem.physics import blur
-from fdem.sampling.methods import alternation_kernel, run_method
+from fdem.presets import resolve
+from fdem.problem import BlurProblem
+from fdem.sampling.methods import alternation_kernel
+from tests.helpers import sample
 from tests.test_deblur_cli import _run, files  # noqa: F401  (the CLI fixture)
 from tests.test_sampling import tiny_unet
 
-MSTEP = MStepConfig(kernel_size=5, lam=0)
+MSTEP = MStepConfig(kernel_size=5, lam=0, recenter="bilinear")
 OPTIONS = dict(mstep=MSTEP, steps=3, step_rule="ddim", start=0.5)
 
 
@@ -25,25 +28,25 @@ def blurred(seed: int = 2) -> torch.Tensor:
 
 def test_the_alternation_start_is_the_alternations_kernel_computed_once_per_image():
     y = blurred()
-    start = alternation_kernel(y, 0.02, MSTEP)
+    start = alternation_kernel(BlurProblem(y, 0.02), resolve("fastem-pigdm", "tuned", kernel_size=5, lam=0))
     assert torch.allclose(start, wiener_alternation(y, 0.02, kernel_size=5)[1])  # its own λ, not the M-step's
     assert (start - dirac(2, 5)).abs().sum() > 0.1  # not the Dirac
     net = tiny_unet()
-    chosen = run_method("fastem-pigdm", net, y, 0.02, seed=4, kernel_init="alternation", **OPTIONS)
-    given = run_method("fastem-pigdm", net, y, 0.02, seed=4, kernel=start, **OPTIONS)
+    chosen = sample("fastem-pigdm", net, y, 0.02, seed=4, kernel_init="alternation", **OPTIONS)
+    given = sample("fastem-pigdm", net, y, 0.02, seed=4, kernel=start, **OPTIONS)
     assert torch.allclose(chosen.kernel, given.kernel, atol=1e-6) and torch.allclose(chosen.image, given.image, atol=1e-5)
-    paper = run_method("fastem-pigdm", net, y, 0.02, seed=4, **OPTIONS)
+    paper = sample("fastem-pigdm", net, y, 0.02, seed=4, **OPTIONS)
     assert not torch.allclose(paper.kernel, chosen.kernel, atol=1e-4)
     # with restarts every chain of an image starts from that image's alternation kernel
-    restarted = run_method("fastem-pigdm", net, y, 0.02, seed=4, kernel_init="alternation", restarts=2, **OPTIONS)
+    restarted = sample("fastem-pigdm", net, y, 0.02, seed=4, kernel_init="alternation", restarts=2, **OPTIONS)
     assert restarted.kernel.shape == (2, 1, 5, 5)
 
 
 def test_a_given_kernel_wins_over_the_named_start():
     y, start = blurred(3), torch.full((1, 1, 5, 5), 1 / 25)
     net = tiny_unet()
-    named = run_method("fastem-pigdm", net, y, 0.02, seed=1, kernel=start, kernel_init="alternation", **OPTIONS)
-    plain = run_method("fastem-pigdm", net, y, 0.02, seed=1, kernel=start, **OPTIONS)
+    named = sample("fastem-pigdm", net, y, 0.02, seed=1, kernel=start, kernel_init="alternation", **OPTIONS)
+    plain = sample("fastem-pigdm", net, y, 0.02, seed=1, kernel=start, **OPTIONS)
     assert torch.equal(named.kernel, plain.kernel)
 
 
@@ -51,11 +54,13 @@ def test_an_unknown_start_is_refused_by_the_sampler_the_restorer_and_the_cli(fil
     from fdem.restorers import build_restorer
 
     with pytest.raises(InputError, match="unknown kernel_init 'gauss'"):
-        run_method("fastem-pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel_init="gauss", **OPTIONS)
+        sample("fastem-pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, kernel_init="gauss", **OPTIONS)
     with pytest.raises(InputError, match="kernel_init"):
         build_restorer("fastem-pigdm", "cpu", kernel_init="gauss")
     assert build_restorer("fastem-pigdm", "cpu", kernel_init="alternation").params()["kernel_init"] == "alternation"
-    assert "kernel_init" not in build_restorer("fastem-pigdm", "cpu", kernel_init="dirac").params()
+    assert build_restorer("fastem-pigdm", "cpu", kernel_init="dirac").params()["kernel_init"] == "dirac"  # every row names it
+    assert build_restorer("fastem-pigdm", "cpu").params()["kernel_init"] == "dirac"  # the paper preset's start
+    assert build_restorer("fastem-pigdm", "cpu", preset="few-step").params()["kernel_init"] == "alternation"
     assert "kernel_init" not in build_restorer("pigdm", "cpu", kernel_init="alternation").params()  # non-blind: no start
     from fdem.sampling.step_plan import plan_restoration
 
@@ -64,5 +69,5 @@ def test_an_unknown_start_is_refused_by_the_sampler_the_restorer_and_the_cli(fil
     assert "kernel started" not in plan_restoration(build_restorer("fastem-pigdm", "cpu", steps=2), 64, 64, timed=False).line("x")
     code, err = _run(["deblur", str(files / "gray16.png"), "--sigma", "5", "--kernel-init", "gauss",
                       "--out", str(tmp_path / "bad")], capsys)
-    assert code == 2 and "--kernel-init" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "unknown kernel_init 'gauss'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()

@@ -17,7 +17,7 @@ from fdem.baselines.l0_anger import (
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel, recenter
 from fdem.physics import add_noise, blur
-from fdem.restoration import Restoration
+from fdem.restorer_base import Restoration
 from fdem.restorers import build_restorer
 
 

@@ -97,7 +97,7 @@ GRAPH = import_graph()
 
 def test_the_graph_covers_the_mapped_folders_and_the_registry():
     assert {"fdem.benchmarks.kernel_estimation", "fdem.datamodules.blur_benchmark", "fdem.cli.parser"} <= set(GRAPH)
-    registry = [m for m, targets in GRAPH.items() if "fdem.sampling.restorer" in targets]
+    registry = [m for m, targets in GRAPH.items() if "fdem.sampling.diffusion_restorer" in targets]
     assert any(m in ("fdem.restorers", "fdem.method_table") for m in registry), registry
 
 
@@ -112,3 +112,33 @@ def test_no_import_cycle_among_library_modules():
         TopologicalSorter(library).prepare()
     except CycleError as err:
         raise AssertionError(f"import cycle: {' -> '.join(reversed(err.args[1]))}") from None
+
+
+STUDIES = ROOT / "studies"  # one-off studies: run from the checkout, never installed (tests/test_wheel.py)
+
+
+def imports_of(path: Path, module: str) -> set[str]:
+    """The dotted names the module in ``path`` imports."""
+    return imported_names(ast.parse(path.read_text(), str(path)), module, path.stem == "__init__")
+
+
+def is_studies(name: str) -> bool:
+    return name == "studies" or name.startswith("studies.")
+
+
+def test_no_installed_module_imports_the_studies():
+    offenders = {m: sorted(filter(is_studies, imports_of(path, m))) for m, path in module_files().items()}
+    assert not {m: names for m, names in offenders.items() if names}
+    assert not any(map(is_studies, package_folders())), "studies/ must stay out of pyproject's packages"
+
+
+def test_studies_share_helpers_only_through_studies_common():
+    studies = {".".join(path.relative_to(ROOT).with_suffix("").parts): path for path in STUDIES.rglob("*.py")}
+    assert "studies.fastem.fastem_study" in studies and "studies.common" in studies
+    offenders = {}
+    for module, path in studies.items():
+        names = {n for n in imports_of(path, module.removesuffix(".__init__")) if is_studies(n)}
+        other = sorted(n for n in names if n != "studies" and not n.startswith("studies.common"))
+        if other:
+            offenders[module] = other
+    assert not offenders

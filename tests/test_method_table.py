@@ -5,7 +5,7 @@ import torch
 
 from fdem.errors import InputError
 from fdem.method_table import METHODS, is_em, lookup, method_names
-from fdem.restorers import METHOD_CLASSES, check_options, method_options
+from fdem.restorers import METHOD_CLASSES, check_options, method_options, restorer_class
 
 
 def test_every_method_once_with_its_kind():
@@ -28,8 +28,19 @@ def test_steps_and_network_calls():
 
 
 def test_option_schemas_come_from_the_restorers():
-    assert method_options("fastem-pigdm")["particles"] == 1 and method_options("dps")["steps"] is None
-    assert method_options("blind-dps")["kernel_size"] == 64
+    import inspect
+
+    from fdem.presets import OVERRIDES, resolve
+
+    options = method_options("fastem-pigdm")
+    assert options[0] == "preset" and set(OVERRIDES) <= set(options) and {"prior", "trace_every"} <= set(options)
+    assert method_options("dps") == options  # every diffusion sampler takes the preset and its fields
+    assert resolve("fastem-pigdm").em.particles == 1 and resolve("dps").sampler.steps == 1000  # defaults: the presets'
+    check_options("fastem-pigdm", {"preset": "photo", "restarts": 2})
+    with pytest.raises(InputError, match=r"unknown option\(s\) \['mode'\]"):  # a preset, not a mode
+        check_options("fastem-pigdm", {"mode": "paper"})
+    assert "preset" not in method_options("blind-dps") and "kernel_size" in method_options("blind-dps")
+    assert inspect.signature(restorer_class("blind-dps").__init__).parameters["kernel_size"].default == 64
     assert "iters" in method_options("selfdeblur") and "tv_iters" in method_options("l0-anger")
     check_options("alternation", {"rounds": 2})
     with pytest.raises(InputError, match="unknown option"):

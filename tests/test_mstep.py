@@ -159,6 +159,8 @@ def test_bad_arguments(kwargs, match):
         (dict(lam=-1.0), "lam >= 0"),
         (dict(beta=0.0), "beta > 0"),
         (dict(iters=-1), "iters"),
+        (dict(kernel_size=True), "kernel_size"),
+        (dict(recenter="cubic"), "unknown recenter rule 'cubic'"),
     ],
 )
 def test_mstep_config_is_validated_when_built(kwargs, match):
@@ -168,16 +170,29 @@ def test_mstep_config_is_validated_when_built(kwargs, match):
         MStepConfig(**kwargs)
 
 
+def test_mstep_config_recentres_by_spline_by_default_and_has_no_relax_or_recenter_rule():
+    """The authors' spline re-centring is MStepConfig's default; relaxation lives in update(relax=) and
+    EMSpec.kernel_relax, the rule in ``recenter`` (the old fields are gone, not silently ignored)."""
+    from fdem.mstep import MStepConfig
+
+    assert MStepConfig().recenter == "spline"
+    for old in (dict(relax=2.0), dict(recenter_rule="bilinear")):
+        with pytest.raises(TypeError):
+            MStepConfig(**old)
+
+
 def test_estimate_kernel_options_are_keyword_only():
     with pytest.raises(TypeError):
         estimate_kernel(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), 0.01, 5, "l1", 1.0)
 
 
-@pytest.mark.parametrize("recenter", [False, True])
-def test_over_relaxation_moves_the_centred_update_gamma_times_as_far(recenter):
-    """relax = γ: R(Π(k₀ + γ(R(HQS(k₀)) − k₀))) with R the re-centring (identity when off), Π the simplex clip."""
+@pytest.mark.parametrize("rule, recenter", [("bilinear", False), ("bilinear", True), ("spline", True)])
+def test_over_relaxation_moves_the_centred_update_gamma_times_as_far(rule, recenter):
+    """update(relax=γ): R(Π(k₀ + γ(R(HQS(k₀)) − k₀))) with R the config's re-centring (identity when
+    off), Π the simplex clip; γ = 1 is the plain update."""
     from fdem.kernel_ops import recenter as centre
     from fdem.mstep import MStepConfig
+    from fdem.spline_shift import recenter_spline
 
     g = torch.Generator().manual_seed(3)
     x = torch.rand(2, 1, 3, 24, 24, generator=g, dtype=torch.float64)
@@ -185,36 +200,50 @@ def test_over_relaxation_moves_the_centred_update_gamma_times_as_far(recenter):
     problem = BlurProblem(blur(x[:, 0], truth), 0.02)
     start = normalize_kernel(torch.rand(2, 1, 5, 5, generator=g, dtype=torch.float64))
     run = dict(init=start, weighting="official", r2=0.0, recenter=recenter)
-    plain = MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3).update(problem, x, **run)
-    align = centre if recenter else (lambda k: k)
+    config = MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3, recenter=rule)
+    plain = config.update(problem, x, **run)
+    align = {"bilinear": centre, "spline": recenter_spline}[rule] if recenter else (lambda k: k)
     for gamma in (0.5, 2.0):
         expected = align(normalize_kernel(start + gamma * (plain - start)))  # plain is R(HQS(k₀))
-        got = MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3, relax=gamma).update(problem, x, **run)
+        got = config.update(problem, x, **run, relax=gamma)
         assert torch.allclose(got, expected, atol=1e-12)
         assert not torch.allclose(got, plain, atol=1e-6)  # it does move the kernel
-        assert torch.allclose(got.sum(dim=(-2, -1)), torch.ones(2, 1, dtype=torch.float64)) and (got >= 0).all()
-    assert torch.equal(MStepConfig(kernel_size=5, reg="l2", lam=0.01, iters=3, relax=1.0).update(problem, x, **run), plain)
+        if rule != "spline":  # the authors' spline shift neither clips nor renormalises (mass leaving the window is lost)
+            assert torch.allclose(got.sum(dim=(-2, -1)), torch.ones(2, 1, dtype=torch.float64)) and (got >= 0).all()
+    assert torch.equal(config.update(problem, x, **run, relax=1.0), plain)
 
 
 @pytest.mark.parametrize("gamma", [0, -1, 4, 10, float("nan"), "2"])
 def test_bad_over_relaxation_is_refused(gamma):
-    from fdem.mstep import MStepConfig
+    """γ is EMSpec.kernel_relax now (MStepConfig has no relax): refused when the spec is built or resolved."""
+    from fdem.presets import EMSpec, resolve
 
-    with pytest.raises(InputError, match="kernel relaxation must be a number in \\(0, 4\\)"):
-        MStepConfig(relax=gamma)
+    with pytest.raises(InputError, match="kernel_relax must be a number in \\(0, 4\\)"):
+        EMSpec(kernel_relax=gamma)
+    with pytest.raises(InputError, match="kernel_relax must be a number in \\(0, 4\\)"):
+        resolve("fastem-pigdm", "tuned", kernel_relax=gamma)
+    assert EMSpec(kernel_relax=3.5).kernel_relax == 3.5 and resolve("fastem-pigdm", "relaxed").em.kernel_relax == 2.0
 
 
 def test_fast_em_relaxes_every_m_step_but_the_last():
-    """The hook over-relaxes at i > 0 and fits plainly at i = 0 (nothing follows that could correct an overshoot)."""
-    from fdem.mstep import MStepConfig
+    """The hook over-relaxes at i > 0 by the spec's kernel_relax and fits plainly at i = 0 (nothing
+    follows that could correct an overshoot)."""
+    from fdem.diffusion import ScheduleSpec
+    from fdem.presets import resolve
     from fdem.sampling.fast_em import fast_em_hook
 
     g = torch.Generator().manual_seed(5)
     x = torch.rand(1, 1, 3, 24, 24, generator=g, dtype=torch.float64)
     problem = BlurProblem(blur(x[:, 0], normalize_kernel(torch.rand(1, 1, 5, 5, generator=g, dtype=torch.float64) ** 4)), 0.02)
     start = normalize_kernel(torch.rand(1, 1, 5, 5, generator=g, dtype=torch.float64))
-    config = dict(kernel_size=5, reg="l2", lam=0.01, iters=3)
-    hooks = {gamma: fast_em_hook(problem, MStepConfig(**config, relax=gamma), [0.0, 0.0], weighting="official", recenter=True)
-             for gamma in (1.0, 2.0)}
+    # tuned: bilinear re-centring (the old default); a given λ of the ℓ2 M-step, so the λ rule is "fixed"
+    config = dict(kernel_size=5, reg="l2", lam=0.01, iters=3, lam_rule="fixed")
+    specs = {gamma: resolve("fastem-pigdm", "tuned", **config, kernel_relax=gamma) for gamma in (1.0, 2.0)}
+    hooks = {gamma: fast_em_hook(problem, ScheduleSpec().build(2), spec) for gamma, spec in specs.items()}
     assert torch.equal(hooks[2.0](x, start, 0), hooks[1.0](x, start, 0))
     assert not torch.allclose(hooks[2.0](x, start, 1), hooks[1.0](x, start, 1), atol=1e-6)
+    mstep = specs[2.0].em.mstep
+    assert mstep.recenter == "bilinear"
+    run = dict(init=start, weighting="official", r2=0.0, recenter=True)
+    assert torch.equal(hooks[2.0](x, start, 1), mstep.update(problem, x, **run, relax=2.0))
+    assert torch.equal(hooks[2.0](x, start, 0), mstep.update(problem, x, **run))

@@ -13,7 +13,9 @@ from fdem.kernel_ops import center_of_mass, dirac, normalize_kernel, recenter
 from fdem.mstep import MStepConfig, data_term
 from fdem.physics import blur
 from fdem.problem import BlurProblem
-from fdem.sampling import DPS, r2_schedule, run_method
+from fdem.sampling import DPS, r2_schedule
+from fdem.spline_shift import recenter_spline
+from tests.helpers import sample
 
 SIZE, KSIZE, PARTICLES = 8, 3, 3
 
@@ -118,13 +120,17 @@ def test_r2_rules_are_the_schedules_numbers(rule):
 
 
 def _fast_em(mstep, method="fastem-dps", steps=4, **kwargs):
+    """``method`` under the tuned preset (the old default) with ``mstep`` as its M-step; λ as given
+    (lam_rule "fixed": the noise rule scales the PnP weight only, and these M-steps are ℓ1)."""
     g = torch.Generator().manual_seed(3)
     y = torch.rand(1, 2, SIZE, SIZE, generator=g)
-    return run_method(method, RecordingNet(), y, 0.05, mstep=mstep, particles=2, steps=steps, em_iters=3, **kwargs)
+    return sample(method, RecordingNet(), y, 0.05, mstep=mstep, particles=2, steps=steps, em_iters=3, lam_rule="fixed",
+                  **kwargs)
 
 
-def _mstep(**kwargs):
-    return RecordingMStep(kernel_size=5, reg="l1", lam=1.0, beta=1e3, iters=3, **kwargs)
+def _mstep(recenter="bilinear", **kwargs):
+    """An ℓ1 M-step; ``recenter`` bilinear as the old default (MStepConfig's own default is now "spline")."""
+    return RecordingMStep(kernel_size=5, reg="l1", lam=1.0, beta=1e3, iters=3, recenter=recenter, **kwargs)
 
 
 @pytest.mark.parametrize("method", ["fastem-dps", "diffem-dps"])
@@ -149,15 +155,20 @@ def test_hqs_iterates_from_its_init():
 
 
 def test_fast_em_recenters_every_kernel_and_diffusion_em_does_not():
-    """Fast EM's kernel is its M-step estimate shifted to put the centre of mass at (k//2, k//2);
-    Diffusion EM's is the estimate itself (the estimates here are never centred already)."""
-    fast, slow = _mstep(), _mstep()
-    _fast_em(fast, "fastem-dps")
-    _fast_em(slow, "diffem-dps")
-    for call in fast.calls + slow.calls:
-        assert (center_of_mass(call["raw"]) - 2).abs().max() > 1e-2
-    assert all(torch.allclose(c["out"], recenter(c["raw"]), atol=1e-7) for c in fast.calls)
-    assert all(torch.equal(c["out"], c["raw"]) for c in slow.calls)
+    """Fast EM's kernel is its M-step estimate shifted to put the centre of mass at (k//2, k//2) by the
+    M-step's rule (bilinear: fdem's; spline: the authors'); Diffusion EM's is the estimate itself under
+    either rule (the estimates here are never centred already)."""
+    for rule, shift in (("bilinear", recenter), ("spline", recenter_spline)):
+        fast, slow = _mstep(rule), _mstep(rule)
+        _fast_em(fast, "fastem-dps")
+        _fast_em(slow, "diffem-dps")
+        assert len(fast.calls) == 4 and len(slow.calls) == 3
+        for call in fast.calls + slow.calls:
+            assert (center_of_mass(call["raw"]) - 2).abs().max() > 1e-2
+        assert all(torch.allclose(c["out"], shift(c["raw"]), atol=1e-7) for c in fast.calls), rule
+        assert all(torch.equal(c["out"], c["raw"]) for c in slow.calls), rule
+    # the two rules differ on these kernels, so each assertion above tells them apart
+    assert not torch.allclose(recenter(fast.calls[0]["raw"]), recenter_spline(fast.calls[0]["raw"]), atol=1e-5)
 
 
 def test_the_mstep_runs_before_the_guidance_of_its_step(monkeypatch):
@@ -168,7 +179,7 @@ def test_the_mstep_runs_before_the_guidance_of_its_step(monkeypatch):
             seen.append(kernel)
             return super().direction(u, problem, kernel, i)
 
-    monkeypatch.setattr(methods, "make_guidance", lambda name, schedule, rule: Recording(schedule))
+    monkeypatch.setattr(methods, "make_guidance", lambda name, schedule, sampler: Recording(schedule))
     mstep = _mstep()
     _fast_em(mstep, "fastem-dps")
     assert len(seen) == len(mstep.calls) == 4
@@ -191,25 +202,29 @@ def test_no_noise_at_the_last_step():
     x0, x, noise = (torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(s)) for s in range(3))
     assert torch.equal(sched.ddpm_step(x, x0, 0, noise), sched.ddpm_step(x, x0, 0, None))
     us = []
-    r = run_method("pigdm", RecordingNet(), torch.rand(1, 2, SIZE, SIZE), 0.05, kernel=dirac(1, 3), steps=5,
-                   particles=2, callback=lambda u, k: us.append(u))
+    r = sample("pigdm", RecordingNet(), torch.rand(1, 2, SIZE, SIZE), 0.05, kernel=dirac(1, 3), steps=5,
+               particles=2, callback=lambda u, k: us.append(u))
     assert torch.allclose(r.particles, us[-1], atol=1e-6)
 
 
 def test_the_network_gets_the_original_timesteps():
     net = RecordingNet()
-    run_method("pigdm", net, torch.rand(1, 2, SIZE, SIZE), 0.05, kernel=dirac(1, 3), steps=100)
+    sample("pigdm", net, torch.rand(1, 2, SIZE, SIZE), 0.05, kernel=dirac(1, 3), steps=100)
     seen = [int(t[0]) for t in net.timesteps]
     expected = [round(j * 999 / 99) for j in range(100)]
     assert expected[:3] == [0, 10, 20] and expected[-2:] == [989, 999]
     assert seen == expected[::-1]
 
 
-@pytest.mark.parametrize("mode", ["official", "paper"])
-def test_fast_em_mstep_uses_the_runs_r2_and_weighting(mode):
-    """Step i's M-step gets r_i² of the run's r² rule (Eq. 33 needs it in paper weighting)."""
-    mstep = _mstep()
-    _fast_em(mstep, "fastem-pigdm", mode=mode)
-    expected = r2_schedule(ScheduleSpec().build(4), mode)[::-1]
-    assert [c["r2"] for c in mstep.calls] == expected
-    assert all(c["weighting"] == mode for c in mstep.calls)
+@pytest.mark.parametrize("rule", ["official", "paper"])
+def test_fast_em_mstep_uses_the_runs_r2_and_weighting(rule):
+    """Step i's M-step gets r_i² of the run's r² rule (Eq. 33 needs it in paper weighting) and the run's
+    weighting, each as its own option (both the same, then crossed)."""
+    other = {"official": "paper", "paper": "official"}[rule]
+    expected = r2_schedule(ScheduleSpec().build(4), rule)[::-1]
+    assert expected != r2_schedule(ScheduleSpec().build(4), other)[::-1]
+    for weighting in (rule, other):
+        mstep = _mstep()
+        _fast_em(mstep, "fastem-pigdm", r2_rule=rule, weighting=weighting)
+        assert [c["r2"] for c in mstep.calls] == expected
+        assert len(mstep.calls) == 4 and all(c["weighting"] == weighting for c in mstep.calls)

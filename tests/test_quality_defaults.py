@@ -1,10 +1,14 @@
 """The defaults chosen by measurement in issue 14 (docs/fastem_study.md): Fast EM's λ, the kernel
 prior's floor, the shipped kernel prior per kernel size, the default image prior."""
 
+import pytest
 import torch
 
+from fdem.diffusion import ScheduleSpec
+from fdem.errors import InputError
 from fdem.kernel_ops import normalize_kernel
 from fdem.mstep import MStepConfig, default_lambda
+from fdem.presets import resolve
 from fdem.priors import DEFAULT_PRIORS, SHIPPED_PRIORS
 from fdem.sampling.blind_dps import KERNEL_FLOOR, SHIPPED_KERNEL_PRIORS, BlindDPSRestorer, kernel_from_x0
 from fdem.problem import BlurProblem
@@ -24,13 +28,19 @@ def test_fast_em_lambda_follows_the_noise_level():
 
 
 def test_fast_em_scales_only_the_default_pnp_lambda(monkeypatch):
-    """The hook passes the per-image scale to the M-step when λ is the default, and nothing otherwise."""
+    """Under the ``noise`` λ rule (tuned and the presets after it) the hook passes the per-image scale to
+    the M-step when λ is the default, and nothing otherwise; the paper's ``fixed`` rule never scales."""
     seen = []
     monkeypatch.setattr(MStepConfig, "update", lambda self, *a, lam_scale=None, **k: seen.append(lam_scale))
     problem = BlurProblem(torch.rand(2, 3, 16, 16), torch.tensor([5 / 255, 20 / 255]))
-    for mstep in (MStepConfig(kernel_size=5), MStepConfig(kernel_size=5, lam=0.05), MStepConfig(kernel_size=5, reg="l1", lam=2.0)):
-        fast_em_hook(problem, mstep, [0.0], weighting="official", recenter=True)(None, None, 0)
-    assert torch.allclose(seen[0], fast_em_lambda_scale(problem.sigma)) and seen[1:] == [None, None]
+    schedule = ScheduleSpec().build(4)
+    specs = [resolve("fastem-pigdm", "tuned", kernel_size=5), resolve("fastem-pigdm", "tuned", kernel_size=5, lam=0.05),
+             resolve("fastem-pigdm", "paper", kernel_size=5), resolve("fastem-pigdm", "paper", kernel_size=5, reg="l1", lam=2.0)]
+    for spec in specs:
+        fast_em_hook(problem, schedule, spec)(None, None, 0)
+    assert torch.allclose(seen[0], fast_em_lambda_scale(problem.sigma)) and seen[1:] == [None, None, None]
+    with pytest.raises(InputError, match="needs the pnp regulariser"):  # the noise rule scales only the PnP weight
+        resolve("fastem-pigdm", "tuned", kernel_size=5, reg="l1", lam=2.0)
 
 
 def test_a_per_image_lambda_scale_sets_the_denoiser_level():

@@ -8,13 +8,13 @@ from fdem.errors import InputError
 from fdem.mstep import MStepConfig
 from fdem.physics import blur
 from fdem.problem import BlurProblem
-from fdem.sampling.methods import run_method
 from fdem.sampling.padded import crop_mask
-from fdem.sampling.restarts import RESTART_SEED_STRIDE, chain_seeds, repeat_chains
+from fdem.sampling.restarts import RESTART_SEED_STRIDE, chain_seeds, repeat_problem
+from tests.helpers import sample
 from tests.test_deblur_cli import _run, files  # noqa: F401  (the CLI fixture)
 from tests.test_sampling import tiny_unet
 
-OPTIONS = dict(mstep=MStepConfig(kernel_size=5, lam=0), steps=3, step_rule="ddim", start=0.5)
+OPTIONS = dict(mstep=MStepConfig(kernel_size=5, lam=0, recenter="bilinear"), steps=3, step_rule="ddim", start=0.5)
 
 
 def test_the_misfit_is_the_mean_squared_residual_over_the_measured_pixels():
@@ -33,9 +33,19 @@ def test_the_misfit_is_the_mean_squared_residual_over_the_measured_pixels():
 def test_chains_are_seeded_chain_major_and_chain_zero_is_the_plain_run():
     assert chain_seeds([7, 9], 1) == [7, 9]
     assert chain_seeds([7, 9], 2) == [7, 9, 7 + RESTART_SEED_STRIDE, 9 + RESTART_SEED_STRIDE]
-    per_image, shared = torch.arange(2.0), torch.ones(1, 1, 4, 4)
-    assert repeat_chains(per_image, 3, 2).tolist() == [0, 1, 0, 1, 0, 1]
-    assert repeat_chains(shared, 3, 2) is shared and repeat_chains(0.1, 3, 2) == 0.1
+    y = torch.arange(2.0).reshape(2, 1, 1, 1).expand(2, 3, 4, 4).contiguous()  # image b is all b
+    shared = torch.ones(1, 1, 4, 4)
+    shared[..., 0, 0] = 0
+    problem = BlurProblem(y, torch.tensor([0.1, 0.2]), shared)
+    problem.impute(torch.full((2, 1, 3, 4, 4), 7.0), torch.full((1, 1, 3, 3), 1 / 9))  # chains start from the measured y
+    repeated = repeat_problem(problem, 3)
+    assert repeated.y.shape == (6, 3, 4, 4) and repeated.y[:, 0, 1, 1].tolist() == [0, 1, 0, 1, 0, 1]
+    assert repeated.y[:, 0, 0, 0].tolist() == [0, 1, 0, 1, 0, 1]  # not the imputed 7
+    assert repeated.sigma.tolist() == pytest.approx([0.1, 0.2] * 3)
+    assert repeated.observed.shape == (1, 1, 4, 4) and torch.equal(repeated.observed, shared)  # one mask for all
+    per_image = torch.stack([shared[0], 1 - shared[0]])
+    masks = repeat_problem(BlurProblem(y, 0.1, per_image), 3).observed
+    assert masks.shape == (6, 1, 4, 4) and all(torch.equal(masks[j * 2 + b], per_image[b]) for j in range(3) for b in range(2))
 
 
 @pytest.mark.parametrize("method", ["fastem-pigdm", "pigdm"])
@@ -44,8 +54,8 @@ def test_restarts_keep_the_chain_that_fits_y_best(method):
     g = torch.Generator().manual_seed(3)
     y = torch.rand(2, 3, 16, 16, generator=g)
     kernel = None if method.startswith("fastem") else torch.full((1, 1, 5, 5), 1 / 25)
-    best = run_method(method, net, y, 0.05, kernel=kernel, seed=[4, 11], restarts=3, **OPTIONS)
-    chains = [run_method(method, net, y, 0.05, kernel=kernel, seed=[4 + j * RESTART_SEED_STRIDE, 11 + j * RESTART_SEED_STRIDE],
+    best = sample(method, net, y, 0.05, kernel=kernel, seed=[4, 11], restarts=3, **OPTIONS)
+    chains = [sample(method, net, y, 0.05, kernel=kernel, seed=[4 + j * RESTART_SEED_STRIDE, 11 + j * RESTART_SEED_STRIDE],
                          **OPTIONS) for j in range(3)]
     problem = BlurProblem(y, 0.05)
     misfit = torch.stack([problem.misfit(c.image, c.kernel if kernel is None else kernel) for c in chains])  # (K, B)
@@ -60,10 +70,10 @@ def test_restarts_keep_the_chain_that_fits_y_best(method):
 def test_one_restart_is_the_plain_run_and_the_trace_follows_the_chosen_chain():
     net = tiny_unet()
     y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
-    plain = run_method("fastem-pigdm", net, y, 0.05, seed=2, **OPTIONS)
-    assert torch.equal(run_method("fastem-pigdm", net, y, 0.05, seed=2, restarts=1, **OPTIONS).image, plain.image)
-    traced = run_method("fastem-pigdm", net, y, 0.05, seed=2, restarts=2, trace_every=1, **OPTIONS)
-    chains = [run_method("fastem-pigdm", net, y, 0.05, seed=2 + j * RESTART_SEED_STRIDE, trace_every=1, **OPTIONS)
+    plain = sample("fastem-pigdm", net, y, 0.05, seed=2, **OPTIONS)
+    assert torch.equal(sample("fastem-pigdm", net, y, 0.05, seed=2, restarts=1, **OPTIONS).image, plain.image)
+    traced = sample("fastem-pigdm", net, y, 0.05, seed=2, restarts=2, trace_every=1, **OPTIONS)
+    chains = [sample("fastem-pigdm", net, y, 0.05, seed=2 + j * RESTART_SEED_STRIDE, trace_every=1, **OPTIONS)
               for j in range(2)]
     chosen = next(c for c in chains if torch.allclose(c.image, traced.image, atol=1e-5))
     assert traced.trace.x0.shape == chosen.trace.x0.shape and traced.trace.kernel.shape == chosen.trace.kernel.shape
@@ -74,7 +84,7 @@ def test_one_restart_is_the_plain_run_and_the_trace_follows_the_chosen_chain():
 @pytest.mark.parametrize("restarts", [0, -1, 1.5, True])
 def test_bad_restarts_are_refused(restarts):
     with pytest.raises(InputError, match="restarts must be an integer >= 1"):
-        run_method("fastem-pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, restarts=restarts, **OPTIONS)
+        sample("fastem-pigdm", tiny_unet(), torch.rand(1, 3, 16, 16), 0.05, restarts=restarts, **OPTIONS)
 
 
 def test_deblur_takes_restarts_and_refuses_a_bad_count(files, tmp_path, capsys):  # noqa: F811
@@ -85,7 +95,8 @@ def test_deblur_takes_restarts_and_refuses_a_bad_count(files, tmp_path, capsys):
     assert (tmp_path / "out" / "gray16_restored.png").is_file()
     assert "of 2 chains side by side" in capsys.readouterr().out
     code, err = _run(common + ["--restarts", "0", "--out", str(tmp_path / "bad")], capsys)
-    assert code == 2 and "--restarts" in err and not (tmp_path / "bad").exists()
+    assert code == 2 and "restarts must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_the_memory_and_time_plans_count_every_chain():
@@ -97,15 +108,7 @@ def test_the_memory_and_time_plans_count_every_chain():
     assert restorer.chains == 6 and restorer_plan(restorer, 64, 64).batch == 6
     assert restorer.total_steps() == 2  # callbacks per batch: the chains step together
     assert "2 steps of 6 chains side by side" in plan_restoration(restorer, 64, 64, timed=False).line("x")
-    assert build_restorer("fastem-pigdm", "cpu", steps=2).params().get("restarts") is None  # old rows keep their columns
+    assert build_restorer("fastem-pigdm", "cpu", steps=2).params()["restarts"] == 1  # every row names its restarts
+    assert build_restorer("fastem-pigdm", "cpu", preset="demo").params()["restarts"] == 3
+    assert build_restorer("fastem-pigdm", "cpu", preset="demo").chains == 3
     assert build_restorer("fastem-pigdm", "cpu", steps=2, restarts=3).params()["restarts"] == 3
-
-
-def test_the_study_takes_restarts_and_traces_every_chain():
-    from fdem.benchmarks.fastem_study import StepTrace, parse_variant
-
-    assert parse_variant("steps=25 restarts=3").sampler == {"steps": 25, "restarts": 3}
-    x, k = torch.rand(2, 3, 8, 8), torch.full((2, 1, 3, 3), 1 / 9)
-    trace = StepTrace(x, k)
-    trace(x.repeat(3, 1, 1, 1)[:, None], k.repeat(3, 1, 1, 1))  # 3 chains of 2 images, all exact
-    assert trace.psnr[0] > 90 and trace.kmse[0] < 1e-10

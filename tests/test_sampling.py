@@ -11,11 +11,18 @@ from fdem.kernel_ops import dirac, kernel_mse, normalize_kernel
 from fdem.nets.unet import build_unet
 from fdem.physics import blur, psf2otf
 from fdem.problem import BlurProblem
+from dataclasses import replace
+
 from fdem.mstep import MStepConfig
-from fdem.sampling import DPS, PiGDM, guided_step, run_loop, run_method, save_trace, total_steps
+from fdem.presets import SamplerSpec, resolve
+from fdem.sampling import DPS, PiGDM, guided_step, run_loop, save_trace
+from fdem.sampling.loop import generator_noise
 from fdem.sampling.methods import make_generators
+from tests.helpers import sample
 
 IDENTITY_DENOISER = lambda k, s: k  # noqa: E731  (an M-step without kernel prior)
+# The old default M-step of these tests: Fast EM re-centred bilinearly (MStepConfig's default is now "spline").
+BILINEAR = dict(recenter="bilinear")
 TINY_UNET = dict(image_size=16, model_channels=32, channel_mult=(1, 2), attention_resolutions=(8,), num_head_channels=32)
 
 
@@ -153,7 +160,7 @@ def test_pigdm_particle_mean_approaches_wiener_posterior_mean():
     post_std = (weights * post_var).sum().sqrt()
     errors = []
     for n in (1, 16, 256):
-        r = run_method("pigdm", prior, y, sigma, kernel=k, particles=n, steps=1000, seed=3)
+        r = sample("pigdm", prior, y, sigma, kernel=k, particles=n, steps=1000, seed=3)
         errors.append(((r.image.double() - mean).norm() / post_std).item())
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 0.25, errors
@@ -164,7 +171,7 @@ def test_fast_em_recovers_the_kernel_on_a_gaussian_prior(method):
     sigma = 0.01
     prior, u, k, y = _gaussian_problem(32, 3, sigma)
     steps = 100 if method == "fastem-pigdm" else 250
-    r = run_method(method, prior, y, sigma, steps=steps, mstep=MStepConfig(kernel_size=7, denoiser=IDENTITY_DENOISER))
+    r = sample(method, prior, y, sigma, steps=steps, mstep=MStepConfig(kernel_size=7, denoiser=IDENTITY_DENOISER, **BILINEAR))
     start = kernel_mse(dirac(1, 7), k).item()
     assert kernel_mse(r.kernel, k).item() < start / 3
     assert r.kernel.sum().item() == pytest.approx(1.0, abs=1e-5)
@@ -177,11 +184,11 @@ def test_batch_gives_the_same_results_as_one_image_at_a_time(method):
     y = torch.rand(2, 3, 16, 16, generator=g)
     sigma = torch.tensor([0.05, 0.1])
     true_k = normalize_kernel(torch.rand(2, 1, 5, 5, generator=g))
-    common = dict(steps=8, particles=2, em_iters=2, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER))
+    common = dict(steps=8, particles=2, em_iters=2, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, **BILINEAR))
     kernel = None if method.startswith(("fastem", "diffem")) else true_k
-    together = run_method(method, net, y, sigma, kernel=kernel, seed=[11, 12], **common)
+    together = sample(method, net, y, sigma, kernel=kernel, seed=[11, 12], **common)
     for b in range(2):
-        alone = run_method(method, net, y[b : b + 1], sigma[b : b + 1], kernel=None if kernel is None else kernel[b : b + 1], seed=11 + b, **common)
+        alone = sample(method, net, y[b : b + 1], sigma[b : b + 1], kernel=None if kernel is None else kernel[b : b + 1], seed=11 + b, **common)
         assert torch.allclose(together.particles[b], alone.particles[0], atol=1e-5)
         assert torch.allclose(together.image[b], alone.image[0], atol=1e-5)
         if together.kernel is not None:
@@ -189,13 +196,14 @@ def test_batch_gives_the_same_results_as_one_image_at_a_time(method):
     assert together.image.shape == (2, 3, 16, 16) and together.particles.shape == (2, 2, 3, 16, 16)
 
 
-def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
+@pytest.mark.parametrize("rule", ["bilinear", "spline"])  # the old default re-centring and the paper preset's
+def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch, rule):
     net = tiny_unet()
     sched = Schedule.make(1000, 5)
     y = torch.rand(1, 3, 16, 16)
     sigma = torch.tensor([0.05])
     r2 = [0.0] * sched.num_steps
-    mstep = MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER)
+    mstep = MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, recenter=rule)
     problem = BlurProblem(y, sigma)
     hook = lambda u, k, i: mstep.update(problem, u, init=k, weighting="paper", r2=r2[i], recenter=True)  # noqa: E731
     guidance = PiGDM(sched)
@@ -205,7 +213,8 @@ def test_the_loop_never_reads_tensors_back_to_the_host(monkeypatch):
 
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    particles, kernel = run_loop(net, sched, problem, guidance, dirac(1, 5), make_generators(0, 1, y.device), 2, mstep=hook)
+    noise = generator_noise(make_generators(0, 1, y.device))
+    particles, kernel = run_loop(net, sched, problem, guidance, dirac(1, 5), noise, SamplerSpec(), particles=2, mstep=hook)
     monkeypatch.undo()
     assert particles.shape == (1, 2, 3, 16, 16) and kernel.shape == (1, 1, 5, 5)
     assert all(p.grad is None for p in net.parameters())
@@ -215,11 +224,12 @@ def test_trace_and_progress_callback(tmp_path):
     net = tiny_unet()
     y = torch.rand(2, 3, 16, 16)
     calls = []
-    r = run_method(
-        "diffem-dps", net, y, 0.05, steps=6, em_iters=2, trace_every=4, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER),
+    r = sample(
+        "diffem-dps", net, y, 0.05, steps=6, em_iters=2, trace_every=4,
+        mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, **BILINEAR),
         callback=lambda u, k: calls.append(k.shape),
     )
-    assert len(calls) == total_steps("diffem-dps", 6, 2) == 12
+    assert len(calls) == resolve("diffem-dps", "tuned", steps=6, em_iters=2).network_calls() == 12
     assert r.trace.steps == [0, 4, 8, 11]
     assert r.trace.x0.shape == (4, 2, 3, 16, 16) and r.trace.kernel.shape == (4, 2, 1, 5, 5)
     from PIL import Image
@@ -236,9 +246,14 @@ def test_trace_and_progress_callback(tmp_path):
 
 def test_nonblind_result_has_no_kernel_and_default_steps():
     net = tiny_unet()
-    r = run_method("pigdm", net, torch.rand(1, 3, 16, 16), 0.02, kernel=dirac(1, 3), steps=3)
+    r = sample("pigdm", net, torch.rand(1, 3, 16, 16), 0.02, kernel=dirac(1, 3), steps=3)
     assert r.kernel is None and r.seconds > 0 and r.trace is None
-    assert total_steps("pigdm") == 100 and total_steps("fastem-dps") == 1000 and total_steps("diffem-pigdm", em_iters=3) == 300
+    for preset in ("paper", "tuned"):  # neither changes the guidance's own step count
+        assert resolve("pigdm", preset).sampler.steps == resolve("pigdm", preset).network_calls() == 100
+        assert resolve("fastem-dps", preset).network_calls() == 1000
+        assert resolve("diffem-pigdm", preset, em_iters=3).network_calls() == 300
+    assert resolve("fastem-pigdm", "few-step").network_calls() == 25  # the steps run, from the noised observation
+    assert resolve("fastem-dps", "few-step").network_calls() == 1000  # DPS keeps its own sampler
 
 
 @pytest.mark.parametrize(
@@ -248,8 +263,9 @@ def test_nonblind_result_has_no_kernel_and_default_steps():
         (dict(method="dps"), "non-blind"),
         (dict(method="fastem-pigdm", mstep=MStepConfig(kernel_size=33)), "larger than the image"),
         (dict(method="fastem-pigdm", sigma=-0.1), "sigma"),
-        (dict(method="fastem-pigdm", mode="fancy"), "unknown mode"),
-        (dict(method="fastem-pigdm", r2_rule="fancy"), "unknown r2 rule"),
+        (dict(method="fastem-pigdm", preset="fancy"), "unknown preset"),
+        (dict(method="fastem-pigdm", mode="paper"), "unknown option"),  # the old preset keyword is gone
+        (dict(method="fastem-pigdm", r2_rule="fancy"), "unknown r2_rule 'fancy'"),
         (dict(method="fastem-pigdm", weighting="fancy"), "unknown M-step weighting"),
         (dict(method="pigdm", kernel=torch.ones(3, 3)), "kernel must be"),
     ],
@@ -257,29 +273,32 @@ def test_nonblind_result_has_no_kernel_and_default_steps():
 def test_bad_arguments_raise_input_errors(kwargs, match):
     args = dict(sigma=0.05) | kwargs
     with pytest.raises(InputError, match=match):
-        run_method(args.pop("method"), tiny_unet(), torch.rand(1, 3, 16, 16), args.pop("sigma"), steps=3, **args)
+        sample(args.pop("method"), tiny_unet(), torch.rand(1, 3, 16, 16), args.pop("sigma"), steps=3, **args)
 
 
-def test_mode_is_a_preset_that_explicit_r2_rule_and_weighting_override():
+def test_r2_rule_and_weighting_override_the_preset_one_field_each():
+    """The old ``mode`` preset of both is gone: each is a field of the preset, overridden by name."""
+    base = resolve("fastem-pigdm", "tuned")
+    assert (base.sampler.r2_rule, base.em.weighting) == ("official", "official")
+    both = resolve("fastem-pigdm", "tuned", r2_rule="paper", weighting="paper")
+    assert both == replace(base, sampler=replace(base.sampler, r2_rule="paper"), em=replace(base.em, weighting="paper"))
+    assert both.options() == {**base.options(), "r2_rule": "paper", "weighting": "paper"}
+
     net = tiny_unet()
     y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
-    common = dict(steps=4, particles=2, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER))
-    choices = [("official", None, None), ("paper", None, None), ("official", "paper", "paper"),
-               ("paper", "official", None), ("official", None, "paper")]
-    runs = {
-        (m, rule, w): run_method("fastem-pigdm", net, y, 0.05, mode=m, r2_rule=rule, weighting=w, **common).kernel
-        for m, rule, w in choices
-    }
-    assert torch.equal(runs["official", "paper", "paper"], runs["paper", None, None])
-    assert not torch.equal(runs["official", None, None], runs["paper", None, None])
-    assert not torch.equal(runs["paper", "official", None], runs["paper", None, None])  # the r² rule alone matters
-    assert not torch.equal(runs["official", None, "paper"], runs["official", None, None])  # the weighting alone matters
+    common = dict(steps=4, particles=2, mstep=MStepConfig(kernel_size=5, denoiser=IDENTITY_DENOISER, **BILINEAR))
+    choices = [("official", "official"), ("paper", "paper"), ("official", "paper"), ("paper", "official")]
+    runs = {(rule, w): sample("fastem-pigdm", net, y, 0.05, r2_rule=rule, weighting=w, **common).kernel for rule, w in choices}
+    assert torch.equal(runs["official", "official"], sample("fastem-pigdm", net, y, 0.05, **common).kernel)
+    assert not torch.equal(runs["official", "official"], runs["paper", "paper"])
+    assert not torch.equal(runs["official", "paper"], runs["paper", "paper"])  # the r² rule alone matters
+    assert not torch.equal(runs["official", "paper"], runs["official", "official"])  # the weighting alone matters
 
 
 def test_the_prior_schedule_spec_sets_the_steps_schedule():
     net = RecordingTimesteps(tiny_unet())
     y = torch.rand(1, 3, 16, 16)
-    run_method("pigdm", net, y, 0.05, kernel=dirac(1, 3), steps=3, schedule=ScheduleSpec(T=100, kind="cosine"))
+    sample("pigdm", net, y, 0.05, kernel=dirac(1, 3), steps=3, schedule=ScheduleSpec(T=100, kind="cosine"))
     assert net.seen == [99, 50, 0]
 
 

@@ -16,7 +16,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import center_of_mass
 from fdem.nets.dip import DownBlock, KernelMLP, NonLocalBlock, SkipGenerator, UpBlock
 from fdem.physics import blur
-from fdem.restoration import Restoration
+from fdem.restorer_base import Restoration
 from fdem.restorers import build_restorer
 
 TINY = {"channels": 16, "skip_channels": 4, "kernel_hidden": 64}

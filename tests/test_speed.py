@@ -13,7 +13,7 @@ from fdem.benchmarks.speed import build_prior, equality, markdown_table, measure
 from fdem.cli import main
 from fdem.errors import InputError
 from fdem.nets.unet import NAMED_CONFIGS
-from fdem.sampling.fast_path import SpeedOptions, accelerate
+from fdem.sampling.network_speed import SpeedOptions, accelerate
 
 TINY = dict(image_size=32, model_channels=32, channel_mult=[1, 2], attention_resolutions=[8], num_head_channels=32)
 
@@ -133,24 +133,6 @@ def test_equality_separates_mean_and_per_image_differences():
     assert row["equal"] is False
 
 
-@pytest.mark.parametrize("method", ["fastem-pigdm", "pigdm"])
-def test_equality_floor_rows(method):
-    """The floor tool on the shipped prior, 3 steps: an identical variant is exactly equal, a
-    perturbed observation is not identical (the tool's point), and threads are restored."""
-    from fdem.benchmarks import equality_floor as floor
-
-    threads = torch.get_num_threads()
-    rows = floor.floor_rows(method, [3], per_image=1,
-                            variants=(floor.Variant("same"), floor.Variant("y + 1e-3", perturb=1e-3)))
-    assert [(r["steps"], r["variant"]) for r in rows] == [(3, "same"), (3, "y + 1e-3")]
-    same, moved = rows
-    assert same["max_abs_diff"] == 0 and same["equal"] is True
-    assert moved["max_abs_diff"] > 0 and moved["psnr_diff_max_db"] > 0
-    assert math.isnan(moved["kernel_mse_diff"]) == (method == "pigdm")
-    assert torch.get_num_threads() == threads
-    assert "| 3 | y + 1e-3 |" in floor.markdown(rows)
-
-
 def _speed_config(tmp_path, **changes) -> str:
     grid = {
         "title": "tiny", "out": str(tmp_path / "gpu_out"), "unet": "ffhq256", "image_size": 256,
@@ -214,13 +196,6 @@ def test_shipped_speed_configs_load_for_cpu_and_gpu(name):
     gpu = SpeedGrid.from_mapping(body, name)
     assert set(gpu.methods) <= set(method_names()) and gpu.unet == "ffhq256"
     assert {f.name for f in dataclasses.fields(gpu)} >= set(body)
-
-
-def test_step_profile_shares_are_fractions():
-    from fdem.benchmarks.step_profile import step_shares
-
-    shares = step_shares(kernel_size=9, images=1, steps=2)
-    assert 0 < shares["mstep"] < 1 and 0 < shares["fft"] < 1
 
 
 def test_speed_steps_config_times_the_few_step_default_next_to_100_ancestral_steps():

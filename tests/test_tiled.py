@@ -9,8 +9,8 @@ from torch import nn
 
 from fdem.cli import main
 from fdem.memory import Plan, estimate_bytes
-from fdem.mstep import MStepConfig
-from fdem.sampling.padded import run_padded
+from fdem.priors import Prior
+from fdem.restorers import build_restorer
 from fdem.sampling.tiled import TiledNet, Tiling, axis_weights, window_starts
 from tests.test_deblur_cli import _assert_refused, files  # noqa: F401  (the CLI fixture)
 from tests.test_sampling import tiny_unet
@@ -57,9 +57,11 @@ def test_one_tile_covering_the_image_equals_the_untiled_sampler(method):
     net = tiny_unet()
     y = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     kernel = None if method.startswith("fastem") else torch.full((1, 1, 5, 5), 1 / 25)
-    options = dict(kernel=kernel, mstep=MStepConfig(kernel_size=5, lam=0), steps=4, seed=1)
-    plain = run_padded(net, y, 0.05, method, **options)
-    one = run_padded(net, y, 0.05, method, tiling=Tiling(tile=16, overlap=4), **options)
+    options = dict(prior=Prior.of(net), preset="tuned", kernel_size=5, lam=0, steps=4)
+    plain = build_restorer(method, "cpu", **options)
+    tiled = build_restorer(method, "cpu", tiled=True, tile=16, overlap=4, **options)
+    assert plain.network_for(16, 16) is plain.net and isinstance(tiled.network_for(16, 16), TiledNet)
+    plain, one = (r.restore(y, 0.05, kernel=kernel, seed=1) for r in (plain, tiled))
     assert torch.allclose(plain.image, one.image, atol=1e-5)
     if plain.kernel is not None:
         assert torch.allclose(plain.kernel, one.kernel, atol=1e-5)
@@ -67,8 +69,10 @@ def test_one_tile_covering_the_image_equals_the_untiled_sampler(method):
 
 def test_tiled_fast_em_runs_with_one_kernel_for_the_whole_image():
     y = torch.rand(1, 3, 16, 32, generator=torch.Generator().manual_seed(3))
-    result = run_padded(tiny_unet(), y, 0.05, "fastem-pigdm", steps=3, tiling=Tiling(tile=16, overlap=8),
-                        mstep=MStepConfig(kernel_size=5, lam=0))
+    restorer = build_restorer("fastem-pigdm", "cpu", prior=Prior.of(tiny_unet()), preset="tuned", steps=3, tiled=True,
+                              tile=16, overlap=8, kernel_size=5, lam=0)
+    assert restorer.network_for(16, 32).count(16, 32) == 3  # windows at 0, 8, 16
+    result = restorer.restore(y, 0.05)
     assert result.image.shape == y.shape and result.kernel.shape[0] == 1
     assert torch.isfinite(result.image).all()
 
@@ -94,9 +98,9 @@ def test_a_tiled_plan_is_bounded_by_the_tile_batch_not_the_image():
     (["--tile", "512"], "--tile 512 is larger than the image"),
     (["--tile", "24", "--overlap", "24"], "--overlap must be in \\[0, tile\\)"),
     (["--tile", "20"], "--tile must be a positive multiple of 8"),
-    (["--max-batch", "0"], "--max-batch must be an integer >= 1"),
+    (["--max-batch", "0"], "max_batch must be an integer >= 1"),
     (["--max-pixels", "1000"], "1,665 pixels, more than --max-pixels 1,000"),
-    (["--border", "wrap"], "border must be one of circular, reflect"),
+    (["--border", "wrap"], "unknown border 'wrap': choose one of circular, reflect"),
 ])
 def test_bad_tiling_flags_are_one_error_line_and_exit_code_2(files, tmp_path, capsys, flags, message):  # noqa: F811
     argv = ["deblur", str(files / "gray16.png"), "--sigma", "5", "--prior", str(files / "prior.pt"),
@@ -110,9 +114,9 @@ def test_deblur_prints_its_tiled_plan_and_restores_the_whole_photo(files, tmp_pa
           "--prior-config", str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2", "--tile", "64",
           "--overlap", "16", "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+)\), (\d+) tiles per step .*2 steps, about", out)
+    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+), preset photo\), (\d+) tiles per step .*2 steps, about", out)
     assert plan, out
-    assert int(plan[1]) >= 206 and int(plan[2]) >= 306  # the reflected border of the kernel's radius
+    assert int(plan[1]) >= 206 and int(plan[2]) >= 306  # the imputed border of the kernel's radius
     assert (tmp_path / "out" / "photo_restored.png").is_file()
 
 

@@ -63,6 +63,18 @@ def test_wheel_squats_no_generic_top_level_names(wheel_env):
     assert "fdem/configs/bench/demo.yaml" in names and "fdem/benchmarks/run.py" in names
 
 
+def test_wheel_holds_none_of_the_studies(wheel_env):
+    """studies/ (one-off studies, run from the checkout) is in the source tree the wheel is built
+    from, and none of its files is in the wheel, under any folder."""
+    wheel, _ = wheel_env
+    scripts = {p.name for p in (REPO / "studies").rglob("*.py") if p.name not in ("__init__.py", "common.py")}
+    assert {"fastem_study.py", "deblur_check.py"} <= scripts
+    names = zipfile.ZipFile(wheel).namelist()
+    leaked = [n for n in names if "studies" in n.split("/")[:-1] or n.rsplit("/", 1)[-1] in scripts]
+    assert not leaked, leaked
+    assert "fdem/benchmarks/kernel_estimation.py" in names  # the harness stays
+
+
 def test_installed_wheel_runs_a_benchmark_from_anywhere(wheel_env, tmp_path):
     _, bin_dir = wheel_env
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}

@@ -16,7 +16,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size, dirac
 from fdem.mstep import estimate_kernel
 from fdem.physics import wiener_deconv
-from fdem.restoration import Restoration, Restorer
+from fdem.restorer_base import Restoration, Restorer
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from fdem.kernel_ops import check_kernel_size, dirac
-from fdem.restoration import Restoration, Restorer
+from fdem.restorer_base import Restoration, Restorer
 
 
 class BlurryInput(Restorer):

@@ -34,7 +34,7 @@ from torch import Tensor
 from fdem.errors import InputError
 from fdem.kernel_ops import center_of_mass, check_kernel_size, dirac, normalize_kernel, recenter
 from fdem.physics import as_batch_sigma, check_kernel_fits, otf2psf, psf2otf
-from fdem.restoration import ConfigRestorer, Restoration
+from fdem.restorer_base import ConfigRestorer, Restoration
 from fdem.validate import check_sigma
 
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=int)
@@ -51,7 +51,7 @@ class Protocol:
 
 PROTOCOLS = {
     "paper": Protocol(threshold=0.05, tv_floor=1e-3),  # the IPOL article (the paper's Table 1 number)
-    "tuned": Protocol(threshold=0.3, tv_floor=3e-3),  # tuned on BSDS500 val (benchmarks/l0_check.py)
+    "tuned": Protocol(threshold=0.3, tv_floor=3e-3),  # tuned on BSDS500 val (studies/l0/l0_check.py)
 }
 
 
@@ -338,7 +338,7 @@ def l0_anger(y: Tensor, kernel_size: int, sigma: float | Tensor | None = None,
 
 
 class L0AngerRestorer(ConfigRestorer):
-    """``l0-anger`` behind the :class:`fdem.restoration.Restorer` interface; options: ``kernel_size``
+    """``l0-anger`` behind the :class:`fdem.restorer_base.Restorer` interface; options: ``kernel_size``
     and the fields of :class:`L0Params` (deterministic: seeds are ignored)."""
 
     seeded = False

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.restoration import Restoration, Restorer
+from fdem.restorer_base import Restoration, Restorer
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "nets" / "weights"
 # The shipped network and its widths (must match configs/mprnet_small.yaml's model).

@@ -28,7 +28,7 @@ from fdem.errors import InputError
 from fdem.kernel_ops import center_of_mass, check_kernel_size, recenter
 from fdem.nets.dip import KernelMLP, SkipGenerator, min_input_size
 from fdem.physics import check_kernel_fits
-from fdem.restoration import ConfigRestorer, Restoration
+from fdem.restorer_base import ConfigRestorer, Restoration
 
 _RGB_TO_Y = (0.299, 0.587, 0.114)  # ITU-R BT.601, full range (JPEG / OpenCV YCrCb)
 
@@ -255,7 +255,7 @@ def selfdeblur(
 
 
 class SelfDeblurRestorer(ConfigRestorer):
-    """``selfdeblur`` behind :class:`fdem.restoration.Restorer`; options: ``kernel_size`` and the fields
+    """``selfdeblur`` behind :class:`fdem.restorer_base.Restorer`; options: ``kernel_size`` and the fields
     of :class:`SelfDeblurConfig` (sigma is not used by the method)."""
 
     seeded = True

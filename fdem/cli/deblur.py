@@ -22,21 +22,11 @@ from fdem.method_table import lookup, method_names
 if TYPE_CHECKING:
     from torch import Tensor
 
-OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "mode", "lam",
-           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "border", "tile",
-           "overlap", "max_batch", "kernel_init", "kernel_relax")
-# What a photograph needs, for methods that take it: its margin as missing data (chosen over "smooth" on
-# BSDS500 val crops, circular and scene blur: README "Fast EM on held-out photographs") and tiles for large images.
-PHOTO_DEFAULTS = {"border": "impute", "tiled": True}
-# ΠGDM methods on a user's photo: 25 DDIM steps over [0, T/2] from the noised observation, as good
-# as the authors' 100 ancestral steps in a quarter of the network calls (docs/fastem_study.md, issue 15);
-# each key the user gives wins, the others stay.
-FEW_STEP_DEFAULTS = {"steps": 25, "step_rule": "ddim", "start": 0.5}
-# Fast EM ΠGDM from the noised observation: the kernel starts from the prior-free alternation's, not a
-# Dirac (docs/design.md §11; lower kernel error at the same PSNR on BSDS500 val, docs/fastem_study.md).
-# The over-relaxed M-step (§12, --kernel-relax) is not a default: on val photos with the imputed margin it
-# raised the kernel error in all three runs (docs/fastem_study.md, "Over-relaxing the kernel").
-FAST_EM_DEFAULTS = {"kernel_init": "alternation"}
+# Command-line flags that become method options (``--step-rule`` → ``step_rule``), parsed once into the
+# method's objects: a diffusion method's preset fields (:mod:`fdem.presets`), any method's own options.
+OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
+           "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
+           "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -218,93 +208,32 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
     return written
 
 
-def deblur_files(images: list[str], out: str | Path, *, method: str, sigma: float, seed: int = 0,
-                 device: str | None = None, true_kernel: str | Path | None = None, trace_format: str = "gif",
-                 progress: bool = True, max_memory: float | None = None, max_pixels: int | None = None,
-                 **options) -> list[Path]:
-    """Deblur files, folders or glob patterns (:func:`expand_inputs`) with any method of
-    :mod:`fdem.restorers`, image ``j`` with seed ``seed + j``; ``sigma`` in ``[0, 1]`` units;
-    ``options`` go to the method (e.g. ``prior``, ``kernel_size``, ``particles``, ``steps``;
-    ``prior=None``: the shipped prior). Diffusion methods default to :data:`PHOTO_DEFAULTS`: a
-    border of the kernel's radius treated as missing data (``border="impute"``) and the network on tiles for images larger than one
-    (``tile``, ``overlap``, ``max_batch``; :mod:`fdem.sampling.tiled`); ΠGDM methods also to
-    :data:`FEW_STEP_DEFAULTS`, and Fast EM ΠGDM to :data:`FAST_EM_DEFAULTS`. ``max_memory``: the plan's
-    limit in GB (default: most of the free memory, :func:`fdem.memory.memory_limit`); a plan over it,
-    or an image of more than ``max_pixels`` pixels, is refused before anything runs; each image's
-    plan (canvas, tiles, steps, time from a warm-up call) is printed before it runs.
-
-    Non-blind methods (``dps``, ``pigdm``) need ``true_kernel`` (a ``.npy`` or any kernel bank; image
-    ``j`` takes kernel ``j`` cyclically); for the blind ones it only adds the kernel MSE to the
-    printed line. Returns the files written.
-    """
-    from fdem.devices import resolve_device
+def deblur_files(images: list[str], out: str | Path, restorer, job: Job, *, device,
+                 max_memory: float | None = None, max_pixels: int | None = None) -> list[Path]:
+    """Deblur files, folders or glob patterns (:func:`expand_inputs`) with a built ``restorer`` (any
+    method of :mod:`fdem.restorers`), image ``j`` with seed ``job.seed + j``. ``max_memory``: the
+    plan's limit in GB (default: most of the free memory of ``device``, :func:`fdem.memory.memory_limit`);
+    a plan over it, or an image of more than ``max_pixels`` pixels, is refused before anything runs;
+    each image's plan (canvas, tiles, steps, time from a warm-up call) is printed before it runs.
+    Returns the files written."""
     from fdem.io_utils import OutputFolder
-    from fdem.kernels_gen import load_bank
     from fdem.memory import MAX_PIXELS, check_pixels, check_plan, memory_limit, restorer_plan
-    from fdem.restorers import build_restorer, check_options, method_options
-    from fdem.sampling.result import TRACE_FORMATS
-    from fdem.validate import check_float, check_int
 
-    blind = lookup(method).blind
-    sigma = check_float(sigma, "sigma", 0, 1)
-    if trace_format not in TRACE_FORMATS:
-        raise InputError(f"trace format must be one of {', '.join(TRACE_FORMATS)}, got {trace_format!r}")
-    check_options(method, options)
-    schema = method_options(method)
-    entry = lookup(method)
-    pigdm = entry.guidance == "pigdm"
-    defaults = {**PHOTO_DEFAULTS, **(FEW_STEP_DEFAULTS if pigdm else {}),
-                **(FAST_EM_DEFAULTS if pigdm and entry.em == "fastem" else {})}
-    options = {**{k: v for k, v in defaults.items() if k in schema}, **options}
-    max_pixels = MAX_PIXELS if max_pixels is None else check_int(max_pixels, "--max-pixels", 1)
-    device = resolve_device(device)
-    truths = load_bank(true_kernel) if true_kernel is not None else None
-    if not blind and truths is None:
-        raise InputError(f"method {method} is non-blind: give the true kernel (--true-kernel FILE)")
-    inputs, skipped = probe_inputs(expand_inputs(images), options.get("kernel_size", 33) if blind else truths.shape[-1])
-    folder = OutputFolder(out)
+    size = getattr(restorer, "kernel_size", 33) if restorer.blind else job.truths.shape[-1]
+    inputs, skipped = probe_inputs(expand_inputs(images), size)
     limit = memory_limit(device, max_memory)
-    restorer = build_restorer(method, device, **options)
     for path, (h, w) in inputs:
-        check_pixels(h, w, max_pixels, f"image {path}")
+        check_pixels(h, w, MAX_PIXELS if max_pixels is None else max_pixels, f"image {path}")
         check_plan(restorer_plan(restorer, h, w, restorer.channels or 3), limit, f"image {path}")
-    return restore_all(restorer, inputs, skipped, folder, Job(method, sigma, seed, truths, trace_format, progress))
+    return restore_all(restorer, inputs, skipped, OutputFolder(out), job)
 
 
-def checked_options(args: argparse.Namespace) -> dict:
-    """The method options given on the command line, each checked where it enters."""
-    from fdem.diffusion import MAX_STEPS
-    from fdem.validate import check_float, check_int
+def command_options(args: argparse.Namespace) -> dict:
+    """The method options given on the command line (flags left out take the preset's or the method's
+    defaults); their values are checked where the method's objects are built."""
+    from fdem.validate import check_int
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
-    bounds = {"kernel_size": (3, None), "particles": (1, None), "restarts": (1, None), "steps": (2, MAX_STEPS), "iters": (1, None),
-              "em_iters": (1, None), "tile": (1, None), "overlap": (0, None), "max_batch": (1, None)}
-    for name, (low, high) in bounds.items():
-        if name in options:
-            options[name] = check_int(options[name], "--" + name.replace("_", "-"), low, high)
-    if "lam" in options:
-        options["lam"] = check_float(options["lam"], "--lam", 0)
-    if "step_rule" in options or "eta" in options:
-        from fdem.diffusion import check_step_rule
-
-        options["eta"] = check_float(options.get("eta", 1.0), "--eta", 0, 1)
-        check_step_rule(options.get("step_rule", "ddpm"), options["eta"])
-        if options.get("step_rule") == "mean" and lookup(args.method).guidance != "pigdm":  # no posterior mean
-            from fdem.sampling.guidance import check_dps_step_rule
-
-            check_dps_step_rule("mean")
-    if "kernel_relax" in options:
-        from fdem.mstep import check_relax
-
-        options["kernel_relax"] = check_relax(options["kernel_relax"], "--kernel-relax")
-    if "kernel_init" in options:
-        from fdem.sampling.methods import check_kernel_init
-
-        check_kernel_init(options["kernel_init"], "--kernel-init")
-    if "start" in options:
-        from fdem.diffusion import check_start
-
-        options["start"] = check_start(options["start"], "--start")
     if args.trace:
         options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
     elif args.trace_every is not None:
@@ -312,27 +241,79 @@ def checked_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def build_deblur_restorer(method: str, device, preset_name: str | None, options: dict):
+    """The restorer ``fdem deblur`` runs: a diffusion method under ``preset_name`` (default
+    :data:`~fdem.presets.DEFAULT_PHOTO_PRESET`) with the flags as overrides, any other method with its options."""
+    from fdem.presets import DEFAULT_PHOTO_PRESET
+    from fdem.restorers import build_restorer
+
+    if lookup(method).guidance is not None:
+        return build_restorer(method, device, preset=preset_name or DEFAULT_PHOTO_PRESET, **options)
+    if preset_name is not None:
+        raise InputError(f"--preset applies to the diffusion samplers (dps, pigdm, fastem-*, diffem-*), not {method}")
+    return build_restorer(method, device, **options)
+
+
 def cmd_deblur(args: argparse.Namespace) -> None:
-    """Deblur your images with any method (default: Fast EM ΠGDM on the shipped prior)."""
+    """Deblur your images with any method (default: Fast EM ΠGDM under the photo preset, shipped prior)."""
+    from fdem.devices import resolve_device
+    from fdem.kernels_gen import load_bank
+    from fdem.sampling.result import TRACE_FORMATS
     from fdem.validate import check_float, check_int, check_sigma255
 
-    sigma = check_sigma255(args.sigma)
-    seed = check_int(args.seed, "--seed", 0)
+    if args.trace_format not in TRACE_FORMATS:
+        raise InputError(f"--trace-format must be one of {', '.join(TRACE_FORMATS)}, got {args.trace_format!r}")
     max_memory = None if args.max_memory is None else check_float(args.max_memory, "--max-memory", 0, inclusive=False)
-    deblur_files(
-        args.images, args.out, method=args.method, sigma=sigma, seed=seed, device=args.device,
-        true_kernel=args.true_kernel, trace_format=args.trace_format, max_memory=max_memory,
-        max_pixels=args.max_pixels, **checked_options(args),
-    )
+    max_pixels = None if args.max_pixels is None else check_int(args.max_pixels, "--max-pixels", 1)
+    seed = check_int(args.seed, "--seed", 0)
+    device = resolve_device(args.device)
+    restorer = build_deblur_restorer(args.method, device, args.preset, command_options(args))
+    if args.show:
+        print(show_line(restorer))
+        return
+    if not args.images or args.out is None:
+        raise InputError("give the blurry images and --out FOLDER (or --show to print the options)")
+    if args.sigma is None:
+        raise InputError("--sigma is required: the noise level of the images, 255 scale")
+    sigma = check_sigma255(args.sigma)
+    truths = load_bank(args.true_kernel) if args.true_kernel is not None else None
+    if not restorer.blind and truths is None:
+        raise InputError(f"method {args.method} is non-blind: give the true kernel (--true-kernel FILE)")
+    job = Job(args.method, sigma, seed, truths, args.trace_format, progress=True)
+    deblur_files(args.images, args.out, restorer, job, device=device, max_memory=max_memory, max_pixels=max_pixels)
+
+
+def show_line(restorer) -> str:
+    """The resolved options of ``restorer`` (``--show``): one ``name: value`` per line."""
+    import json
+
+    return "\n".join(f"{k}: {json.dumps(v)}" for k, v in restorer.params().items())
+
+
+def cmd_presets(args: argparse.Namespace) -> None:
+    """Print every preset's one-line summary and the table of their resolved options for ``--method``."""
+    from fdem.presets import PRESETS, presets_table
+
+    table = presets_table(args.method)  # a bad method fails here, before anything is printed
+    for name, value in PRESETS.items():
+        print(f"{name}: {value.summary}")
+    print()
+    print(table)
 
 
 def add_parsers(sub) -> None:
-    """Add ``deblur`` to an ``add_subparsers()`` object."""
+    """Add ``deblur`` and ``presets`` to an ``add_subparsers()`` object."""
+    q = sub.add_parser("presets", help="list the diffusion presets and their resolved options")
+    q.add_argument("--method", default="fastem-pigdm", help="the diffusion method to resolve them for (default: fastem-pigdm)")
+    q.set_defaults(func=cmd_presets)
     p = sub.add_parser("deblur", help="deblur your images with any method (default: Fast EM PiGDM, shipped prior)")
-    p.add_argument("images", nargs="+", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit), "
+    p.add_argument("images", nargs="*", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit), "
                    "folders of them, glob patterns, or .npy observations written by `fdem blur`")
-    p.add_argument("--sigma", type=float, required=True, help="noise level of the images, 255 scale, in [0, 255]")
+    p.add_argument("--sigma", type=float, help="noise level of the images, 255 scale, in [0, 255] (required)")
     p.add_argument("--method", default="fastem-pigdm", help=f"one of {', '.join(method_names())} (default: fastem-pigdm)")
+    p.add_argument("--preset", help="diffusion methods: the named configuration to start from, one of those `fdem presets` "
+                   "lists (default: photo); each option flag below overrides one of its fields")
+    p.add_argument("--show", action="store_true", help="print the method's resolved options (preset and flags) and exit")
     p.add_argument("--prior", help="score UNet: guided-diffusion .pt (e.g. ffhq_10m.pt), a `fdem fit` checkpoint "
                    "or a shipped prior's name (default: bsds64, the shipped natural-image prior; small64: the 7-photo one)")
     p.add_argument("--prior-config", help="UNet architecture: ffhq256 (default for a user file), imagenet256, small64, kernel64 or a YAML of ADMConfig fields")
@@ -345,7 +326,8 @@ def add_parsers(sub) -> None:
                    "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
                    "network calls and memory (default 1)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: 25 DDIM steps from --start 0.5 for PiGDM methods, 1000 for DPS ones)")
-    p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000)")
+    p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
+                   "HQS iterations of each M-step, >= 0 (default 10)")
     p.add_argument("--seed", type=int, default=0, help="image j uses seed + j (default 0)")
     p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
     p.add_argument("--max-memory", type=float, help="memory limit of a plan in GB (default: 80%% of the free memory "
@@ -359,7 +341,7 @@ def add_parsers(sub) -> None:
                    "(default: the prior's native size, at least 128, for images with a side over 256); one kernel and full-size FFTs for the whole image")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels, in [0, tile) (default: tile/4)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default 2); bounds the peak memory")
-    p.add_argument("--out", required=True, help="output folder (made when the first image is done)")
+    p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
     p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral; default for DPS methods), ddim (default for PiGDM methods), or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
@@ -369,8 +351,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
                    "warm start, in (0, 4) (default 1, the paper's; 2 helps on circular blur, not on photos: docs/design.md §12)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
-    p.add_argument("--mode", help="official (the authors' code, default) or paper (the paper's equations)")
-    p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: tuned for the shipped kernel denoiser)")
+    p.add_argument("--r2-rule", help="PiGDM's r^2: official (the authors' code) or paper (the paper's 1 - abar)")
+    p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta) or paper (Eqs. 24, 33)")
+    p.add_argument("--recenter", help="Fast EM's kernel re-centring: spline (the authors'), bilinear (fdem's) or none")
+    p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: the kernel denoiser's own)")
+    p.add_argument("--lam-rule", help="fixed (lambda as given) or noise (Fast EM: lambda x3, x2 from sigma = 20/255)")
     p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM, >= 1 (default 10)")
     p.add_argument("--kernel-denoiser", help="kernel denoiser state_dict (default: the shipped one)")
     p.add_argument("--trace", action="store_true", help="also save the progress (x0 estimate and kernel)")

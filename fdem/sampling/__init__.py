@@ -2,13 +2,11 @@
 
 from fdem.sampling.guidance import DPS, PiGDM, make_guidance, r2_schedule
 from fdem.sampling.loop import guided_step, run_loop
-from fdem.sampling.methods import METHODS, MODES, run_method, total_steps
+from fdem.sampling.methods import run_method
 from fdem.sampling.result import SamplingResult, Trace, TraceRecorder, save_trace
 
 __all__ = [
     "DPS",
-    "METHODS",
-    "MODES",
     "PiGDM",
     "SamplingResult",
     "Trace",
@@ -19,5 +17,4 @@ __all__ = [
     "run_loop",
     "run_method",
     "save_trace",
-    "total_steps",
 ]

@@ -32,13 +32,14 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from fdem.diffusion import Schedule, ScheduleSpec, check_step_rule, check_steps, variance_kind
+from fdem.diffusion import Schedule, ScheduleSpec, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import check_kernel_size, normalize_kernel, recenter
 from fdem.physics import blur, check_kernel_fits
 from fdem.priors import Prior, load_prior
-from fdem.restoration import Restoration, Restorer
-from fdem.sampling.guidance import check_dps_step_rule, dps_stride
+from fdem.restorer_base import Restoration, Restorer
+from fdem.presets import SamplerSpec
+from fdem.sampling.guidance import dps_stride
 from fdem.sampling.loop import per_image_noise, predict_x0
 
 
@@ -125,15 +126,15 @@ def run_blind_dps(
     *,
     schedule: ScheduleSpec | None = None,
     kernel_schedule: ScheduleSpec | None = None,
-    step_rule: str = "ddpm",
-    eta: float = 1.0,
+    sampler: SamplerSpec = SamplerSpec(),
 ) -> tuple[Tensor, Tensor]:
     """Blind-DPS on ``y (B, C, H, W)`` in ``[0, 1]`` (H, W accepted by ``image_net``).
 
     ``schedule`` and ``kernel_schedule`` are the two priors' specs (None: assumed from the network,
     T = 1000 linear); the chains run in lockstep, so both must have the same T and beta schedule.
     Image ``b`` draws its image noise, then its kernel noise, from ``generators[b]`` at every step.
-    ``step_rule``/``eta``: both chains' unguided update ("ddpm" or "ddim"; the step size stays √ᾱ_i).
+    ``sampler``: both chains' unguided update (its step rule, "ddpm" or "ddim", and η; the step size
+    stays √ᾱ_i); its ``steps`` are not read (``steps`` is).
     Returns ``(image (B, C, H, W) in [0, 1], kernel (B, 1, k, k) sum 1)``.
     """
     spec = ScheduleSpec.assumed_for(image_net) if schedule is None else schedule
@@ -142,9 +143,8 @@ def run_blind_dps(
         raise InputError(f"kernel_schedule ({kernel_spec.T} {kernel_spec.kind} steps) must match the image "
                          f"prior's schedule ({spec.T} {spec.kind} steps): the two chains run in lockstep")
     schedule = spec.build(steps, y.device)
-    eta = check_step_rule(step_rule, eta)
-    check_dps_step_rule(step_rule)
-    image, kernel = Chain(image_net, spec, step_rule, eta), Chain(kernel_net, kernel_spec, step_rule, eta)
+    image = Chain(image_net, spec, sampler.step_rule, sampler.eta)
+    kernel = Chain(kernel_net, kernel_spec, sampler.step_rule, sampler.eta)
     shape, kshape = (1,) + tuple(y.shape[1:]), (1, 1, kernel_size, kernel_size)
     x = per_image_noise(generators, shape, y)
     xk = per_image_noise(generators, kshape, y)
@@ -184,13 +184,13 @@ class BlindDPSRestorer(Restorer):
         from fdem.padding import network_multiple
 
         super().__init__(method, device)
-        check_steps(steps)
+        self.sampler = SamplerSpec(steps, step_rule, eta)  # checked there
+        if step_rule == "mean":
+            raise InputError("blind-dps: step rule 'mean' needs ΠGDM guidance; choose ddpm or ddim")
         check_kernel_size(kernel_size, method)
         if kernel_l1 < 0:
             raise InputError(f"kernel_l1 must be >= 0, got {kernel_l1}")
         self.steps, self.kernel_size, self.kernel_l1 = steps, kernel_size, kernel_l1
-        self.step_rule, self.eta = step_rule, check_step_rule(step_rule, eta)
-        check_dps_step_rule(step_rule)
         image = load_prior(prior, prior_config, device=self.device)
         if kernel_prior is None and kernel_size in SHIPPED_KERNEL_PRIORS:
             kernel_prior = SHIPPED_KERNEL_PRIORS[kernel_size]
@@ -204,7 +204,7 @@ class BlindDPSRestorer(Restorer):
             raise InputError(f"kernel size {kernel_size} must be a multiple of {multiple} for this kernel prior")
 
     def params(self) -> dict:
-        extra = {"step_rule": "ddim", "eta": self.eta} if self.step_rule == "ddim" else {}
+        extra = {"step_rule": "ddim", "eta": self.sampler.eta} if self.sampler.step_rule == "ddim" else {}
         return {"steps": self.steps, "kernel_size": self.kernel_size, "kernel_l1": self.kernel_l1, **extra}
 
     def total_steps(self) -> int:
@@ -224,7 +224,7 @@ class BlindDPSRestorer(Restorer):
         image, k = run_blind_dps(self.net, self.kernel_net, padded, self.kernel_size, self.steps, generators,
                                  self.kernel_l1, callback,
                                  schedule=self.schedules[0], kernel_schedule=self.schedules[1],
-                                 step_rule=self.step_rule, eta=self.eta)
+                                 sampler=self.sampler)
         image = image[..., top : top + h, left : left + w]
         return Restoration(image, recenter(k), particles=image[:, None])
 

@@ -7,8 +7,8 @@ From an initial kernel ``k`` (a Dirac), each of the ``L`` outer iterations does
    per-step M-step. Image ``b``'s generator is not reset, so every round draws new noise;
 2. **M-step** — on the ``n`` final samples (``u`` in ``[0, 1]``), warm-started from ``k``
    (:meth:`fdem.mstep.MStepConfig.update`; Eq. 24 ``α = nβσ²`` under ``weighting="paper"``, where
-   final samples have ``r² = 0`` so Eq. 33's extra term vanishes). No re-centring by default
-   (the authors' choice; Fast EM re-centres).
+   final samples have ``r² = 0`` so Eq. 33's extra term vanishes). No re-centring (the authors'
+   choice; Fast EM re-centres).
 
 Returns the last round's samples and the last kernel.
 """
@@ -17,17 +17,15 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fdem.mstep import MStepConfig
 from fdem.problem import BlurProblem
 from fdem.sampling.loop import Loop
 
 
-def run_diffusion_em(
-    loop: Loop, problem: BlurProblem, kernel: Tensor, mstep: MStepConfig, *, iters: int, weighting: str
-) -> tuple[Tensor, Tensor]:
-    """``iters`` = L rounds of (sample with the kernel, re-estimate the kernel); ``(particles, kernel)``."""
-    recenter = False if mstep.recenter is None else mstep.recenter
-    for _ in range(iters):
+def run_diffusion_em(loop: Loop, problem: BlurProblem, kernel: Tensor, em) -> tuple[Tensor, Tensor]:
+    """``em.em_iters`` = L rounds of (sample with the kernel, re-estimate the kernel) for an
+    :class:`~fdem.presets.EMSpec`; returns ``(particles, kernel)``."""
+    for _ in range(em.em_iters):
         samples, _ = loop(kernel)
-        kernel = mstep.update(problem, samples, init=kernel, weighting=weighting, r2=0.0, recenter=recenter)
+        kernel = em.mstep.update(problem, samples, init=kernel, weighting=em.weighting, r2=0.0, recenter=False,
+                                 relax=em.kernel_relax)
     return samples, kernel

@@ -1,24 +1,23 @@
-"""Fast Diffusion EM: the paper's Algorithm 2, as a configuration of the one loop (docs/design.md §4).
+"""Fast Diffusion EM: the paper's Algorithm 2 — on one page (:func:`fast_em_paper`) and as the M-step
+hook of the general loop (:func:`fast_em_hook`, docs/design.md §4).
 
 Algorithm 2 keeps ``n`` particles per image and one kernel estimate ``k`` (a Dirac at the start)
 and, for i = S−1 … 0 (respaced steps; the network sees the original timestep τ_i), does
 
-1. **E-step** — one guided DDPM step of the ``n`` particles: the network gives ``x̂0`` for all of
-   them and the unguided ancestral step ``x'_{i−1}`` is drawn (:func:`fdem.sampling.loop.guided_step`,
-   no noise at ``i = 0``);
-2. **M-step** — on the current ``x̂0`` of the ``n`` particles (``u`` in ``[0, 1]``), HQS warm-started
-   from the previous kernel (:meth:`fdem.mstep.MStepConfig.update` with ``init = k``, the hook
-   below; optionally over-relaxed, ``relax``, except at the last step: docs/design.md §12). Its
-   data weight is Eq. 24's ``α = nβσ²`` with Eq. 33's extra ``n·N·r_i²`` term under
-   ``weighting="paper"``, the authors' ``α = σ²β`` under ``"official"`` (:func:`fdem.mstep.data_term`);
-   ``r_i²`` follows the run's r² rule (:func:`fdem.sampling.guidance.r2_schedule`);
-3. **re-centring** — the kernel is shifted so its centre of mass is at ``(k//2, k//2)``
-   (:func:`fdem.kernel_ops.recenter`; on by default here, off in Diffusion EM);
-4. **guidance** with that new kernel — DPS (Eq. 9) or ΠGDM (Eq. 11) of
-   :mod:`fdem.sampling.guidance`, added to ``x'_{i−1}`` by one VJP through the network.
+1. **E-step** — one DDPM step of the ``n`` particles: the network gives ``x̂0`` and the unguided
+   ancestral step ``x'_{i−1}`` is drawn (no noise at ``i = 0``);
+2. **M-step** — HQS on the current ``x̂0`` (``u`` in ``[0, 1]``), warm-started from the previous
+   kernel (:meth:`fdem.mstep.MStepConfig.update`); its data weight is ``α = σ²β`` (the authors'
+   code, ``weighting="official"``) or Eq. 24's ``α = nβσ²`` with Eq. 33's ``n·N·r_i²`` term
+   (``"paper"``, :func:`fdem.mstep.data_term`);
+3. **re-centring** — the kernel's centre of mass is moved to the window's centre (the M-step's
+   ``recenter`` rule);
+4. **guidance** with that new kernel — DPS (Eq. 9) or ΠGDM (Eq. 11), added to ``x'_{i−1}`` by one
+   VJP through the network.
 
-The loop runs steps 1, 2+3 (the hook) and 4 in this order; it returns the final particles and
-the last kernel.
+The general loop (:func:`fdem.sampling.loop.guided_step`) runs 1, 2+3 (the hook) and 4 in this order
+for every preset; :func:`fast_em_paper` writes the ``paper`` preset out line by line, and a test
+checks that both give the same particles and kernel.
 """
 
 from __future__ import annotations
@@ -29,10 +28,11 @@ import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
+from fdem.kernel_ops import dirac
 from fdem.mstep import MStepConfig
 from fdem.problem import BlurProblem
-from fdem.sampling.guidance import r2_schedule
-from fdem.sampling.loop import Loop, MStepHook
+from fdem.sampling.guidance import PiGDM, r2_schedule
+from fdem.sampling.loop import MStepHook, NoiseSource, predict_x0
 
 
 # Fast EM's default λ is a multiple of the Figure-4 λ of the kernel denoiser
@@ -57,34 +57,46 @@ def fast_em_lambda_scale(sigma: Tensor) -> Tensor:
     return scales[upper - 1] + weight * (scales[upper] - scales[upper - 1])
 
 
-def fast_em_hook(
-    problem: BlurProblem, mstep: MStepConfig, r2: list[float], *, weighting: str, recenter: bool
-) -> MStepHook:
-    """Steps 2 and 3 of Algorithm 2: the warm-started M-step on the particles at step ``i``, re-centred.
-    Without a given λ (PnP), λ is :func:`fast_em_lambda_scale` × the Figure-4 λ, per image. An
-    over-relaxed M-step (``mstep.relax`` ≠ 1, docs/design.md §12) is plain at the last step, ``i = 0``."""
-    default = mstep.lam is None and mstep.reg == "pnp"
-    scale = fast_em_lambda_scale(problem.sigma) if default else None
+def fast_em_hook(problem: BlurProblem, schedule: Schedule, spec) -> MStepHook:
+    """Steps 2 and 3 of Algorithm 2 for a :class:`~fdem.presets.RunSpec`: the warm-started M-step on the
+    particles at step ``i``, re-centred. Under the ``noise`` λ rule the denoiser's own λ is multiplied by
+    :func:`fast_em_lambda_scale`, per image (a ``lam`` given explicitly is used as it is). An over-relaxed M-step (``kernel_relax`` ≠ 1, docs/design.md) is
+    plain at the last step, ``i = 0``: the last kernel fits the last image, no extrapolation past it."""
+    em = spec.em
+    r2 = r2_schedule(schedule, spec.sampler.r2_rule)
+    scale = fast_em_lambda_scale(problem.sigma) if em.lam_rule == "noise" and em.mstep.lam is None else None
 
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
-        relax = None if i > 0 else 1.0  # the last kernel fits the last image, no extrapolation past it
-        return mstep.update(problem, u, init=kernel, weighting=weighting, r2=r2[i], recenter=recenter, lam_scale=scale,
-                            relax=relax)
+        return em.mstep.update(problem, u, init=kernel, weighting=em.weighting, r2=r2[i], recenter=True,
+                               lam_scale=scale, relax=em.kernel_relax if i > 0 else 1.0)
 
     return hook
 
 
-def run_fast_em(
-    loop: Loop,
-    schedule: Schedule,
-    problem: BlurProblem,
-    kernel: Tensor,
-    mstep: MStepConfig,
-    *,
-    r2_rule: str,
-    weighting: str,
-) -> tuple[Tensor, Tensor]:
-    """Algorithm 2 from the initial ``kernel``; returns ``(particles (B, n, C, H, W), kernel (B, 1, k, k))``."""
-    recenter = True if mstep.recenter is None else mstep.recenter
-    hook = fast_em_hook(problem, mstep, r2_schedule(schedule, r2_rule), weighting=weighting, recenter=recenter)
-    return loop(kernel, mstep=hook)
+@torch.no_grad()
+def fast_em_paper(net, schedule: Schedule, problem: BlurProblem, mstep: MStepConfig,
+                  noise: NoiseSource) -> tuple[Tensor, Tensor]:
+    """Algorithm 2 as the ``paper`` preset runs it (n = 1, ΠGDM, official r² and α, Dirac start),
+    written out step by step: returns ``(x0 (B, 1, C, H, W) in [0, 1], kernel (B, 1, k, k))``.
+    The comments are the paper's pseudo-code; the general loop gives the same (tests/test_algorithm2.py)."""
+    y, batch = problem.y, problem.y.shape[0]
+    guidance = PiGDM(schedule, "official")
+    x = noise((1,) + tuple(y.shape[1:]), y)  # x_T ~ N(0, I)
+    k = dirac(batch, mstep.kernel_size, y.device, y.dtype)  # k ← δ
+    for i in reversed(range(schedule.num_steps)):  # for t = T … 1
+        weight = guidance.weights[i]
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(weight != 0.0)
+            x0, _ = predict_x0(net, schedule, x_in, i)  # x̂0 = (x_t − √(1−ᾱ_t) ε_θ(x_t, t)) / √ᾱ_t
+            u = ((x0 + 1) / 2).clamp(0, 1)
+        z = noise((1,) + tuple(y.shape[1:]), y) if i > 0 else None  # z ~ N(0, I)
+        x_prev = schedule.ddpm_step(x, x0.detach(), i, z)  # x'_{t−1} = μ̃_t(x_t, x̂0) + σ_t z
+        particles = u.detach().unflatten(0, (batch, 1))
+        # k ← HQS(y, x̂0, k): 10 iterations from the last kernel, then k ← shift(k, centre − CoM(k))
+        k = mstep.update(problem, particles, init=k, weighting="official", r2=0.0, recenter=True)
+        if weight != 0.0:  # x_{t−1} = x'_{t−1} + √ᾱ_t r_t² / √(1 + v_t) · (∂x̂0/∂x_t)ᵀ Hᵀ(r_t² HHᵀ + σ²I)⁻¹(y − H x̂0)
+            direction = guidance.direction(particles, problem, k, i).flatten(0, 1)
+            (vjp,) = torch.autograd.grad(u, x_in, direction)
+            x_prev = x_prev + weight * vjp
+        x = x_prev
+    return ((x + 1) / 2).clamp(0, 1).unflatten(0, (batch, 1)), k

@@ -34,20 +34,12 @@ from fdem.diffusion import Schedule
 from fdem.errors import InputError
 from fdem.problem import BlurProblem
 
-R2_RULES = ("official", "paper")
 SIGMA_FLOOR = 1e-8  # the authors' guard for σ = 0
-
-
-def check_r2_rule(rule: str) -> None:
-    """Raise an :class:`InputError` unless ``rule`` is one of :data:`R2_RULES`."""
-    if rule not in R2_RULES:
-        raise InputError(f"unknown r2 rule {rule!r}: choose one of {', '.join(R2_RULES)}")
 
 
 def r2_schedule(schedule: Schedule, rule: str) -> list[float]:
     """ΠGDM's variance ``r_i²`` of ``x0 | x_i`` for every respaced step (host floats):
-    ``"official"`` ``v_i/(1 + v_i)`` with ``v_i = β̃_i``, ``"paper"`` ``1 − ᾱ_i``."""
-    check_r2_rule(rule)
+    ``"official"`` ``v_i/(1 + v_i)`` with ``v_i = β̃_i``, ``"paper"`` ``1 − ᾱ_i`` (:data:`fdem.presets.R2_RULES`)."""
     if rule == "official":
         v = schedule.posterior_variance.double()
         return (v / (1 + v)).tolist()
@@ -117,17 +109,10 @@ def dps_stride(schedule: Schedule) -> float:
     return schedule.T / schedule.num_steps
 
 
-def check_dps_step_rule(step_rule: str) -> None:
-    """DPS (and Blind-DPS) have no posterior mean of x0: refuse the ``"mean"`` step rule in words."""
-    if step_rule == "mean":
-        raise InputError("step rule 'mean' needs ΠGDM guidance (a posterior mean of x0): use it with pigdm, "
-                         "fastem-pigdm or diffem-pigdm, or choose ddpm or ddim for DPS methods")
-
-
 class DPS:
     """Diffusion posterior sampling guidance: the gradient of the un-squared residual norm; the
     step ``√ᾱ_i`` is a gradient step size, the same for the ddpm and ddim rules (docs/design.md §8;
-    run_method refuses the "mean" rule for it, :func:`check_dps_step_rule`)."""
+    :class:`~fdem.presets.RunSpec` refuses the "mean" rule for it)."""
 
     def __init__(self, schedule: Schedule):
         self.weights = dps_weights(schedule)
@@ -141,13 +126,11 @@ class DPS:
 GUIDANCES = ("dps", "pigdm")
 
 
-def make_guidance(
-    name: str, schedule: Schedule, r2_rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0
-) -> PiGDM | DPS:
-    """The guidance rule ``name`` ("dps" or "pigdm") for the loop's ``step_rule`` and ``eta``;
-    ``r2_rule`` is ΠGDM's r² rule."""
+def make_guidance(name: str, schedule: Schedule, sampler) -> PiGDM | DPS:
+    """The guidance rule ``name`` ("dps" or "pigdm") for a :class:`~fdem.presets.SamplerSpec`'s step
+    rule, η and r² rule."""
     if name == "pigdm":
-        return PiGDM(schedule, r2_rule, step_rule, eta)
+        return PiGDM(schedule, sampler.r2_rule, sampler.step_rule, sampler.eta)
     if name == "dps":
         return DPS(schedule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")

@@ -40,7 +40,11 @@ from fdem.problem import BlurProblem
 
 MStepHook = Callable[[Tensor, Tensor, int], Tensor]  # (u (B,n,C,H,W), kernel, i) -> kernel
 StepCallback = Callable[[Tensor, "Tensor | None"], None]  # (u (B,n,C,H,W), kernel) after each step
-Loop = Callable[..., "tuple[Tensor, Tensor]"]  # run_loop with all but (kernel, mstep=...) bound
+Loop = Callable[..., "tuple[Tensor, Tensor]"]  # run_loop with all but (kernel, mstep) bound
+# Where the loop's Gaussian draws come from: (shape of one image's particles, a tensor giving device
+# and dtype) -> (B·n, C, H, W). One generator per image (:func:`generator_noise`), or a test's
+# recorded noise. Called once for the start and once per noisy step (none at i = 0).
+NoiseSource = Callable[[tuple, Tensor], Tensor]
 
 
 class Guidance(Protocol):
@@ -57,6 +61,11 @@ def per_image_noise(generators: Sequence[torch.Generator], shape: tuple[int, ...
     return torch.cat(
         [torch.randn(shape, generator=g, device=like.device, dtype=like.dtype) for g in generators]
     )
+
+
+def generator_noise(generators: Sequence[torch.Generator]) -> NoiseSource:
+    """The :data:`NoiseSource` drawing image ``b``'s particles from ``generators[b]``."""
+    return lambda shape, like: per_image_noise(generators, shape, like)
 
 
 def predict_x0(net: nn.Module, schedule: Schedule, x: Tensor, i: int) -> tuple[Tensor, Tensor | None]:
@@ -146,34 +155,31 @@ def run_loop(
     problem: BlurProblem,
     guidance: Guidance,
     kernel: Tensor,
-    generators: Sequence[torch.Generator],
-    particles: int = 1,
+    noise: NoiseSource,
+    sampler,
     *,
+    particles: int = 1,
     mstep: MStepHook | None = None,
     var_kind: str = "fixed_small",
     callbacks: Sequence[StepCallback] = (),
-    step_rule: str = "ddpm",
-    eta: float = 1.0,
-    first: int | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Sample ``n = particles`` posterior draws per image of ``problem.y (B, C, H, W)`` in ``[0, 1]``.
+    """Sample ``particles`` posterior draws per image of ``problem.y (B, C, H, W)`` in ``[0, 1]``.
 
-    ``kernel (B, 1, k, k)`` is the (initial) kernel of each image, ``generators`` one per image,
-    ``mstep`` the per-step kernel update (None: the kernel is fixed), ``step_rule``/``eta`` the
-    unguided update (:meth:`~fdem.diffusion.Schedule.step`). ``first`` (None: all) runs only the
-    last ``first`` steps of the schedule, from the noised observation (:func:`initial_state`).
-    Returns ``(particles (B, n, C, H, W) in [0, 1], kernel)``; ``callbacks`` are called after every
-    step with ``(u, kernel)``.
+    ``kernel (B, 1, k, k)`` is the (initial) kernel of each image, ``noise`` the source of every
+    Gaussian draw, ``sampler`` a :class:`~fdem.presets.SamplerSpec` (its step rule and η give the
+    unguided update, :meth:`~fdem.diffusion.Schedule.step`; with ``start`` < 1 only its last
+    ``steps`` run, from the noised observation, :func:`initial_state`), ``mstep`` the per-step kernel
+    update (None: the kernel is fixed). Returns ``(particles (B, n, C, H, W) in [0, 1], kernel)``;
+    ``callbacks`` are called after every step with ``(u, kernel)``.
     """
     y = problem.y
     shape = (particles,) + tuple(y.shape[1:])
-    first = schedule.num_steps if first is None else min(first, schedule.num_steps)
-    x = initial_state(schedule, y, per_image_noise(generators, shape, y), first)
+    first = schedule.num_steps if sampler.first is None else min(sampler.first, schedule.num_steps)
+    x = initial_state(schedule, y, noise(shape, y), first)
     for i in reversed(range(first)):
-        noise = per_image_noise(generators, shape, y) if i > 0 else None
         x, kernel, u = guided_step(
-            net, schedule, x, i, problem, kernel, guidance, noise, mstep=mstep, var_kind=var_kind,
-            step_rule=step_rule, eta=eta,
+            net, schedule, x, i, problem, kernel, guidance, noise(shape, y) if i > 0 else None, mstep=mstep,
+            var_kind=var_kind, step_rule=sampler.step_rule, eta=sampler.eta,
         )
         for callback in callbacks:
             callback(u, kernel)

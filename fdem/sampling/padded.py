@@ -1,42 +1,40 @@
-"""The diffusion methods on images of any size: pad (:mod:`fdem.padding`), maybe tile the network
-(:mod:`fdem.sampling.tiled`), run, crop back.
+"""The diffusion methods on images of any size: pad (:mod:`fdem.padding`) to a canvas the UNet takes,
+run, crop back.
 
-``margin = 0`` pads only to the UNet's multiple, so an observation made by circular blur at a
-multiple (a benchmark's) is processed exactly; a photograph wants ``margin`` ≥ the kernel radius
-(:func:`fdem.padding.border_pad`).
+A :class:`~fdem.presets.CanvasSpec` with ``border="circular"`` pads only to the UNet's multiple, so an
+observation made by circular blur at a multiple (a benchmark's) is processed exactly; the other
+borders also pad by the kernel's radius, mirrored (``reflect``) or smoothly periodised (``smooth``),
+and ``impute`` makes that margin missing data, refilled by the model every step
+(:meth:`~fdem.problem.BlurProblem.impute`).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from fdem.padding import border_pad, crop, network_multiple, smooth_pad
-from fdem.sampling.methods import run_method
+from fdem.padding import border_pad, crop, smooth_pad
+from fdem.problem import BlurProblem
 from fdem.sampling.result import SamplingResult
-from fdem.sampling.tiled import Tiling
+
+PADDINGS = {"circular": border_pad, "reflect": border_pad, "smooth": smooth_pad, "impute": smooth_pad}
 
 
-PADDINGS = {"reflect": border_pad, "smooth": smooth_pad}
+def canvas_margin(border: str, kernel_size: int) -> int:
+    """Pixels of border on each side: the kernel's radius, or 0 for the circular model."""
+    return 0 if border == "circular" else kernel_size // 2
 
 
-def run_padded(net: nn.Module, y: Tensor, sigma: float | Tensor, method: str, *, margin: int = 0,
-               padding: str = "reflect", impute: bool = False, tiling: Tiling | None = None,
-               **options) -> SamplingResult:
-    """:func:`~fdem.sampling.methods.run_method` on ``y (B, C, H, W)`` of any size (pad, run, crop);
-    ``padding`` fills the ``margin`` (and the rest up to the UNet's multiple): ``"reflect"``
-    (:func:`~fdem.padding.border_pad`) or ``"smooth"`` (:func:`~fdem.padding.smooth_pad`);
-    ``impute`` makes the padding only a start: the padded pixels are missing data, refilled by the
-    model every step (:meth:`~fdem.problem.BlurProblem.impute`). With ``tiling`` the network runs
-    on tiles when the padded image is larger than one."""
-    size = tuple(y.shape[-2:])
-    padded, offset = PADDINGS[padding](y, margin, network_multiple(net))
-    if tiling is not None:
-        net = tiling.wrap(net, *padded.shape[-2:])
-    if impute:
-        options["observed"] = crop_mask(padded, offset, size)
-    result = run_method(method, net, padded, sigma, **options)
+def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int) -> tuple[BlurProblem, tuple[int, int]]:
+    """The :class:`~fdem.problem.BlurProblem` on ``y (B, C, H, W)``'s canvas and ``y``'s offset in it."""
+    padded, offset = PADDINGS[border](y, canvas_margin(border, kernel_size), multiple)
+    observed = crop_mask(padded, offset, tuple(y.shape[-2:])) if border == "impute" else None
+    return BlurProblem(padded, sigma, observed), offset
+
+
+def cropped(result: SamplingResult, offset: tuple[int, int], size: tuple[int, int]) -> SamplingResult:
+    """``result`` (images, particles and trace) cropped back to the ``size`` window at ``offset``."""
     trace = result.trace and replace(result.trace, x0=crop(result.trace.x0, offset, size))
     return replace(result, image=crop(result.image, offset, size), particles=crop(result.particles, offset, size),
                    trace=trace)

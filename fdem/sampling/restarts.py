@@ -19,17 +19,10 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from fdem.errors import InputError
+from fdem.problem import BlurProblem
 from fdem.sampling.result import SamplingResult
 
 RESTART_SEED_STRIDE = 1_000_003  # a prime larger than any batch: chains never share a seed with another image's
-
-
-def check_restarts(restarts: int) -> int:
-    """``restarts`` as an integer >= 1, or an :class:`InputError`."""
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
-        raise InputError(f"restarts must be an integer >= 1, got {restarts!r}")
-    return restarts
 
 
 def chain_seeds(seeds: list[int], restarts: int) -> list[int]:
@@ -37,12 +30,12 @@ def chain_seeds(seeds: list[int], restarts: int) -> list[int]:
     return [s + j * RESTART_SEED_STRIDE for j in range(restarts) for s in seeds]
 
 
-def repeat_chains(tensor: Tensor | None, restarts: int, batch: int) -> Tensor | None:
-    """A per-image tensor ``(B, …)`` repeated chain-major to ``(K·B, …)``; anything else (a float, a
-    tensor shared by all images, None) passes unchanged."""
-    if not torch.is_tensor(tensor) or tensor.dim() == 0 or tensor.shape[0] != batch:
-        return tensor
-    return tensor.repeat(restarts, *([1] * (tensor.dim() - 1)))
+def repeat_problem(problem: BlurProblem, restarts: int) -> BlurProblem:
+    """The problem of ``K·B`` chains, chain-major: chain ``j`` of image ``b`` is row ``j·B + b``."""
+    observed = problem.observed
+    if observed is not None and observed.shape[0] > 1:
+        observed = observed.repeat(restarts, 1, 1, 1)
+    return BlurProblem(problem.measured.repeat(restarts, 1, 1, 1), problem.sigma.repeat(restarts), observed)
 
 
 def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> SamplingResult:

@@ -19,11 +19,13 @@ from fdem.devices import synchronize
 
 @dataclass(frozen=True)
 class StepPlan:
-    """One image's work: ``canvas`` (H, W) after padding, ``windows`` per step (1: untiled) run in
-    ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not timed) for all
-    its ``chains`` (particles × restarts, run side by side); ``kernel_init`` the blind kernel's start
-    when it is not the Dirac (the alternation's costs a little time before the steps, not counted)."""
+    """One image's work under ``preset``: ``canvas`` (H, W) after padding, ``windows`` per step (1:
+    untiled) run in ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not
+    timed) for all its ``chains`` (particles × restarts, run side by side); ``kernel_init`` the blind
+    kernel's start when it is not the Dirac (the alternation's costs a little time before the steps,
+    not counted)."""
 
+    preset: str
     size: tuple[int, int]
     canvas: tuple[int, int]
     windows: int
@@ -37,7 +39,7 @@ class StepPlan:
         """The plan in one printed line."""
         (h, w), (ch, cw) = self.size, self.canvas
         work = f"{self.windows} tiles per step in {self.batches} batch(es)" if self.windows > 1 else "1 network call per step"
-        text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}), {work}, {self.steps} steps"
+        text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}, preset {self.preset}), {work}, {self.steps} steps"
         if self.chains > 1:
             text += f" of {self.chains} chains side by side"
         if self.seconds_per_step is not None:
@@ -68,21 +70,22 @@ def time_call(net: nn.Module, batch: int, channels: int, height: int, width: int
 
 
 def plan_restoration(restorer, height: int, width: int, timed: bool = True) -> StepPlan:
-    """The :class:`StepPlan` of a diffusion ``restorer`` (:class:`~fdem.sampling.restorer.DiffusionRestorer`)
+    """The :class:`StepPlan` of a diffusion ``restorer`` (:class:`~fdem.sampling.diffusion_restorer.DiffusionRestorer`)
     on a ``height × width`` image; ``timed`` adds the extrapolated time of a guided step."""
     canvas = restorer.canvas(height, width)
     net = restorer.network_for(*canvas)
     windows = net.count(*canvas) if hasattr(net, "count") else 1
     batch = min(getattr(net, "max_batch", 1), windows)
     batches = -(-windows // batch)
+    spec = restorer.spec
     steps, chains = restorer.total_steps(), restorer.chains
-    kernel_init = restorer.options.get("kernel_init")
+    kernel_init = spec.em.kernel_init if spec.blind and spec.em.kernel_init != "dirac" else None
     if not timed:
-        return StepPlan((height, width), canvas, windows, batches, steps, chains=chains, kernel_init=kernel_init)
+        return StepPlan(spec.preset, (height, width), canvas, windows, batches, steps, chains=chains, kernel_init=kernel_init)
     channels = restorer.channels or 3
     if windows > 1:  # tiled: each batch of windows is run again in the backward (checkpoint), once per chain
         forward, backward = time_call(restorer.net, batch, channels, net.tile, net.tile, restorer.device)
         seconds = chains * batches * (2 * forward + backward)
     else:  # the chains are one batch
         seconds = sum(time_call(restorer.net, chains, channels, *canvas, restorer.device))
-    return StepPlan((height, width), canvas, windows, batches, steps, seconds, chains, kernel_init)
+    return StepPlan(spec.preset, (height, width), canvas, windows, batches, steps, seconds, chains, kernel_init)

@@ -1,0 +1,283 @@
+"""Presets: one name, one exactly specified sampler, and every default of the diffusion methods in one place.
+
+A diffusion run is described by three small frozen objects, each checked once, when it is built:
+
+* :class:`SamplerSpec` — how the chain steps (steps, step rule, η, start, ΠGDM's r² rule);
+* :class:`EMSpec` — how the kernel is estimated (the M-step's :class:`~fdem.mstep.MStepConfig`, the
+  λ rule, the data weighting, the kernel's start, over-relaxation, particles, restarts, Diffusion EM's rounds);
+* :class:`CanvasSpec` — what the sampler works on (the border model and the network's tiles).
+
+A :class:`Preset` names one choice of all three; :func:`resolve` applies it to a method and overrides
+single fields by name, giving a :class:`RunSpec`: what a benchmark row, a manifest and the plan
+line of ``fdem deblur`` record. Every front end (library, ``fdem deblur``, ``fdem demo``, bench
+configs, the speed grid) starts from a preset here; no default of these options lives anywhere else.
+Field names are unique across the three specs, so an override is named by its field alone
+(``steps=25``, ``restarts=3``, ``border="impute"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from fdem.diffusion import STEP_RULES
+from fdem.errors import InputError
+from fdem.method_table import lookup
+from fdem.mstep import MStepConfig, check_relax, check_weighting
+from fdem.validate import MAX_STEPS, check_float, check_int
+LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
+R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
+KERNEL_INITS = ("dirac", "alternation")  # the paper's Dirac, or the prior-free Wiener alternation's kernel
+BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
+
+
+def _choice(value, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InputError(f"unknown {name} {value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How the diffusion chain steps. ``steps``: network calls (None: the guidance's own count, ΠGDM 100
+    and DPS 1000); ``step_rule``: ``ddpm`` (ancestral), ``ddim`` with ``eta`` ∈ [0, 1], or ``mean``
+    (ΠGDM only); ``start`` ∈ (0, 1]: start from the observation noised to ``start·T`` and spend the
+    steps on ``[0, start·T]``; ``r2_rule``: ΠGDM's r² (and the paper weighting's), ``official`` or ``paper``."""
+
+    steps: int | None = None
+    step_rule: str = "ddpm"
+    eta: float = 1.0
+    start: float = 1.0
+    r2_rule: str = "official"
+
+    def __post_init__(self) -> None:
+        if self.steps is not None:
+            check_int(self.steps, "steps", 2, MAX_STEPS)
+        _choice(self.step_rule, "step_rule", STEP_RULES)
+        object.__setattr__(self, "eta", check_float(self.eta, "eta", 0, 1))
+        start = check_float(self.start, "start", 0, 1)
+        if start == 0:
+            raise InputError("start must be in (0, 1]: the fraction of the diffusion time where sampling starts, got 0")
+        object.__setattr__(self, "start", start)
+        _choice(self.r2_rule, "r2_rule", R2_RULES)
+
+    @property
+    def first(self) -> int | None:
+        """Steps actually run when the chain starts from the noised observation (None: from noise)."""
+        return self.steps if self.start < 1 else None
+
+
+@dataclass(frozen=True)
+class EMSpec:
+    """How a blind method estimates the kernel. ``mstep``: the HQS M-step (size, λ, β, iterations,
+    re-centring, denoiser); ``lam_rule``: ``fixed`` (λ as resolved) or ``noise`` (Fast EM: the denoiser's own
+    λ times 3 up to σ = 10/255 and 2 from 20/255, :func:`fdem.sampling.fast_em.fast_em_lambda_scale`;
+    an explicit ``lam`` is used as given);
+    ``weighting``: the M-step's α and Eq. 33 term, ``official`` or ``paper``; ``kernel_init``: the
+    kernel's start; ``kernel_relax`` γ ∈ (0, 4): the over-relaxed update (1: the paper's);
+    ``particles`` n per image; ``restarts``: chains per image, the best by data fit kept;
+    ``em_iters``: Diffusion EM's rounds L."""
+
+    mstep: MStepConfig = field(default_factory=MStepConfig)
+    lam_rule: str = "fixed"
+    weighting: str = "official"
+    kernel_init: str = "dirac"
+    kernel_relax: float = 1.0
+    particles: int = 1
+    restarts: int = 1
+    em_iters: int = 10
+
+    def __post_init__(self) -> None:
+        _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
+        check_weighting(self.weighting)
+        _choice(self.kernel_init, "kernel_init", KERNEL_INITS)
+        object.__setattr__(self, "kernel_relax", check_relax(self.kernel_relax, "kernel_relax"))
+        for name in ("particles", "restarts", "em_iters"):
+            check_int(getattr(self, name), name, 1)
+        if self.lam_rule == "noise" and self.mstep.reg != "pnp":
+            raise InputError(f"lam rule 'noise' scales the PnP weight: it needs the pnp regulariser, not {self.mstep.reg}")
+
+    @property
+    def chains(self) -> int:
+        """Samples run side by side per image: particles times restarts (one batch)."""
+        return self.particles * self.restarts
+
+
+@dataclass(frozen=True)
+class CanvasSpec:
+    """What the sampler works on. ``border``: ``circular`` (observations made by circular blur: pad
+    to the UNet's multiple only), ``reflect``/``smooth`` (pad by the kernel's radius, mirrored or
+    smoothly periodised, taken as data) or ``impute`` (that margin as missing data, refilled every
+    step); ``tiled``: the network on ``tile``-sized windows (None: its native size, at least 128)
+    overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images."""
+
+    border: str = "circular"
+    tiled: bool = False
+    tile: int | None = None
+    overlap: int | None = None
+    max_batch: int = 2
+
+    def __post_init__(self) -> None:
+        _choice(self.border, "border", BORDERS)
+        if not isinstance(self.tiled, bool):
+            raise InputError(f"tiled must be true or false, got {self.tiled!r}")
+        if self.tile is not None:
+            check_int(self.tile, "tile", 1)
+        if self.overlap is not None:
+            check_int(self.overlap, "overlap", 0)
+        check_int(self.max_batch, "max_batch", 1)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named choice of every option: ``sampler`` for ΠGDM-guided methods, ``dps_sampler`` for
+    DPS-guided ones (None: the same), ``em`` for the blind ones, ``canvas`` for all."""
+
+    name: str
+    summary: str
+    sampler: SamplerSpec
+    em: EMSpec
+    canvas: CanvasSpec = CanvasSpec()
+    dps_sampler: SamplerSpec | None = None
+
+    def derive(self, name: str, summary: str, *, sampler=None, em=None, canvas=None, dps_sampler=None) -> "Preset":
+        """A new preset: this one with some fields of its specs replaced (dicts of field → value)."""
+        return Preset(
+            name, summary,
+            replace(self.sampler, **(sampler or {})),
+            _replace_em(self.em, em or {}),
+            replace(self.canvas, **(canvas or {})),
+            self.dps_sampler if dps_sampler is None else dps_sampler,
+        )
+
+
+def _replace_em(em: EMSpec, changes: dict) -> EMSpec:
+    """``em`` with EM and M-step fields replaced by name."""
+    mstep_names = {f.name for f in fields(MStepConfig)}
+    mstep = {k: v for k, v in changes.items() if k in mstep_names}
+    rest = {k: v for k, v in changes.items() if k not in mstep_names}
+    return replace(em, mstep=replace(em.mstep, **mstep), **rest) if mstep else replace(em, **rest)
+
+
+PAPER = Preset(
+    "paper",
+    "the authors' Fast EM exactly: 100 ancestral ΠGDM steps (DPS 1000) from noise, Dirac start, the "
+    "denoiser's own λ, cubic-spline re-centring to their target, official r² and α, circular model",
+    SamplerSpec(),
+    EMSpec(),
+)
+TUNED = PAPER.derive(
+    "tuned", "paper with fdem's M-step tuning: λ × 3 (× 2 from σ = 20/255) and bilinear re-centring to (k//2, k//2)",
+    em={"lam_rule": "noise", "recenter": "bilinear"},
+)
+FEW_STEP = TUNED.derive(
+    "few-step", "tuned with 25 DDIM steps from the observation noised to T/2 (ΠGDM methods) and the kernel "
+    "started from the prior-free alternation's; circular model",
+    sampler={"steps": 25, "step_rule": "ddim", "start": 0.5}, em={"kernel_init": "alternation"},
+    dps_sampler=SamplerSpec(),
+)
+PHOTO = FEW_STEP.derive(
+    "photo", "few-step on photographs: the margin as missing data (imputed border), the network on tiles "
+    "for large images (fdem deblur's default)",
+    canvas={"border": "impute", "tiled": True},
+)
+DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})
+RELAXED = FEW_STEP.derive("relaxed", "few-step with the over-relaxed M-step, γ = 2", em={"kernel_relax": 2.0})
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, TUNED, FEW_STEP, PHOTO, DEMO, RELAXED)}
+DEFAULT_PRESET = "paper"  # the library's and the benchmark configs' default
+DEFAULT_PHOTO_PRESET = "photo"  # fdem deblur's default
+
+SAMPLER_FIELDS = tuple(f.name for f in fields(SamplerSpec))
+EM_FIELDS = tuple(f.name for f in fields(EMSpec) if f.name != "mstep")
+MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser")
+CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
+OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
+
+
+def preset(name: str) -> Preset:
+    """The preset ``name``; an unknown name is an :class:`InputError` listing the valid ones."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A diffusion method under a preset, with overrides applied: everything that decides its samples
+    (besides the networks and the seed). ``sampler.steps`` is resolved (never None)."""
+
+    method: str
+    preset: str
+    sampler: SamplerSpec
+    em: EMSpec
+    canvas: CanvasSpec
+
+    def __post_init__(self) -> None:
+        entry = lookup(self.method)
+        if entry.guidance is None:
+            raise InputError(f"method {self.method} is not a guided diffusion sampler: it takes no preset")
+        if entry.guidance == "dps" and self.sampler.step_rule == "mean":
+            raise InputError("step rule 'mean' needs ΠGDM guidance (a posterior mean of x0): use it with pigdm, "
+                             "fastem-pigdm or diffem-pigdm, or choose ddpm or ddim for DPS methods")
+        if self.sampler.steps is None:
+            object.__setattr__(self, "sampler", replace(self.sampler, steps=entry.default_steps))
+
+    @property
+    def blind(self) -> bool:
+        return lookup(self.method).blind
+
+    @property
+    def em_kind(self) -> str | None:
+        """``"fastem"``, ``"diffem"`` or None (non-blind)."""
+        return lookup(self.method).em
+
+    @property
+    def guidance(self) -> str:
+        return lookup(self.method).guidance
+
+    def network_calls(self) -> int:
+        """Sampling steps per image and chain (all of Diffusion EM's rounds)."""
+        return lookup(self.method).net_calls(self.sampler.steps, self.em.em_iters)
+
+    def options(self) -> dict:
+        """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
+        for it), with the preset's name first: what rows, manifests and ``--show`` record."""
+        em = {k: v for k, v in asdict(self.em).items() if k != "mstep"}
+        mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
+        if self.em_kind != "diffem":
+            em.pop("em_iters")
+        if not self.blind:
+            em, mstep = {k: em[k] for k in ("particles", "restarts")}, {}
+        return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **asdict(self.canvas)}
+
+
+def resolve(method: str, preset_name: str = DEFAULT_PRESET, **overrides) -> RunSpec:
+    """``method`` under the preset ``preset_name`` with ``overrides`` (field name → value; lists from YAML
+    are fine) applied; every value is checked here, once. Unknown names are an :class:`InputError`."""
+    unknown = sorted(set(overrides) - set(OVERRIDES))
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown} for {method}; valid: {', '.join(OVERRIDES)}")
+    base = preset(preset_name)
+    entry = lookup(method)
+    sampler = base.dps_sampler if entry.guidance == "dps" and base.dps_sampler is not None else base.sampler
+    pick = lambda names: {k: v for k, v in overrides.items() if k in names}  # noqa: E731
+    return RunSpec(
+        method, preset_name,
+        replace(sampler, **pick(SAMPLER_FIELDS)),
+        _replace_em(base.em, pick(EM_FIELDS + MSTEP_FIELDS)),
+        replace(base.canvas, **pick(CANVAS_FIELDS)),
+    )
+
+
+def presets_table(method: str = "fastem-pigdm") -> str:
+    """A markdown table of every preset's resolved options for ``method`` (``fdem presets``)."""
+    specs = [resolve(method, name) for name in PRESETS]
+    rows = [s.options() for s in specs]
+    names = list(rows[0])
+    lines = ["| option | " + " | ".join(r["preset"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    lines += ["| " + name + " | " + " | ".join(_text(r[name]) for r in rows) + " |" for name in names[1:]]
+    return "\n".join(lines)
+
+
+def _text(value) -> str:
+    return "—" if value is None else str(value)

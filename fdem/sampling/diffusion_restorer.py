@@ -1,0 +1,138 @@
+"""The guided diffusion methods (dps, pigdm, fastem-*, diffem-*) as restorers of :mod:`fdem.restorers`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from fdem.errors import InputError
+from fdem.padding import network_multiple
+from fdem.presets import DEFAULT_PRESET, OVERRIDES, RunSpec, resolve
+from fdem.priors import Prior, load_prior
+from fdem.restorer_base import Restoration, Restorer
+from fdem.sampling.network_speed import SpeedOptions
+from fdem.sampling.tiled import Tiling
+
+
+@dataclass(frozen=True)
+class Networks:
+    """Which networks a diffusion restorer loads: the score ``prior`` (a file, a shipped prior's name, a
+    :class:`~fdem.priors.Prior` in memory, or None: the shipped natural-image prior) with its
+    ``prior_config``/``prior_prefix``, and the M-step's ``kernel_denoiser`` file (None: the shipped one)."""
+
+    prior: str | Path | Prior | None = None
+    prior_config: str | None = None
+    prior_prefix: str | None = None
+    kernel_denoiser: str | Path | None = None
+
+
+NETWORK_OPTIONS = tuple(f.name for f in fields(Networks))
+SPEED_OPTIONS = ("precision", "channels_last", "compile")
+
+
+class DiffusionRestorer(Restorer):
+    """Posterior sampling with a score prior, as the :class:`~fdem.presets.RunSpec` ``spec`` says (a
+    method under a preset, :func:`fdem.presets.resolve`), on images of any size: each is padded to a
+    canvas (``spec.canvas``), run through :func:`fdem.sampling.methods.run_method` and cropped back.
+    ``speed``: the UNet's precision, layout and compilation (:mod:`fdem.sampling.network_speed`; a prior
+    in memory whose network is already wrapped runs as it is). ``trace_every > 0`` records a trace.
+    Built from loose options (a bench config's, the CLI's) by :meth:`from_options`.
+    """
+
+    def __init__(self, spec: RunSpec, device: torch.device | str = "cpu", networks: Networks = Networks(),
+                 speed: SpeedOptions = SpeedOptions(), trace_every: int = 0):
+        from fdem.nets.kernel_denoiser import denoiser_for_kernel
+
+        super().__init__(spec.method, device)
+        if isinstance(trace_every, bool) or not isinstance(trace_every, int) or trace_every < 0:
+            raise InputError(f"the trace interval must be an integer >= 0, got {trace_every!r}")
+        loaded = load_prior(networks.prior, networks.prior_config, networks.prior_prefix, self.device)
+        self.speed = speed.resolve(self.device)
+        self.prior = Prior(loaded.accelerated(self.speed, self.device), loaded.schedule)
+        mstep = spec.em.mstep
+        if spec.blind and mstep.reg == "pnp" and mstep.lam != 0 and mstep.denoiser is None:
+            denoiser = denoiser_for_kernel(mstep.kernel_size, networks.kernel_denoiser, self.device)
+            spec = replace(spec, em=replace(spec.em, mstep=replace(mstep, denoiser=denoiser)))
+        self.spec, self.networks, self.trace_every = spec, networks, trace_every
+        self.tiling = Tiling(spec.canvas.tile, spec.canvas.overlap, spec.canvas.max_batch) if spec.canvas.tiled else None
+
+    @classmethod
+    def from_options(cls, method: str, device: torch.device | str = "cpu", preset: str = DEFAULT_PRESET,
+                     **options) -> "DiffusionRestorer":
+        """Build from loose options, each parsed here into its object: ``preset`` and its field overrides
+        (:data:`fdem.presets.OVERRIDES`), the :class:`Networks` fields, the speed switches and ``trace_every``."""
+        check_option_names(method, options)
+        pick = lambda names: {k: options[k] for k in names if k in options}  # noqa: E731
+        speed = SpeedOptions(options.get("precision") or "auto", options.get("channels_last"), options.get("compile"))
+        return cls(resolve(method, preset, **pick(OVERRIDES)), device, Networks(**pick(NETWORK_OPTIONS)), speed,
+                   options.get("trace_every", 0))
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """Every loose option :meth:`from_options` takes."""
+        return ("preset",) + OVERRIDES + NETWORK_OPTIONS + SPEED_OPTIONS + ("trace_every",)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        return self.prior.net
+
+    def modules(self) -> list:
+        """The networks it holds (the memory plan counts their parameters): the score UNet and the
+        M-step's kernel denoiser when it is a loaded module."""
+        return [self.net, self.spec.em.mstep.denoiser]
+
+    @property
+    def channels(self) -> int:
+        return self.net.cfg.in_channels
+
+    @property
+    def kernel_size(self) -> int:
+        return self.spec.em.mstep.kernel_size
+
+    @property
+    def chains(self) -> int:
+        """Samples run side by side per image: its particles times its restarts (one batch)."""
+        return self.spec.em.chains
+
+    def params(self) -> dict:
+        """The resolved options (preset first) and the network switches: what benchmark rows record."""
+        networks = {k: str(v) for k, v in vars(self.networks).items() if v is not None and not isinstance(v, Prior)}
+        return {**self.spec.options(), **networks, **self.net.options.row()}
+
+    def canvas(self, height: int, width: int, kernel_size: int | None = None) -> tuple[int, int]:
+        """The size the sampler works at for an image of ``height × width``: border and UNet multiple added."""
+        from fdem.sampling.padded import canvas_margin
+
+        margin = canvas_margin(self.spec.canvas.border, kernel_size or self.kernel_size)
+        multiple = network_multiple(self.net)
+        return tuple(-(-(side + 2 * margin) // multiple) * multiple for side in (height, width))
+
+    def network_for(self, height: int, width: int) -> torch.nn.Module:
+        """The UNet as it runs on a ``height × width`` canvas: tiled if asked and larger than one tile (checked)."""
+        return self.net if self.tiling is None else self.tiling.wrap(self.net, height, width)
+
+    def total_steps(self) -> int:
+        return self.spec.network_calls()
+
+    def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
+        from fdem.sampling.methods import run_method
+        from fdem.sampling.padded import cropped, padded_problem
+
+        size = self.kernel_size if kernel is None or self.blind else kernel.shape[-1]
+        problem, offset = padded_problem(y, sigma, self.spec.canvas.border, size, network_multiple(self.net))
+        prior = replace(self.prior, net=self.network_for(*problem.shape))
+        result = run_method(self.spec, prior, problem, kernel=None if self.blind else kernel, seed=seed,
+                            callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)
+        result = cropped(result, offset, tuple(y.shape[-2:]))
+        return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})
+
+
+def check_option_names(method: str, options: dict) -> None:
+    """An :class:`InputError` naming the valid options if ``options`` has one a diffusion restorer does not take."""
+    unknown = sorted(set(options) - set(DiffusionRestorer.option_names()))
+    if unknown:
+        raise InputError(f"method {method}: unknown option(s) {unknown}; valid: {', '.join(DiffusionRestorer.option_names())}")

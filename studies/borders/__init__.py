@@ -1,0 +1,1 @@
+"""Image borders and tiles on real photographs."""

@@ -1,0 +1,1 @@
+"""`fdem deblur` out of the box against the blurry input."""

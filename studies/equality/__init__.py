@@ -1,0 +1,1 @@
+"""The floor under "equal results" bounds of the speed switches."""

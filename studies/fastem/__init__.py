@@ -1,0 +1,1 @@
+"""Fast EM variants, step counts and costs (studies/fastem/NOTES.md)."""

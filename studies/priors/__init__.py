@@ -1,0 +1,1 @@
+"""Natural-image priors: do they help, which is better, how they trained."""
