@@ -42,7 +42,7 @@ from fdem.problem import BlurProblem
 from fdem.validate import check_float
 
 REGULARISERS = ("pnp", "l1", "l2")
-MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, docs/fastem_study.md)
+MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, studies/fastem/NOTES.md)
 WEIGHTINGS = ("official", "paper")
 
 

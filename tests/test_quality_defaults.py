@@ -1,4 +1,4 @@
-"""The defaults chosen by measurement in issue 14 (docs/fastem_study.md): Fast EM's λ, the kernel
+"""The defaults chosen by measurement in issue 14 (studies/fastem/NOTES.md): Fast EM's λ, the kernel
 prior's floor, the shipped kernel prior per kernel size, the default image prior."""
 
 import pytest

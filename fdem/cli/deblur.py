@@ -320,43 +320,43 @@ def add_parsers(sub) -> None:
     p.add_argument("--prior-prefix", help="prefix of the UNet keys in the checkpoint (default: detected)")
     p.add_argument("--kernel-prior", help="blind-dps: kernel score UNet, a file or a shipped name (default: kernel-small32 for --kernel-size 32, else kernel-small64)")
     p.add_argument("--weights", help="mprnet: network weights (default: the shipped mprnet-small)")
-    p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default 33)")
-    p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default 1)")
+    p.add_argument("--kernel-size", type=int, help="size of the estimated kernel, >= 3 (blind methods; default: the preset's, see --show)")
+    p.add_argument("--particles", type=int, help="posterior samples per image, >= 1; the output is their mean (default: the preset's)")
     p.add_argument("--restarts", type=int, help="diffusion methods: run this many chains per image and keep the one that "
                    "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
-                   "network calls and memory (default 1)")
-    p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: 25 DDIM steps from --start 0.5 for PiGDM methods, 1000 for DPS ones)")
+                   "network calls and memory (default: the preset's)")
+    p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: the preset's)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
-                   "HQS iterations of each M-step, >= 0 (default 10)")
+                   "HQS iterations of each M-step, >= 0 (default: the preset's)")
     p.add_argument("--seed", type=int, default=0, help="image j uses seed + j (default 0)")
     p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
     p.add_argument("--max-memory", type=float, help="memory limit of a plan in GB (default: 80%% of the free memory "
                    "of the device); a larger plan is refused before it runs")
     p.add_argument("--max-pixels", type=int, help="refuse images of more pixels than this (default 50,000,000)")
-    p.add_argument("--border", help="diffusion methods: impute (photographs, default: pad by the kernel radius, so the "
+    p.add_argument("--border", help="diffusion methods: impute (photographs, the photo preset's: pad by the kernel radius, so the "
                    "circular blur model wraps inside a cropped margin, and treat that margin as missing data, refilled by "
                    "the model every step), smooth (the margin a smooth periodisation, taken as data), reflect (the margin "
                    "mirrored, taken as data) or circular (observations made by circular blur)")
     p.add_argument("--tile", type=int, help="diffusion methods: run the network on tiles of this side for larger images "
                    "(default: the prior's native size, at least 128, for images with a side over 256); one kernel and full-size FFTs for the whole image")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels, in [0, tile) (default: tile/4)")
-    p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default 2); bounds the peak memory")
+    p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
-    p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral; default for DPS methods), ddim (default for PiGDM methods), or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
+    p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral), ddim, or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
-                   "the --steps then cover [0, start·T] (default: 0.5 for PiGDM methods, 1 = from pure noise for the others)")
+                   "the --steps then cover [0, start·T] (1 = from pure noise; default: the preset's)")
     p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's) or "
                    "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11)")
     p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
-                   "warm start, in (0, 4) (default 1, the paper's; 2 helps on circular blur, not on photos: docs/design.md §12)")
-    p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default 1)")
+                   "warm start, in (0, 4) (1: the paper's; default: the preset's; docs/design.md §12)")
+    p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default: the preset's)")
     p.add_argument("--r2-rule", help="PiGDM's r^2: official (the authors' code) or paper (the paper's 1 - abar)")
     p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta) or paper (Eqs. 24, 33)")
     p.add_argument("--recenter", help="Fast EM's kernel re-centring: spline (the authors'), bilinear (fdem's) or none")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: the kernel denoiser's own)")
     p.add_argument("--lam-rule", help="fixed (lambda as given) or noise (Fast EM: lambda x3, x2 from sigma = 20/255)")
-    p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM, >= 1 (default 10)")
+    p.add_argument("--em-iters", type=int, help="outer iterations of Diffusion EM, >= 1 (default: the preset's)")
     p.add_argument("--kernel-denoiser", help="kernel denoiser state_dict (default: the shipped one)")
     p.add_argument("--trace", action="store_true", help="also save the progress (x0 estimate and kernel)")
     p.add_argument("--trace-every", type=int, help="steps between trace frames, >= 1 (default 10; needs --trace)")

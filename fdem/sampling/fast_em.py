@@ -40,7 +40,7 @@ from fdem.sampling.loop import MStepHook, NoiseSource, predict_x0
 # M-step sees x̂0, a blurrier and partly wrong image, and with the Figure-4 λ the kernel follows its
 # errors; the stronger prior keeps it on clean strokes. The multiple falls with the noise: the data
 # term weighs 1/σ², so at high σ the same λ is a relatively stronger prior and over-smooths the
-# kernel. (σ·255, multiple) pairs chosen on BSDS500 val crops (docs/fastem_study.md: λ ∈ {0.1, 0.2,
+# kernel. (σ·255, multiple) pairs chosen on BSDS500 val crops (studies/fastem/NOTES.md: λ ∈ {0.1, 0.2,
 # 0.3, 0.5, 1} at σ = 5, {0.2, 0.3} at σ = 10, {0.1, 0.15, 0.2, 0.3, 0.6} at σ = 20 for the 33×33
 # denoiser); linear in log σ between them, constant outside.
 FAST_EM_LAMBDA_SCALES = ((5.0, 3.0), (10.0, 3.0), (20.0, 2.0))

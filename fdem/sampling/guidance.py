@@ -65,7 +65,7 @@ def pigdm_weights(schedule: Schedule, r2: list[float], step_rule: str = "ddpm", 
 
 # The "mean" step rule's variance of u | x_i (u in [0, 1]): r̃_i² = MEAN_R2_SCALE · (1 − ᾱ_i), ΠGDM's
 # 1 − ᾱ_i for data of per-pixel variance MEAN_R2_SCALE. Chosen on BSDS500 val crops, non-blind ΠGDM
-# at 25 steps (docs/fastem_study.md): 0.25 (the variance of uniform [0, 1] pixels) 25.50 dB, 0.02 26.48.
+# at 25 steps (studies/fastem/NOTES.md): 0.25 (the variance of uniform [0, 1] pixels) 25.50 dB, 0.02 26.48.
 MEAN_R2_SCALE = 0.02
 
 

@@ -1,7 +1,7 @@
 """Restarts: run ``K`` independent chains per image and keep the one that explains ``y`` best.
 
 The blind sampler is chaotic at few steps: whether a large kernel is found or an early, wrong
-kernel locks the trajectory into a wrong image depends on the noise drawn (docs/fastem_study.md).
+kernel locks the trajectory into a wrong image depends on the noise drawn (studies/fastem/NOTES.md).
 A wrong (image, kernel) pair explains the observation worse, so among ``K`` chains the one with the
 smallest data misfit ``‖y − k̂ ⊛ x̂‖²`` over the measured pixels
 (:meth:`~fdem.problem.BlurProblem.misfit`) is kept. It needs no ground truth, and costs ``K`` times
