@@ -31,7 +31,8 @@ POOLED = "all"
 
 def load_rows(path: Path) -> pd.DataFrame:
     """``rows.csv`` as a frame, with a ``particles`` column and NaN for metric columns it lacks."""
-    rows = pd.read_csv(path, dtype={"method": str, "method_name": str, "image_id": str, "params": str})
+    rows = pd.read_csv(path, dtype={"method": str, "method_name": str, "preset": str, "image_id": str, "params": str})
+    rows["preset"] = rows["preset"].fillna("") if "preset" in rows else ""
     for column in row_columns():
         if column not in rows:
             rows[column] = math.nan
@@ -68,10 +69,10 @@ def _groups(rows: pd.DataFrame):
 
 
 def table1(rows: pd.DataFrame, fid: dict) -> pd.DataFrame:
-    """One line per method × σ: count, then mean and std of every metric."""
+    """One line per method × σ: its preset (diffusion methods), count, then mean and std of every metric."""
     lines = []
     for (method, sigma), group in _groups(rows):
-        line = {"method": method, "sigma255": sigma, "images": len(group)}
+        line = {"method": method, "preset": group["preset"].iloc[0], "sigma255": sigma, "images": len(group)}
         for column, _, _ in TABLE1_COLUMNS:
             if column in SET_COLUMNS:
                 line[f"{column}_mean"], line[f"{column}_std"] = fid.get((method, sigma), math.nan), math.nan
@@ -95,11 +96,11 @@ def table1_markdown(table: pd.DataFrame) -> str:
     for sigma in dict.fromkeys(table["sigma255"]):
         block = table[table["sigma255"] == sigma]
         title = "pooled over σ" if sigma == POOLED else f"σ = {sigma}/255"
-        header = "| method | images | " + " | ".join(h for _, h, _ in present) + " |"
-        lines = [f"**{title}**", "", header, "|" + "---|" * (len(present) + 2)]
+        header = "| method | preset | images | " + " | ".join(h for _, h, _ in present) + " |"
+        lines = [f"**{title}**", "", header, "|" + "---|" * (len(present) + 3)]
         for _, line in block.iterrows():
             cells = [_cell(line[f"{c}_mean"], line[f"{c}_std"], f) for c, _, f in present]
-            lines.append(f"| {line['method']} | {line['images']} | " + " | ".join(cells) + " |")
+            lines.append(f"| {line['method']} | {line['preset'] or '–'} | {line['images']} | " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 

@@ -6,15 +6,20 @@ at the first σ, then at the second, and so on. Image i gets kernel ``i·R + r``
 skipped at setup (unreadable) leaves a hole: the others keep their index, kernel and noise, so a
 damaged file changes nothing else. The dataset enumerates the remaining grid in the same order.
 
-Observation. ``y = k ⊛ x + σ·n``: circular FFT blur (:func:`fdem.physics.blur`), Gaussian noise
-drawn from ``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index
+Observation. ``y = k ⊛ x + σ·n``: circular FFT blur (:func:`fdem.physics.blur`) of the crop
+(``blur="circular"``, the default), or, with ``blur="scene"``, blur of a crop larger by the kernel's
+radius ``k//2`` on every side whose centre is kept, as a camera's frame mixes in the scene beyond it
+(no wrap-around: what a deblurring method meets in a photograph). Gaussian noise drawn from ``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index
 (1 and N processes, any batch size or order give the same observations). The sharp image is
 8-bit quantised first (``quantize``, as the authors did); the observation is not clipped.
 
 Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
 They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 when quantised:
 1000 FFHQ-256 images take 197 MB); otherwise each is decoded again in ``__getitem__``.
-``size`` resizes the short side to ``size`` (bicubic, antialiased) and crops the centre square.
+``size`` resizes the short side to ``size`` (bicubic, antialiased) and crops the centre square;
+with ``scale`` the image is resized by that fixed factor instead, so that crops of photographs of
+any size show the scene at one zoom (the crops of the studies, ``studies.common.crops``). With
+``blur="scene"`` the crop kept is the scene, the frame plus the kernel's radius on every side.
 """
 
 from __future__ import annotations
@@ -29,12 +34,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from fdem.datamodules.images import resize_short_side
+from fdem.datamodules.images import rescale, resize_short_side
 from fdem.errors import InputError
-from fdem.imageio import HELD_OUT_IMAGES, center_crop, default_images, list_images, load_image
+from fdem.imageio import DEFAULT_IMAGES, HELD_OUT_IMAGES, builtin_image, center_crop, list_images, load_image
 from fdem.physics import add_noise, blur
 from fdem.testcases import open_testcases
-from fdem.validate import check_sigma
+from fdem.validate import check_float, check_sigma
 from fdem.kernels_gen import GENERATORS, load_bank, make_generator
 
 BUNDLED = "bundled"  # every built-in photograph (fdem.imageio.default_images)
@@ -43,6 +48,7 @@ BUNDLED_SIZE = 256  # the photographs bundled with scikit-image differ in size: 
 PAPER_SIGMAS = (5.0, 10.0, 20.0)
 DEFAULT_KERNEL_SIZE = 33
 CACHE_BYTES = 256 * 2**20
+BLURS = ("circular", "scene")  # how the observation is made (module notes)
 
 
 def quantize8(img: Tensor) -> Tensor:
@@ -52,7 +58,8 @@ def quantize8(img: Tensor) -> Tensor:
 
 @dataclass
 class ImageEntry:
-    """One usable image: its id, its position in the listing, and its pixels or file."""
+    """One usable image: its id, its position in the listing, and its pixels or file. ``shape`` is the
+    sample's (the frame's, without the scene's margin)."""
 
     image_id: str
     position: int
@@ -62,13 +69,16 @@ class ImageEntry:
 
 
 class BlurBenchmarkDataset(Dataset):
-    """The samples of a benchmark (see the module notes for the order and the noise)."""
+    """The samples of a benchmark (see the module notes for the order and the noise). ``size`` and
+    ``scale`` make the stored crop (:func:`prepare_image`); ``margin``: pixels of scene around the
+    frame on every side (``blur="scene"``), blurred and then cut off."""
 
     def __init__(self, images: list[ImageEntry], num_listed: int, kernels: Tensor, sigmas255: list[float],
-                 kernels_per_image: int, seed: int, size: int | None, quantize: bool):
+                 kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None,
+                 margin: int = 0):
         self.images, self.num_listed, self.kernels = images, num_listed, kernels
         self.sigmas255, self.reps, self.seed = list(sigmas255), kernels_per_image, seed
-        self.size, self.quantize = size, quantize
+        self.size, self.quantize, self.scale, self.margin = size, quantize, scale, margin
 
     def __len__(self) -> int:
         return len(self.sigmas255) * len(self.images) * self.reps
@@ -85,17 +95,19 @@ class BlurBenchmarkDataset(Dataset):
     def sharp(self, entry: ImageEntry) -> Tensor:
         if entry.pixels is not None:
             return entry.pixels.float() / 255 if entry.pixels.dtype == torch.uint8 else entry.pixels
-        return prepare_image(load_image(entry.path), self.size, self.quantize)
+        return prepare_image(load_image(entry.path), self.size, self.quantize, self.scale)
 
     def __getitem__(self, i: int) -> dict:
         s, entry, r, index = self.locate(i)
-        sharp = self.sharp(entry)
+        scene = self.sharp(entry)
         kernel_id = (entry.position * self.reps + r) % len(self.kernels)
         kernel = self.kernels[kernel_id]
         sigma255 = float(self.sigmas255[s])
         sigma = sigma255 / 255
+        blurred = blur(scene[None], kernel[None])[0]
+        sharp, blurred = (center_crop(t, entry.shape).contiguous() for t in (scene, blurred))  # the frame
         generator = torch.Generator().manual_seed(self.seed + index)
-        y = add_noise(blur(sharp[None], kernel[None]), sigma, generator=generator)[0]
+        y = add_noise(blurred[None], sigma, generator=generator)[0]
         return {"index": index, "image_id": entry.image_id, "sharp": sharp, "y": y, "kernel": kernel,
                 "kernel_id": kernel_id, "sigma": sigma, "sigma255": sigma255, "seed": self.seed + index}
 
@@ -115,9 +127,14 @@ class TestcaseDataset(Dataset):
         return self.cases[i]
 
 
-def prepare_image(img: Tensor, size: int | None, quantize: bool) -> Tensor:
-    """Resize and centre-crop to ``size`` (if given), then quantise (if asked)."""
-    if size is not None:
+def prepare_image(img: Tensor, size: int | None, quantize: bool, scale: float | None = None) -> Tensor:
+    """Resize and centre-crop to ``size`` (if given), then quantise (if asked). Without ``scale`` the
+    short side is resized to ``size``; with it the image is resized by that factor and its centre
+    ``size`` square kept (enlarged first if smaller, as ``studies.common.crops`` does)."""
+    if scale is not None:
+        img = rescale(img, scale)
+        img = img if size is None else center_crop(img, size, upscale=True).contiguous()
+    elif size is not None:
         img = center_crop(resize_short_side(img, size), size).contiguous()
     return quantize8(img) if quantize else img
 
@@ -147,7 +164,10 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
     ``kernel_params``, ``kernel_seed``; kernel j of the bank depends only on (kernel_seed, j)) or a
     kernel-bank file or folder (:func:`fdem.kernels_gen.load_bank`, padded to ``kernel_size`` if given;
     a bank with too few kernels is reused cyclically). ``sigmas`` on the 255 scale (default
-    5, 10, 20). ``testcases``: our exported folder or the authors' pickle(s) instead of images,
+    5, 10, 20). ``scale`` in [0.05, 1]: resize each image by this factor and crop the centre ``size``
+    square (default: resize the short side to ``size``), so that every crop shows the scene at one
+    zoom. ``blur``: ``circular`` (default) or ``scene``, the camera's blur (module notes); the image
+    must then hold the frame and the kernel's radius around it. ``testcases``: our exported folder or the authors' pickle(s) instead of images,
     kernels and σ. Each sample is a dict (see :class:`BlurBenchmarkDataset`), default-collated.
     """
 
@@ -156,6 +176,8 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         images: str | None = None,
         num_images: int | None = None,
         size: int | None = None,
+        scale: float | None = None,
+        blur: str = "circular",
         kernels: str = "camera-shake",
         kernel_size: int | None = None,
         kernel_params: dict | None = None,
@@ -178,6 +200,12 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
                                  ("seed", seed, 0), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             _check_int(value, name, low)
         self.sigmas255 = _check_sigmas(PAPER_SIGMAS if sigmas is None else sigmas)
+        if scale is not None:
+            check_float(scale, "scale", 0.05, 1)
+        if blur not in BLURS:
+            raise InputError(f"blur must be one of {', '.join(BLURS)}, got {blur!r}")
+        if testcases is not None and (scale is not None or blur != "circular"):
+            raise InputError("scale and blur apply to images: test cases bring their own observations")
         self.generator = None
         if testcases is None and kernels in GENERATORS:
             self.generator = make_generator(kernels, kernel_size or DEFAULT_KERNEL_SIZE, **(kernel_params or {}))
@@ -200,23 +228,30 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         if h.testcases is not None:
             self.dataset = TestcaseDataset(open_testcases(h.testcases))
             return
-        entries = self._read_images()
-        kernels = self._kernel_bank(self.num_listed * h.kernels_per_image)
-        self._check_shapes(entries, kernels.shape[-1])
+        bank = None if self.generator is not None else load_bank(h.kernels, size=h.kernel_size)
+        k = self.generator.size if bank is None else bank.shape[-1]
+        margin = k // 2 if h.blur == "scene" else 0  # the scene around the frame that the kernel reaches
+        side = None if h.size is None else h.size + 2 * margin  # of the crop kept: the frame and that margin
+        entries = self._read_images(side, margin)
+        kernels = self.generator.sample(self.num_listed * h.kernels_per_image, seed=h.kernel_seed) if bank is None else bank
+        self._check_shapes(entries, k, margin)
         self.dataset = BlurBenchmarkDataset(entries, self.num_listed, kernels, self.sigmas255, h.kernels_per_image,
-                                            h.seed, h.size, h.quantize)
+                                            h.seed, side, h.quantize, h.scale, margin)
 
-    def _read_images(self) -> list[ImageEntry]:
-        """Read every listed image once: keep the good ones (in memory if small), record the bad."""
+    def _read_images(self, side: int | None, margin: int) -> list[ImageEntry]:
+        """Read every listed image once: keep the good ones (in memory if small), record the bad.
+        Each is cropped to ``side`` (the frame with ``margin`` pixels of scene around it, ``blur="scene"``)."""
         h = self.hparams
+        frame = lambda img: (img.shape[-2] - 2 * margin, img.shape[-1] - 2 * margin)  # noqa: E731
         if h.images in (BUNDLED, BUNDLED_HELD_OUT):
-            photos = default_images(h.size or BUNDLED_SIZE)
-            if h.images == BUNDLED_HELD_OUT:
-                photos = [(name, img) for name, img in photos if name in HELD_OUT_IMAGES]
-            photos = photos[: h.num_images]
-            self.num_listed = len(photos)
-            return [ImageEntry(name, j, tuple(img.shape[-2:]), pixels=prepare_image(img, None, h.quantize))
-                    for j, (name, img) in enumerate(photos)]
+            names = [name for name, _ in DEFAULT_IMAGES if h.images == BUNDLED or name in HELD_OUT_IMAGES][: h.num_images]
+            side = side or BUNDLED_SIZE + 2 * margin  # these photos differ in size: always cropped
+            photos = [builtin_image(name) for name in names]
+            if h.scale is None:  # cropped, not resized (enlarged only if smaller than the crop)
+                photos = [center_crop(img, side, upscale=True) for img in photos]
+            self.num_listed = len(names)
+            return [ImageEntry(name, j, frame(img), pixels=img)
+                    for j, (name, img) in enumerate(zip(names, (prepare_image(p, side, h.quantize, h.scale) for p in photos)))]
         root = Path(h.images)
         try:
             files = list_images(root)
@@ -229,7 +264,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         entries, self.skipped, nbytes, caching = [], [], 0, True
         for position, path in enumerate(files):
             try:
-                img = prepare_image(load_image(path), h.size, h.quantize)
+                img = prepare_image(load_image(path), side, h.quantize, h.scale)
             except InputError as err:
                 self.skipped.append((str(path), str(err).splitlines()[0]))
                 continue
@@ -240,7 +275,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
                 for entry in entries:
                     entry.pixels = None
             image_id = path.relative_to(root).with_suffix("").as_posix()
-            entries.append(ImageEntry(image_id, position, tuple(img.shape[-2:]), path=path,
+            entries.append(ImageEntry(image_id, position, frame(img), path=path,
                                       pixels=pixels if caching else None))
         if not entries:
             raise InputError(f"images: none of the {len(files)} files in {root} is readable "
@@ -250,21 +285,18 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
             rank_zero_warn(f"skipping unreadable image {self.skipped[0][0]}: {self.skipped[0][1]}{more}")
         return entries
 
-    def _kernel_bank(self, count: int) -> Tensor:
-        h = self.hparams
-        if self.generator is not None:
-            return self.generator.sample(count, seed=h.kernel_seed)
-        return load_bank(h.kernels, size=h.kernel_size)
-
-    def _check_shapes(self, entries: list[ImageEntry], k: int) -> None:
-        """Kernels must fit every image; a batch needs images of one size."""
+    def _check_shapes(self, entries: list[ImageEntry], k: int, margin: int) -> None:
+        """Kernels must fit every frame (with ``blur="scene"``, the image less ``margin`` on every side);
+        a batch needs images of one size."""
         shapes: dict[tuple[int, int], ImageEntry] = {}
         for entry in entries:
             shapes.setdefault(entry.shape, entry)
         for (height, width), entry in shapes.items():
             if k > min(height, width):
                 where = entry.path or entry.image_id
-                raise InputError(f"kernel_size: kernels of {k}x{k} are larger than image {where} ({height}x{width})")
+                size = f"{height}x{width}" if not margin else (
+                    f"{height + 2 * margin}x{width + 2 * margin}, less the {margin}-pixel margin that blur 'scene' keeps on every side")
+                raise InputError(f"kernel_size: kernels of {k}x{k} are larger than image {where} ({size})")
         if len(shapes) > 1 and self.hparams.batch_size > 1:
             listed = ", ".join(f"{e.path or e.image_id} {s[0]}x{s[1]}" for s, e in list(shapes.items())[:2])
             raise InputError(f"batch_size {self.hparams.batch_size} needs images of one size, found {listed}; "

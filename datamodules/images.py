@@ -28,13 +28,17 @@ def resize_short_side(img: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
 
 
-def random_rescale(img: torch.Tensor, scales: tuple[float, float]) -> torch.Tensor:
-    """Resize (C, H, W) by a factor drawn uniformly from ``scales`` (bicubic, antialiased): crops of
-    one size then see the scene at many zooms, from texture to whole objects."""
-    factor = float(torch.empty(()).uniform_(*scales))
+def rescale(img: torch.Tensor, factor: float) -> torch.Tensor:
+    """Resize (C, H, W) by ``factor`` (bicubic, antialiased, clamped to [0, 1]; each side at least 1 pixel)."""
     h, w = img.shape[-2:]
     new = (max(1, round(h * factor)), max(1, round(w * factor)))
     return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+def random_rescale(img: torch.Tensor, scales: tuple[float, float]) -> torch.Tensor:
+    """Resize (C, H, W) by a factor drawn uniformly from ``scales`` (bicubic, antialiased): crops of
+    one size then see the scene at many zooms, from texture to whole objects."""
+    return rescale(img, float(torch.empty(()).uniform_(*scales)))
 
 
 def random_crop(img: torch.Tensor, size: int) -> torch.Tensor:

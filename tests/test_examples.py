@@ -53,3 +53,5 @@ def test_bench_programmatic_writes_rows_tables_and_pictures(tmp_path):
     assert resolved["fastem-pigdm (few-step)"]["preset"] == "few-step" and resolved["fastem-pigdm (few-step)"]["steps"] == 2
     rows = (tmp_path / "bench" / "rows.csv").read_text().splitlines()
     assert rows[0].split(",")[2] == "preset" and sum(",few-step," in r for r in rows) == 2
+    table = (tmp_path / "bench" / "table1.md").read_text()
+    assert "| fastem-pigdm (few-step) | few-step | 2 |" in table and "| alternation | – | 2 |" in table
