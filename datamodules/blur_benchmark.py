@@ -9,8 +9,9 @@ damaged file changes nothing else. The dataset enumerates the remaining grid in 
 Observation. ``y = k ⊛ x + σ·n``: circular FFT blur (:func:`fdem.physics.blur`) of the crop
 (``blur="circular"``, the default), or, with ``blur="scene"``, blur of a crop larger by the kernel's
 radius ``k//2`` on every side whose centre is kept, as a camera's frame mixes in the scene beyond it
-(no wrap-around: what a deblurring method meets in a photograph). Gaussian noise drawn from ``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index
-(1 and N processes, any batch size or order give the same observations). The sharp image is
+(no wrap-around: what a deblurring method meets in a photograph). Gaussian noise drawn from
+``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index (1 and N
+processes, any batch size or order give the same observations). The sharp image is
 8-bit quantised first (``quantize``, as the authors did); the observation is not clipped.
 
 Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
@@ -70,15 +71,14 @@ class ImageEntry:
 
 class BlurBenchmarkDataset(Dataset):
     """The samples of a benchmark (see the module notes for the order and the noise). ``size`` and
-    ``scale`` make the stored crop (:func:`prepare_image`); ``margin``: pixels of scene around the
-    frame on every side (``blur="scene"``), blurred and then cut off."""
+    ``scale`` make the stored crop (:func:`prepare_image`); with ``blur="scene"`` it is larger than
+    the sample's frame (``ImageEntry.shape``): blurred whole, then cut to the frame."""
 
     def __init__(self, images: list[ImageEntry], num_listed: int, kernels: Tensor, sigmas255: list[float],
-                 kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None,
-                 margin: int = 0):
+                 kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None):
         self.images, self.num_listed, self.kernels = images, num_listed, kernels
         self.sigmas255, self.reps, self.seed = list(sigmas255), kernels_per_image, seed
-        self.size, self.quantize, self.scale, self.margin = size, quantize, scale, margin
+        self.size, self.quantize, self.scale = size, quantize, scale
 
     def __len__(self) -> int:
         return len(self.sigmas255) * len(self.images) * self.reps
@@ -167,8 +167,9 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
     5, 10, 20). ``scale`` in [0.05, 1]: resize each image by this factor and crop the centre ``size``
     square (default: resize the short side to ``size``), so that every crop shows the scene at one
     zoom. ``blur``: ``circular`` (default) or ``scene``, the camera's blur (module notes); the image
-    must then hold the frame and the kernel's radius around it. ``testcases``: our exported folder or the authors' pickle(s) instead of images,
-    kernels and σ. Each sample is a dict (see :class:`BlurBenchmarkDataset`), default-collated.
+    must then hold the frame and the kernel's radius around it. ``testcases``: our exported folder
+    or the authors' pickle(s) instead of images, kernels and σ. Each sample is a dict (see
+    :class:`BlurBenchmarkDataset`), default-collated.
     """
 
     def __init__(
@@ -236,7 +237,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         kernels = self.generator.sample(self.num_listed * h.kernels_per_image, seed=h.kernel_seed) if bank is None else bank
         self._check_shapes(entries, k, margin)
         self.dataset = BlurBenchmarkDataset(entries, self.num_listed, kernels, self.sigmas255, h.kernels_per_image,
-                                            h.seed, side, h.quantize, h.scale, margin)
+                                            h.seed, side, h.quantize, h.scale)
 
     def _read_images(self, side: int | None, margin: int) -> list[ImageEntry]:
         """Read every listed image once: keep the good ones (in memory if small), record the bad.
@@ -249,9 +250,9 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
             photos = [builtin_image(name) for name in names]
             if h.scale is None:  # cropped, not resized (enlarged only if smaller than the crop)
                 photos = [center_crop(img, side, upscale=True) for img in photos]
+            photos = [prepare_image(img, side, h.quantize, h.scale) for img in photos]
             self.num_listed = len(names)
-            return [ImageEntry(name, j, frame(img), pixels=img)
-                    for j, (name, img) in enumerate(zip(names, (prepare_image(p, side, h.quantize, h.scale) for p in photos)))]
+            return [ImageEntry(name, j, frame(img), pixels=img) for j, (name, img) in enumerate(zip(names, photos))]
         root = Path(h.images)
         try:
             files = list_images(root)
@@ -294,8 +295,10 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         for (height, width), entry in shapes.items():
             if k > min(height, width):
                 where = entry.path or entry.image_id
-                size = f"{height}x{width}" if not margin else (
-                    f"{height + 2 * margin}x{width + 2 * margin}, less the {margin}-pixel margin that blur 'scene' keeps on every side")
+                size = f"{height}x{width}"
+                if margin:
+                    size = (f"{height + 2 * margin}x{width + 2 * margin}, "
+                            f"less the {margin}-pixel margin that blur 'scene' keeps on every side")
                 raise InputError(f"kernel_size: kernels of {k}x{k} are larger than image {where} ({size})")
         if len(shapes) > 1 and self.hparams.batch_size > 1:
             listed = ", ".join(f"{e.path or e.image_id} {s[0]}x{s[1]}" for s, e in list(shapes.items())[:2])

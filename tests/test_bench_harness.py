@@ -251,7 +251,7 @@ def test_rows_name_the_preset_and_labels_add_it_when_it_is_not_paper(setup, tmp_
     assert params["fastem-pigdm"]["recenter"] == "spline" and params["fastem-pigdm (few-step)"]["step_rule"] == "ddim"
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "table1.yaml", "table2.yaml", "ddp_scaling.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "table1.yaml", "table2.yaml", "ddp_scaling.yaml", "deblur_check.yaml"])
 def test_shipped_bench_configs_parse(name):
     """Every method entry of the shipped benchmark configs names a method and options it takes
     (files in the paper configs are the user's to provide, so only names and options are checked)."""

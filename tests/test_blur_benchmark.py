@@ -10,12 +10,14 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from fdem.datamodules import blur_benchmark
 from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 from fdem.cli.bench_data import add_parsers
 from fdem.errors import InputError
+from fdem.imageio import load_image
 from fdem.physics import blur
 from fdem.safe_pickle import safe_load
 from fdem.testcases import (
@@ -24,6 +26,7 @@ from fdem.testcases import (
     write_testcase_folder,
 )
 from fdem.kernels_gen import make_generator, save_bank
+from studies.common import crops
 
 KEYS = {"index", "image_id", "sharp", "y", "kernel", "kernel_id", "sigma", "sigma255", "seed"}
 
@@ -168,6 +171,66 @@ def test_kernel_bank_file_and_bundled_photos(folder, tmp_path):
     assert [s["image_id"] for s in samples(dm)] == ["astronaut", "camera"]
     assert dm.dataset[0]["sharp"].shape == (3, 24, 24)
 
+
+
+def rescaled(path, factor):
+    """The photo at ``path`` resized by ``factor`` (bicubic, antialiased), written out here rather than by fdem."""
+    img = load_image(path)
+    new = (round(img.shape[-2] * factor), round(img.shape[-1] * factor))
+    return F.interpolate(img[None], size=new, mode="bicubic", antialias=True, align_corners=False)[0].clamp(0, 1)
+
+
+@pytest.fixture
+def photos(tmp_path):
+    return write_images(tmp_path / "photos", ["a.png", "b.png"], size=(48, 64))
+
+
+def test_scale_resizes_by_a_fixed_factor_then_crops_the_centre(photos):
+    scaled = make_dm(photos, size=16, scale=0.5, quantize=False, sigmas=[5])
+    short_side = make_dm(photos, size=16, quantize=False, sigmas=[5])
+    for j, path in enumerate(sorted(photos.iterdir())):
+        crop = scaled.dataset[j]["sharp"]
+        assert torch.equal(crop, rescaled(path, 0.5)[:, 4:20, 8:24])  # 24x32, its central 16x16
+        assert not torch.allclose(crop, short_side.dataset[j]["sharp"], atol=0.05)  # another view of the photo
+    assert torch.allclose(scaled.dataset[1]["sharp"], crops(str(photos), 2, 16, 0.5)[1], atol=1e-6)
+
+
+def test_scene_blur_blurs_a_larger_crop_and_keeps_its_centre(photos):
+    scene = make_dm(photos, size=16, scale=0.5, blur="scene", quantize=False, sigmas=[5], seed=3)
+    circular = make_dm(photos, size=16, scale=0.5, quantize=False, sigmas=[5], seed=3)
+    for j, path in enumerate(sorted(photos.iterdir())):
+        s, c = scene.dataset[j], circular.dataset[j]
+        region = rescaled(path, 0.5)[None, :, 1:23, 5:27]  # the 16x16 frame and the 7x7 kernel's radius 3 around it
+        k = s["kernel"][None]
+        noise = s["sigma"] * torch.randn((1, 3, 16, 16), generator=torch.Generator().manual_seed(3 + j))[0]
+        clean = s["y"] - noise
+        assert torch.equal(s["sharp"], c["sharp"]) and torch.equal(s["sharp"], region[0, :, 3:19, 3:19])
+        assert torch.allclose(clean, blur(region, k)[0, :, 3:19, 3:19], atol=1e-5)
+        assert torch.allclose(clean, F.conv2d(region.transpose(0, 1), k.flip(-1, -2))[:, 0], atol=1e-5)  # no wrap-around
+        wrapped = blur(s["sharp"][None], k)[0]  # circular blur of the frame: the same inside, not at the border
+        assert torch.allclose(clean[:, 3:-3, 3:-3], wrapped[:, 3:-3, 3:-3], atol=1e-5)
+        assert (clean - wrapped).abs()[:, :3].max() > 0.02
+        assert torch.allclose(c["y"] - noise, wrapped, atol=1e-5)  # the default: circular, same noise
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"scale": 0}, "scale must be a number in [0.05, 1], got 0"),
+    ({"scale": 2}, "scale must be a number in [0.05, 1], got 2"),
+    ({"scale": "half"}, "scale must be a number in [0.05, 1], got 'half'"),
+    ({"blur": "gaussian"}, "blur must be one of circular, scene, got 'gaussian'"),
+    ({"blur": "scene", "kernel_size": 21},  # 32x32 less 10 pixels on every side: 12x12, smaller than the kernel
+     "kernel_size: kernels of 21x21 are larger than image"),
+    ({"blur": "scene", "kernel_size": 21}, "00000.png (32x32, less the 10-pixel margin that blur 'scene' keeps"),
+])
+def test_bad_scale_or_blur_is_one_input_error(folder, options, message):
+    with pytest.raises(InputError) as err:
+        make_dm(folder, **options)
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_scale_and_blur_are_refused_for_test_cases(tmp_path):
+    with pytest.raises(InputError, match="scale and blur apply to images"):
+        BlurBenchmarkDataModule(testcases=str(tmp_path), blur="scene")
 
 def test_authors_pickle_round_trip(tmp_path):
     g = torch.Generator().manual_seed(0)
