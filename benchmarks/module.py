@@ -57,8 +57,14 @@ class MethodSpec:
             if value is not None and not Path(value).is_file() and not (key in PRIOR_OPTIONS and is_shipped_name(value)):
                 raise InputError(f"method {self.method}: {key} file not found: {value}")
         if self.label is None:
-            n, preset = self.options.get("particles"), self.options.get("preset", "paper")
-            self.label = self.method + ("" if preset == "paper" else f" ({preset})") + ("" if n is None else f" n={n}")
+            self.label = default_label(self.method, self.options)
+
+
+def default_label(method: str, options: dict) -> str:
+    """The label of a method entry that gives none: the name, `` (<preset>)`` unless the preset is
+    ``paper``, `` n=<particles>`` when particles are set."""
+    n, preset = options.get("particles"), options.get("preset", "paper")
+    return method + ("" if preset == "paper" else f" ({preset})") + ("" if n is None else f" n={n}")
 
 
 SAMPLER_SEED_OFFSET = 1_000_000_007  # far from every sample seed (seed + index) of a benchmark
@@ -70,15 +76,28 @@ def sampler_seeds(sample_seeds: list[int]) -> list[int]:
     return [s + SAMPLER_SEED_OFFSET for s in sample_seeds]
 
 
+def _entry(entry) -> dict:
+    """A config's method entry as a mapping (a bare name becomes ``{method: name}``), its keys checked."""
+    if isinstance(entry, str):
+        entry = {"method": entry}
+    if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "options", "label"}:
+        raise InputError(f"a method entry is a name or a mapping with method, options, label; got {entry!r}")
+    return entry
+
+
+def entry_labels(entries: list) -> list[str]:
+    """The label each method entry's rows will carry, as :func:`parse_methods` gives it, without
+    checking options or files (for validating a config's references to its labels early)."""
+    labels = []
+    for entry in map(_entry, entries):
+        label = entry.get("label")
+        labels.append(default_label(entry["method"], entry.get("options") or {}) if label is None else label)
+    return labels
+
+
 def parse_methods(entries: list) -> list[MethodSpec]:
     """Config entries (a name, or a mapping with ``method``, ``options``, ``label``) → specs."""
-    specs = []
-    for entry in entries:
-        if isinstance(entry, str):
-            entry = {"method": entry}
-        if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "options", "label"}:
-            raise InputError(f"a method entry is a name or a mapping with method, options, label; got {entry!r}")
-        specs.append(MethodSpec(entry["method"], dict(entry.get("options") or {}), entry.get("label")))
+    specs = [MethodSpec(e["method"], dict(e.get("options") or {}), e.get("label")) for e in map(_entry, entries)]
     labels = [s.label for s in specs]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:

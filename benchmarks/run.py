@@ -11,6 +11,7 @@ A config (``configs/bench/*.yaml``) has::
     figure_rows: 4               # samples shown in comparison.png (fdem.benchmarks.figures); 0: none
     threads: 1                   # torch threads per process (fdem.benchmarks.threads), rows record it
     trainer: {accelerator: auto, devices: 1, strategy: auto, num_nodes: 1}
+    compare: {input: blurry, oracle: pigdm}   # optional, method labels: compare.csv/.md (fdem.benchmarks.tables)
 
 Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges them into
 ``out/rows.csv`` and writes the tables (:mod:`fdem.benchmarks.tables`), ``comparison.png``
@@ -35,6 +36,7 @@ from fdem.io_utils import atomic_write_text, ensure_writable_dir, write_skipped
 from fdem.metrics.registry import check_selection, selectable_names
 
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "num_nodes", "precision")
+COMPARE_ROLES = ("input", "oracle")  # compare: {input: label, oracle: label}, oracle optional
 
 
 @dataclass
@@ -48,6 +50,7 @@ class BenchConfig:
     figure_rows: int = 4
     threads: int = DEFAULT_THREADS
     trainer: dict = field(default_factory=dict)
+    compare: dict = field(default_factory=dict)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "BenchConfig":
@@ -71,7 +74,28 @@ class BenchConfig:
             raise InputError(f"{path}: {err}") from err
         if isinstance(cfg.figure_rows, bool) or not isinstance(cfg.figure_rows, int) or cfg.figure_rows < 0:
             raise InputError(f"{path}: figure_rows: expected an integer >= 0, got {cfg.figure_rows!r}")
+        try:
+            cfg.compare = check_compare(cfg.compare, cfg.methods)
+        except InputError as err:
+            raise InputError(f"{path}: {err}") from err
         return cfg
+
+
+def check_compare(compare, methods: list) -> dict:
+    """``compare`` checked against the config's methods: a mapping with ``input`` (required) and
+    ``oracle``, each the label of one of ``methods``; ``{}`` when absent. Checked before anything
+    runs, so a misspelt label does not surface only once the tables are written."""
+    if not compare:
+        return {}
+    if not isinstance(compare, dict) or "input" not in compare or set(compare) - set(COMPARE_ROLES):
+        raise InputError(f"compare: expected a mapping with input (required) and oracle, each a method label; got {compare!r}")
+    from fdem.benchmarks.module import entry_labels
+
+    labels = entry_labels(methods)
+    for role, label in compare.items():
+        if label not in labels:
+            raise InputError(f"compare: {role}: {label!r} is not a method label; valid: {', '.join(map(repr, labels))}")
+    return compare
 
 
 def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
@@ -203,7 +227,7 @@ def run_benchmark(cfg: BenchConfig, progress: bool = True) -> dict[str, Path]:
     if trainer.global_rank != 0:
         return {}
     merge_rows(out, [s.label for s in specs])
-    written = write_tables(out, cfg.title)
+    written = write_tables(out, cfg.title, cfg.compare)
     figure = comparison_figure(out, [s.label for s in specs], shown, title=cfg.title)
     if figure is not None:
         written["comparison.png"] = figure

@@ -2,6 +2,10 @@
 
 * ``table1.csv`` / ``table1.md``: mean ± std over images of every metric, per method and σ, and
   pooled over σ ("all"); FID per method × σ over the set (when Inception features exist).
+* ``compare.csv`` / ``compare.md`` (when the config names ``compare: {input, oracle}``): per method
+  and σ, over the images the input label also has, the mean gain in PSNR over the input (e.g. the
+  blurry image), the blind penalty against the oracle (e.g. a non-blind method given the true
+  kernel) and how many images end below the input.
 * ``table2.csv``: Diffusion EM and Fast EM by number of particles n, PSNR and PSNR of the particle
   mean ("PSNR SA").
 * ``pareto.png``: PSNR against seconds per image (log x), one numbered point per method, the
@@ -89,20 +93,62 @@ def _cell(mean: float, std: float, fmt: str) -> str:
     return fmt.format(mean) if math.isnan(std) or std == 0 else f"{fmt.format(mean)} ± {fmt.format(std)}"
 
 
+def _sections(table: pd.DataFrame, headers: list[str], cells) -> str:
+    """Markdown: one section per σ of ``table`` (then pooled), a line per table line: method, preset,
+    images, then ``cells(line)`` under ``headers``."""
+    parts = []
+    for sigma in dict.fromkeys(table["sigma255"]):
+        title = "pooled over σ" if sigma == POOLED else f"σ = {sigma}/255"
+        lines = [f"**{title}**", "", "| method | preset | images | " + " | ".join(headers) + " |",
+                 "|" + "---|" * (len(headers) + 3)]
+        for _, line in table[table["sigma255"] == sigma].iterrows():
+            lines.append(f"| {line['method']} | {line['preset'] or '–'} | {line['images']} | " + " | ".join(cells(line)) + " |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
 def table1_markdown(table: pd.DataFrame) -> str:
     """Markdown: one section per σ (then pooled), columns of docs/design.md §6; empty columns dropped."""
     present = [(c, h, f) for c, h, f in TABLE1_COLUMNS if table[f"{c}_mean"].notna().any()]
-    parts = []
-    for sigma in dict.fromkeys(table["sigma255"]):
-        block = table[table["sigma255"] == sigma]
-        title = "pooled over σ" if sigma == POOLED else f"σ = {sigma}/255"
-        header = "| method | preset | images | " + " | ".join(h for _, h, _ in present) + " |"
-        lines = [f"**{title}**", "", header, "|" + "---|" * (len(present) + 3)]
-        for _, line in block.iterrows():
-            cells = [_cell(line[f"{c}_mean"], line[f"{c}_std"], f) for c, _, f in present]
-            lines.append(f"| {line['method']} | {line['preset'] or '–'} | {line['images']} | " + " | ".join(cells) + " |")
-        parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
+    return _sections(table, [h for _, h, _ in present],
+                     lambda line: [_cell(line[f"{c}_mean"], line[f"{c}_std"], f) for c, _, f in present])
+
+
+COMPARED = ("psnr", "ssim", "kernel_mse")  # the metrics compare.csv averages, formatted as in Table 1
+
+
+def compare_table(rows: pd.DataFrame, input_label: str, oracle_label: str | None = None) -> pd.DataFrame:
+    """One line per method × σ (and pooled), over the samples the input label also has (paired by
+    ``index``, i.e. image × kernel × σ): the mean of each :data:`COMPARED` metric; ``gain_db``, the
+    mean of PSNR − the input's PSNR on the same sample; ``penalty_db``, the mean of the oracle's PSNR
+    − PSNR (NaN without an oracle); ``below_input``, the samples where the method is below the input.
+    Differences are taken sample by sample so that a method run on fewer images is not credited
+    with easier ones. Empty when the input has no rows."""
+    def psnr_of(label) -> pd.Series:
+        return rows.loc[rows["method"] == label].set_index("index")["psnr"]
+
+    base, oracle = psnr_of(input_label), psnr_of(oracle_label)
+    lines = []
+    for (method, sigma), group in _groups(rows[rows["index"].isin(base.index)]):
+        psnr = group.set_index("index")["psnr"]
+        gain = psnr - base.reindex(psnr.index)
+        below = int((gain < 0).sum())
+        lines.append({"method": method, "preset": group["preset"].iloc[0], "sigma255": sigma, "images": len(group),
+                      **{c: group[c].mean() for c in COMPARED}, "gain_db": gain.mean(),
+                      "penalty_db": (oracle.reindex(psnr.index) - psnr).mean(),
+                      "below_input": below, "below_input_frac": below / len(group)})
+    return pd.DataFrame(lines, columns=["method", "preset", "sigma255", "images", *COMPARED, "gain_db", "penalty_db",
+                                        "below_input", "below_input_frac"])
+
+
+def compare_markdown(table: pd.DataFrame) -> str:
+    """Markdown of :func:`compare_table`, one section per σ as Table 1's."""
+    formats = {c: f for c, _, f in TABLE1_COLUMNS if c in COMPARED}
+    headers = [h for c, h, _ in TABLE1_COLUMNS if c in COMPARED]
+    return _sections(table, [*headers, "gain over input (dB)", "blind penalty (dB)", "below input"],
+                     lambda line: [*(_cell(line[c], math.nan, formats[c]) for c in COMPARED),
+                                   _cell(line["gain_db"], math.nan, "{:+.2f}"), _cell(line["penalty_db"], math.nan, "{:+.2f}"),
+                                   f"{line['below_input']} / {line['images']}"])
 
 
 def table2(rows: pd.DataFrame) -> pd.DataFrame:
@@ -232,8 +278,9 @@ def kernel_plot(rows: pd.DataFrame, path: Path, title: str) -> Path | None:
     return save_figure(fig, path)
 
 
-def write_tables(out: Path, title: str = "fdem bench") -> dict[str, Path]:
-    """Every table and plot of ``out/rows.csv``; returns their paths by name."""
+def write_tables(out: Path, title: str = "fdem bench", compare: dict | None = None) -> dict[str, Path]:
+    """Every table and plot of ``out/rows.csv``; returns their paths by name. ``compare`` (the
+    config's ``{input: label, oracle: label}``) adds ``compare.csv``/``.md`` when the input has rows."""
     rows = load_rows(out / "rows.csv")
     if rows.empty:
         return {}
@@ -242,6 +289,12 @@ def write_tables(out: Path, title: str = "fdem bench") -> dict[str, Path]:
     atomic_write_text(written["table1.csv"], t1.to_csv(index=False))
     atomic_write_text(written["table1.md"], table1_markdown(t1))
     atomic_write_text(written["table2.csv"], table2(rows).to_csv(index=False))
+    if compare:
+        compared = compare_table(rows, compare["input"], compare.get("oracle"))
+        if not compared.empty:
+            written["compare.csv"], written["compare.md"] = out / "compare.csv", out / "compare.md"
+            atomic_write_text(written["compare.csv"], compared.to_csv(index=False))
+            atomic_write_text(written["compare.md"], compare_markdown(compared))
     written["pareto.png"] = pareto_plot(rows, out / "pareto.png", title)
     kernels = kernel_plot(rows, out / "kernel_mse.png", title)
     if kernels is not None:

@@ -26,8 +26,9 @@ from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
-KERNEL_INITS = ("dirac", "alternation")  # the paper's Dirac, or the prior-free Wiener alternation's kernel
+KERNEL_INITS = ("dirac", "alternation", "l0")  # the paper's Dirac, the prior-free Wiener alternation's kernel, or ℓ0's
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
+MAX_KERNEL_UNCERTAINTY = 1e4  # κ beyond this ignores the data wherever the image has energy
 
 
 def _choice(value, name: str, choices: tuple[str, ...]) -> str:
@@ -75,7 +76,11 @@ class EMSpec:
     ``weighting``: the M-step's α and Eq. 33 term, ``official`` or ``paper``; ``kernel_init``: the
     kernel's start; ``kernel_relax`` γ ∈ (0, 4): the over-relaxed update (1: the paper's);
     ``particles`` n per image; ``restarts``: chains per image, the best by data fit kept;
-    ``em_iters``: Diffusion EM's rounds L."""
+    ``em_iters``: Diffusion EM's rounds L; ``kernel_uncertainty`` κ ≥ 0: ΠGDM's noise includes the
+    kernel's error, scaled by κ (0: the kernel taken as exact, the paper's; DPS methods ignore it,
+    :mod:`fdem.sampling.kernel_uncertainty`); ``passes``: Fast EM runs per image, each started from the
+    last one's kernel (1: the paper's; each pass costs the steps again); ``refine``: after the blind run,
+    one more non-blind run of the same sampler with its last kernel (a two-stage restoration)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"
@@ -85,13 +90,20 @@ class EMSpec:
     particles: int = 1
     restarts: int = 1
     em_iters: int = 10
+    kernel_uncertainty: float = 0.0
+    passes: int = 1
+    refine: bool = False
 
     def __post_init__(self) -> None:
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
+        object.__setattr__(self, "kernel_uncertainty",
+                           check_float(self.kernel_uncertainty, "kernel_uncertainty", 0, MAX_KERNEL_UNCERTAINTY))
+        if not isinstance(self.refine, bool):
+            raise InputError(f"refine must be true or false, got {self.refine!r}")
         check_weighting(self.weighting)
         _choice(self.kernel_init, "kernel_init", KERNEL_INITS)
         object.__setattr__(self, "kernel_relax", check_relax(self.kernel_relax, "kernel_relax"))
-        for name in ("particles", "restarts", "em_iters"):
+        for name in ("particles", "restarts", "em_iters", "passes"):
             check_int(getattr(self, name), name, 1)
         if self.lam_rule == "noise" and self.mstep.reg != "pnp":
             raise InputError(f"lam rule 'noise' scales the PnP weight: it needs the pnp regulariser, not {self.mstep.reg}")
@@ -177,7 +189,9 @@ FEW_STEP = TUNED.derive(
 )
 PHOTO = FEW_STEP.derive(
     "photo", "few-step on photographs: the margin as missing data (imputed border), the network on tiles "
-    "for large images (fdem deblur's default)",
+    "for large images, two chains whose kernels' spread widens ΠGDM's noise (κ = 4), the better fit kept "
+    "(fdem deblur's default)",
+    em={"restarts": 2, "kernel_uncertainty": 4.0},
     canvas={"border": "impute", "tiled": True},
 )
 DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})
@@ -235,9 +249,22 @@ class RunSpec:
     def guidance(self) -> str:
         return lookup(self.method).guidance
 
+    @property
+    def refined(self) -> bool:
+        """Whether a non-blind run with the blind run's last kernel follows it (``refine``)."""
+        return self.blind and self.em.refine
+
+    @property
+    def kernel_uncertainty(self) -> float:
+        """The κ the guidance uses: the preset's for blind ΠGDM methods, else 0 (a given kernel is exact)."""
+        return self.em.kernel_uncertainty if self.blind and self.guidance == "pigdm" else 0.0
+
     def network_calls(self) -> int:
-        """Sampling steps per image and chain (all of Diffusion EM's rounds)."""
-        return lookup(self.method).net_calls(self.sampler.steps, self.em.em_iters)
+        """Sampling steps per image and chain (all of Diffusion EM's rounds, and the refining run)."""
+        calls = lookup(self.method).net_calls(self.sampler.steps, self.em.em_iters)
+        if self.em_kind == "fastem":
+            calls *= self.em.passes
+        return calls + (self.sampler.steps if self.refined else 0)
 
     def options(self) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
@@ -246,6 +273,10 @@ class RunSpec:
         mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
         if self.em_kind != "diffem":
             em.pop("em_iters")
+        if self.em_kind != "fastem":
+            em.pop("passes")
+        if self.guidance != "pigdm":
+            em.pop("kernel_uncertainty")
         if not self.blind:
             em, mstep = {k: em[k] for k in ("particles", "restarts")}, {}
         return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **asdict(self.canvas)}

@@ -57,9 +57,11 @@ class BlurProblem:
         """``Hᵀ v`` (correlation with ``k``) of ``v`` given by its spectrum ``V``: ``F⁻¹[conj(K)·V]``."""
         return self.image(self._per_image(self.otf(kernel), spectrum).conj() * spectrum)
 
-    def residual_spectrum(self, u: Tensor, kernel: Tensor) -> Tensor:
-        """``Y − K·U`` for particles ``u (B, n, C, H, W)``: the spectrum of ``y − H u_p``, ``(B, n, C, H, W')``."""
-        return self.y_hat.unsqueeze(1) - self.otf(kernel).unsqueeze(1) * torch.fft.rfft2(u)
+    def residual_spectrum(self, u: Tensor, kernel: Tensor, u_hat: Tensor | None = None) -> Tensor:
+        """``Y − K·U`` for particles ``u (B, n, C, H, W)``: the spectrum of ``y − H u_p``, ``(B, n, C, H, W')``
+        (``u_hat``: ``u``'s spectrum when the caller has it already)."""
+        u_hat = torch.fft.rfft2(u) if u_hat is None else u_hat
+        return self.y_hat.unsqueeze(1) - self.otf(kernel).unsqueeze(1) * u_hat
 
     def impute(self, u: Tensor, kernel: Tensor) -> None:
         """Refill the unobserved pixels of ``y`` with ``k ⊛ ū`` (``ū`` the mean of the particles

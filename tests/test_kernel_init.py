@@ -71,3 +71,15 @@ def test_an_unknown_start_is_refused_by_the_sampler_the_restorer_and_the_cli(fil
                       "--out", str(tmp_path / "bad")], capsys)
     assert code == 2 and "unknown kernel_init 'gauss'" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_l0_start_is_the_l0_baselines_kernel():
+    from fdem.baselines.l0_anger import l0_anger
+
+    y = blurred(4)
+    net = tiny_unet()
+    start = l0_anger(y, 5)[1]  # the baseline's own kernel, at its article settings
+    chosen = sample("fastem-pigdm", net, y, 0.02, seed=2, kernel_init="l0", **OPTIONS)
+    given = sample("fastem-pigdm", net, y, 0.02, seed=2, kernel=start, **OPTIONS)
+    assert torch.allclose(chosen.kernel, given.kernel, atol=1e-6) and torch.allclose(chosen.image, given.image, atol=1e-5)
+    assert resolve("fastem-pigdm", "photo", kernel_init="l0").options()["kernel_init"] == "l0"

@@ -31,8 +31,9 @@ def cmd_bench(args: argparse.Namespace) -> dict:
     written = run_benchmark(cfg, progress=not args.no_progress)
     if written:
         print()
-        if "table1.md" in written:
-            print(written["table1.md"].read_text())
+        for table in ("table1.md", "compare.md"):
+            if table in written:
+                print(written[table].read_text())
         for name, path in written.items():
             print(f"{name}: {path}")
     return written

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 # method's objects: a diffusion method's preset fields (:mod:`fdem.presets`), any method's own options.
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
-           "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax")
+           "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
+           "kernel_uncertainty", "passes", "refine")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -346,10 +347,16 @@ def add_parsers(sub) -> None:
     p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral), ddim, or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
                    "the --steps then cover [0, start·T] (1 = from pure noise; default: the preset's)")
-    p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's) or "
+    p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's), l0 (the l0 baseline's) or "
                    "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11)")
     p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
                    "warm start, in (0, 4) (1: the paper's; default: the preset's; docs/design.md §12)")
+    p.add_argument("--kernel-uncertainty", type=float, help="blind PiGDM methods: kappa >= 0, how far the guidance "
+                   "counts the kernel's error as noise (0: the kernel taken as exact; default: the preset's; docs/design.md §14)")
+    p.add_argument("--passes", type=int, help="Fast EM: runs of the sampler, each started from the last one's kernel, >= 1 "
+                   "(default: the preset's)")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None, help="blind diffusion methods: "
+                   "run the sampler again, non-blind, with the blind run's last kernel (twice the calls; default: the preset's)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default: the preset's)")
     p.add_argument("--r2-rule", help="PiGDM's r^2: official (the authors' code) or paper (the paper's 1 - abar)")
     p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta) or paper (Eqs. 24, 33)")

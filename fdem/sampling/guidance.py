@@ -17,6 +17,9 @@ keeps its step under both rules.
   it replaces ``r²`` everywhere it appears, so both rules share the official step form. (With the
   paper rule the step no longer shrinks with the step size: fine at ΠGDM's 100 steps, it overshoots
   at 1000.)
+* ΠGDM with the kernel's uncertainty (``kernel_uncertainty`` κ > 0, blind runs): ``σ²`` becomes
+  ``σ² + κ·V(ω)|U(ω)|²/N`` per frequency, the variance of ``Δk ⊛ u`` for the M-step's posterior
+  spread ``V`` of the kernel (:mod:`fdem.sampling.kernel_uncertainty`, docs/design.md §14).
 * DPS (the paper's Eq. 9): ``ρ = ‖y − k ⊛ u‖₂`` (not squared) per particle,
   ``d = −∇_u ρ = Hᵀ(y − Hu)/ρ`` and ``w_i = √ᾱ_i·T/S`` (:func:`dps_weights`: the authors' ``√ᾱ_i``
   at their S = T steps), i.e. ``x_{i−1} = x'_{i−1} − w_i ∇_{x_i} ρ``.
@@ -33,6 +36,7 @@ from torch import Tensor
 from fdem.diffusion import Schedule
 from fdem.errors import InputError
 from fdem.problem import BlurProblem
+from fdem.sampling.kernel_uncertainty import kernel_error_variance
 
 SIGMA_FLOOR = 1e-8  # the authors' guard for σ = 0
 
@@ -77,11 +81,16 @@ def mean_r2(schedule: Schedule) -> list[float]:
 class PiGDM:
     """ΠGDM guidance (pseudo-inverse guided diffusion) with the official or the paper r² rule;
     weights of the step rule (:func:`pigdm_weights`). Under the ``"mean"`` step rule it gives the
-    posterior mean of x0 instead (:meth:`posterior_mean`), with its own r̃² (:func:`mean_r2`)."""
+    posterior mean of x0 instead (:meth:`posterior_mean`), with its own r̃² (:func:`mean_r2`).
+    ``kernel_uncertainty`` κ > 0 adds the kernel's error to the noise (a blind run's estimated kernel,
+    :mod:`fdem.sampling.kernel_uncertainty`; with ``chains`` > 1 restarts per image, chain-major, measured
+    as the spread of their kernels); 0 takes the kernel as exact (the paper's Eq. 11)."""
 
-    def __init__(self, schedule: Schedule, rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0):
+    def __init__(self, schedule: Schedule, rule: str = "official", step_rule: str = "ddpm", eta: float = 1.0,
+                 kernel_uncertainty: float = 0.0, chains: int = 1):
         self.r2 = mean_r2(schedule) if step_rule == "mean" else r2_schedule(schedule, rule)
         self.weights = pigdm_weights(schedule, self.r2, step_rule, eta)
+        self.kernel_uncertainty, self.chains = kernel_uncertainty, chains
 
     def posterior_mean(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
         """E[x0 | x_i, y] under ΠGDM's Gaussian ``x0 | x_i ~ N(u, r̃_i² I)``:
@@ -90,9 +99,12 @@ class PiGDM:
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
         otf = problem.otf(kernel).unsqueeze(1)
-        residual = problem.residual_spectrum(u, kernel)
-        sig2 = problem.sigma.clamp_min(SIGMA_FLOOR).square().reshape(-1, 1, 1, 1, 1)
-        return problem.image(otf.conj() * residual / (self.r2[i] * otf.abs().square() + sig2))
+        u_hat = torch.fft.rfft2(u)
+        residual = problem.residual_spectrum(u, kernel, u_hat)
+        noise = problem.sigma.clamp_min(SIGMA_FLOOR).square().reshape(-1, 1, 1, 1, 1)
+        if self.kernel_uncertainty > 0:
+            noise = noise + self.kernel_uncertainty * kernel_error_variance(u, u_hat, problem, kernel, self.chains)
+        return problem.image(otf.conj() * residual / (self.r2[i] * otf.abs().square() + noise))
 
 
 def dps_weights(schedule: Schedule) -> list[float]:
@@ -126,11 +138,12 @@ class DPS:
 GUIDANCES = ("dps", "pigdm")
 
 
-def make_guidance(name: str, schedule: Schedule, sampler) -> PiGDM | DPS:
+def make_guidance(name: str, schedule: Schedule, sampler, kernel_uncertainty: float = 0.0, chains: int = 1) -> PiGDM | DPS:
     """The guidance rule ``name`` ("dps" or "pigdm") for a :class:`~fdem.presets.SamplerSpec`'s step
-    rule, η and r² rule."""
+    rule, η and r² rule; ΠGDM with the kernel's uncertainty κ over ``chains`` restarts per image
+    (:attr:`~fdem.presets.RunSpec.kernel_uncertainty` is κ only for blind ΠGDM methods)."""
     if name == "pigdm":
-        return PiGDM(schedule, sampler.r2_rule, sampler.step_rule, sampler.eta)
+        return PiGDM(schedule, sampler.r2_rule, sampler.step_rule, sampler.eta, kernel_uncertainty, chains)
     if name == "dps":
         return DPS(schedule)
     raise InputError(f"unknown guidance {name!r}: choose one of {', '.join(GUIDANCES)}")

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from fdem.baselines.alternation import wiener_alternation
+from fdem.baselines.l0_anger import estimate_kernel_l0, make_params
 from fdem.devices import synchronize
 from fdem.diffusion import Schedule, start_schedule_steps, variance_kind
 from fdem.errors import InputError
@@ -59,15 +60,25 @@ def alternation_kernel(problem: BlurProblem, spec: RunSpec) -> Tensor:
     return wiener_alternation(problem.y, problem.sigma, kernel_size=mstep.kernel_size, denoiser=mstep.denoiser)[1]
 
 
+def l0_kernel(problem: BlurProblem, spec: RunSpec) -> Tensor:
+    """The ``(B, 1, k, k)`` kernel of the ℓ0 baseline's coarse-to-fine estimation (its article settings) on
+    ``y``'s grey level, of the M-step's size: the ``"l0"`` kernel start."""
+    grey = problem.y.mean(dim=1, keepdim=True)
+    return estimate_kernel_l0(grey, spec.em.mstep.kernel_size, make_params())
+
+
+KERNEL_STARTS = {"alternation": alternation_kernel, "l0": l0_kernel}  # kernel_init → estimator (the Dirac aside)
+
+
 def initial_kernel(problem: BlurProblem, spec: RunSpec, kernel: Tensor | None) -> Tensor:
     """The kernel a run starts from, ``(B, 1, k, k)``: the true one (non-blind), a given start, or the
-    EM's ``kernel_init`` (a Dirac of the M-step's size, or the alternation's)."""
+    EM's ``kernel_init`` (a Dirac of the M-step's size, the alternation's or ℓ0's)."""
     batch, y = problem.y.shape[0], problem.y
     if kernel is None:
         if not spec.blind:
             raise InputError(f"method {spec.method} is non-blind: it needs the true kernel")
-        if spec.em.kernel_init == "alternation":
-            return alternation_kernel(problem, spec)
+        if spec.em.kernel_init in KERNEL_STARTS:
+            return KERNEL_STARTS[spec.em.kernel_init](problem, spec)
         return dirac(batch, spec.em.mstep.kernel_size, y.device, y.dtype)
     if kernel.dim() != 4 or kernel.shape[1] != 1 or kernel.shape[0] not in (1, batch) or kernel.shape[-1] != kernel.shape[-2]:
         raise InputError(f"kernel must be (B, 1, k, k) or (1, 1, k, k) for {batch} images, got {tuple(kernel.shape)}")
@@ -100,6 +111,8 @@ def run_method(
     a :class:`~fdem.sampling.result.Trace`. ``noise`` replaces the per-image generators (a test's
     injected noise, :data:`~fdem.sampling.loop.NoiseSource`). With ``restarts`` = K, K chains per
     image run as one batch and the one of smallest data misfit is kept (:mod:`fdem.sampling.restarts`).
+    Fast EM runs ``passes`` times, each pass from the last kernel; with ``refine`` a blind run is followed
+    by a non-blind one with its last kernel (fresh draws).
     """
     em, batch, device = spec.em, problem.y.shape[0], problem.y.device
     began = time.perf_counter()
@@ -109,7 +122,7 @@ def run_method(
     if em.restarts > 1:
         problem, kernel = repeat_problem(problem, em.restarts), kernel.repeat(em.restarts, 1, 1, 1)
     schedule = sampling_schedule(spec, prior, device)
-    guidance = make_guidance(spec.guidance, schedule, spec.sampler)
+    guidance = make_guidance(spec.guidance, schedule, spec.sampler, spec.kernel_uncertainty, em.restarts)
     recorder = TraceRecorder(trace_every) if trace_every > 0 else None
     noise = noise or generator_noise(make_generators(seeds, len(seeds), device))
 
@@ -119,10 +132,13 @@ def run_method(
                         callbacks=[c for c in (callback, recorder) if c])
 
     if spec.em_kind == "fastem":
-        samples, kernel = loop(kernel, fast_em_hook(problem, schedule, spec))
+        for _ in range(em.passes):  # each pass starts from the last one's kernel
+            samples, kernel = loop(kernel, fast_em_hook(problem, schedule, spec))
     elif spec.em_kind == "diffem":
         samples, kernel = run_diffusion_em(loop, problem, kernel, em)
     else:
+        samples, _ = loop(kernel)
+    if spec.refined:  # two-stage: the same sampler again, the kernel now fixed (docs/design.md §14)
         samples, _ = loop(kernel)
     synchronize(device)
     trace = recorder.trace(blind=spec.blind) if recorder else None
