@@ -175,6 +175,28 @@ def test_deblur_check_drives_the_command_line_and_scores_every_image(tmp_path, m
     assert all(math.isfinite(r[k]) for r in rows for k in ("blurry", "restored", "kmse", "dirac"))
 
 
+def test_penalty_plot_pairs_rows_by_sample_and_scales_the_kernel_error(tmp_path, capsys):
+    from fdem.kernels_gen import make_generator
+    from studies.deblur_check import penalty_plot
+
+    data = {"kernels": "gaussian", "kernel_size": 9, "kernel_seed": 3}
+    bank = np.asarray(make_generator("gaussian", 9).sample(2, seed=3))
+    rows = pd.DataFrame({
+        "method": ["in", "in", "blind", "blind", "oracle", "oracle", "blind"],
+        "index": [0, 1, 0, 1, 0, 1, 7], "kernel_id": [0, 1, 0, 1, 0, 1, 1],
+        "psnr": [20.0, 22.0, 21.5, 21.0, 25.0, 26.0, 30.0],
+        "kernel_mse": [np.nan, np.nan, 1e-4, 2e-4, np.nan, np.nan, 1e-4]})
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    (tmp_path / "bench_data.json").write_text(json.dumps({"data": data}))
+    points = penalty_plot.paired_gains(rows, data, "blind", "in", "oracle")
+    assert list(points.index) == [0, 1]  # sample 7 has no input row
+    assert points["gain"].tolist() == [1.5, -1.0] and points["oracle_gain"].tolist() == [5.0, 4.0]
+    assert points.loc[1, "kernel_error"] == pytest.approx(2e-4 * 81 / (bank[1] ** 2).sum())
+    penalty_plot.main(["--run", str(tmp_path), "--row", "blind", "--input", "in", "--oracle", "oracle",
+                       "--out", str(tmp_path / "p.png")])
+    assert "2 crops; below the input: 1" in capsys.readouterr().out and (tmp_path / "p.png").stat().st_size > 0
+
+
 def test_l0_check_scores_one_photo_of_a_split(tmp_path, capsys):
     from studies.l0 import l0_check
 
