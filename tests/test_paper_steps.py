@@ -179,7 +179,7 @@ def test_the_mstep_runs_before_the_guidance_of_its_step(monkeypatch):
             seen.append(kernel)
             return super().direction(u, problem, kernel, i)
 
-    monkeypatch.setattr(methods, "make_guidance", lambda name, schedule, sampler: Recording(schedule))
+    monkeypatch.setattr(methods, "make_guidance", lambda name, schedule, sampler, *uncertainty: Recording(schedule))
     mstep = _mstep()
     _fast_em(mstep, "fastem-dps")
     assert len(seen) == len(mstep.calls) == 4

@@ -114,7 +114,7 @@ def test_deblur_prints_its_tiled_plan_and_restores_the_whole_photo(files, tmp_pa
           "--prior-config", str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2", "--tile", "64",
           "--overlap", "16", "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+), preset photo\), (\d+) tiles per step .*2 steps, about", out)
+    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+), preset photo\), (\d+) tiles per step .*2 steps of 2 chains side by side, about", out)
     assert plan, out
     assert int(plan[1]) >= 206 and int(plan[2]) >= 306  # the imputed border of the kernel's radius
     assert (tmp_path / "out" / "photo_restored.png").is_file()
