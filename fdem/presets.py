@@ -26,7 +26,7 @@ from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
-KERNEL_INITS = ("dirac", "alternation", "l0")  # the paper's Dirac, the prior-free Wiener alternation's kernel, or ℓ0's
+KERNEL_INITS = ("dirac", "alternation", "l0", "coarse")  # the paper's Dirac, the prior-free alternation's, ℓ0's, or Fast EM's at half size
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
 MAX_KERNEL_UNCERTAINTY = 1e4  # κ beyond this ignores the data wherever the image has energy
 
@@ -264,6 +264,8 @@ class RunSpec:
         calls = lookup(self.method).net_calls(self.sampler.steps, self.em.em_iters)
         if self.em_kind == "fastem":
             calls *= self.em.passes
+        if self.blind and self.em.kernel_init == "coarse":
+            calls += self.sampler.steps  # the half-size pass, at a quarter of the pixels
         return calls + (self.sampler.steps if self.refined else 0)
 
     def options(self) -> dict:

@@ -83,3 +83,24 @@ def test_the_l0_start_is_the_l0_baselines_kernel():
     given = sample("fastem-pigdm", net, y, 0.02, seed=2, kernel=start, **OPTIONS)
     assert torch.allclose(chosen.kernel, given.kernel, atol=1e-6) and torch.allclose(chosen.image, given.image, atol=1e-5)
     assert resolve("fastem-pigdm", "photo", kernel_init="l0").options()["kernel_init"] == "l0"
+
+
+def test_the_coarse_start_is_fast_em_at_half_size_enlarged():
+    from fdem.sampling.coarse_start import enlarge_kernel, half_problem, half_size
+
+    k = torch.zeros(1, 1, 5, 5)
+    k[0, 0, 2, 1:4] = torch.tensor([0.25, 0.5, 0.25])
+    big = enlarge_kernel(k, 9)
+    assert big.shape == (1, 1, 9, 9) and big.sum().item() == pytest.approx(1.0)
+    assert big[0, 0, 4, 4] == big.max() and big[0, 0, 4, 2] > 0 and big[0, 0, 4, 0] == 0  # twice as long, centred
+    assert (half_size(33), half_size(31), half_size(9)) == (17, 17, 5)
+    y = torch.rand(2, 3, 20, 28)
+    half = half_problem(BlurProblem(y, 0.04), 8)
+    assert half.y.shape == (2, 3, 16, 16) and torch.allclose(half.sigma, torch.full((2,), 0.02))
+    assert half.observed[0, 0, :10, :14].min() == 1 and half.observed[0, 0, 10:].max() == 0  # padding is missing data
+    net = tiny_unet()
+    steps = []
+    r = sample("fastem-pigdm", net, blurred(5), 0.02, seed=1, kernel_init="coarse", callback=lambda u, k: steps.append(k), **OPTIONS)
+    assert r.kernel.shape == (2, 1, 5, 5) and len(steps) == 6  # 3 steps at half size, 3 at full size
+    assert steps[0].shape[-1] == 3 and steps[-1].shape[-1] == 5
+    assert resolve("fastem-pigdm", "photo", kernel_init="coarse").network_calls() == 50  # per chain: 25 + 25

@@ -347,8 +347,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--step-rule", help="diffusion methods: ddpm (ancestral), ddim, or mean (PiGDM methods: DDIM from the posterior mean, no VJP; docs/design.md §8)")
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
                    "the --steps then cover [0, start·T] (1 = from pure noise; default: the preset's)")
-    p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's), l0 (the l0 baseline's) or "
-                   "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11)")
+    p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's), l0 (the l0 baseline's), "
+                   "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11) or coarse (Fast EM at half size, §14)")
     p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
                    "warm start, in (0, 4) (1: the paper's; default: the preset's; docs/design.md §12)")
     p.add_argument("--kernel-uncertainty", type=float, help="blind PiGDM methods: kappa >= 0, how far the guidance "

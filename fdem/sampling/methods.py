@@ -32,6 +32,7 @@ from fdem.kernel_ops import dirac, normalize_kernel
 from fdem.physics import check_kernel_fits
 from fdem.presets import RunSpec
 from fdem.problem import BlurProblem
+from fdem.sampling.coarse_start import coarse_kernel
 from fdem.sampling.diffusion_em import run_diffusion_em
 from fdem.sampling.fast_em import fast_em_hook
 from fdem.sampling.guidance import make_guidance
@@ -72,7 +73,8 @@ KERNEL_STARTS = {"alternation": alternation_kernel, "l0": l0_kernel}  # kernel_i
 
 def initial_kernel(problem: BlurProblem, spec: RunSpec, kernel: Tensor | None) -> Tensor:
     """The kernel a run starts from, ``(B, 1, k, k)``: the true one (non-blind), a given start, or the
-    EM's ``kernel_init`` (a Dirac of the M-step's size, the alternation's or ℓ0's)."""
+    EM's ``kernel_init`` (a Dirac of the M-step's size, the alternation's or ℓ0's; for ``coarse`` a Dirac
+    here, replaced by :func:`run_method` with the half-size pass's kernel, which needs the prior)."""
     batch, y = problem.y.shape[0], problem.y
     if kernel is None:
         if not spec.blind:
@@ -116,7 +118,7 @@ def run_method(
     """
     em, batch, device = spec.em, problem.y.shape[0], problem.y.device
     began = time.perf_counter()
-    kernel = initial_kernel(problem, spec, kernel)
+    kernel_given, kernel = kernel, initial_kernel(problem, spec, kernel)
     check_kernel_fits(tuple(kernel.shape[-2:]), problem.shape)
     seeds = chain_seeds(image_seeds(seed, batch), em.restarts)
     if em.restarts > 1:
@@ -131,6 +133,13 @@ def run_method(
                         particles=em.particles, mstep=mstep, var_kind=variance_kind(prior.schedule, False),
                         callbacks=[c for c in (callback, recorder) if c])
 
+    if kernel_given is None and spec.blind and em.kernel_init == "coarse":
+        def half_pass(half: BlurProblem, half_spec: RunSpec) -> Tensor:
+            return run_loop(prior.net, schedule, half, guidance, alternation_kernel(half, half_spec), noise, spec.sampler,
+                            particles=em.particles, mstep=fast_em_hook(half, schedule, half_spec),
+                            var_kind=variance_kind(prior.schedule, False), callbacks=[callback] if callback else [])[1]
+
+        kernel = coarse_kernel(spec, prior, problem, noise, half_pass)
     if spec.em_kind == "fastem":
         for _ in range(em.passes):  # each pass starts from the last one's kernel
             samples, kernel = loop(kernel, fast_em_hook(problem, schedule, spec))
