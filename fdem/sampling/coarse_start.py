@@ -44,15 +44,13 @@ def half_size(kernel_size: int) -> int:
     return (kernel_size + 1) // 2 | 1
 
 
-def coarse_kernel(spec, prior, problem: BlurProblem, noise, run_pass) -> Tensor:
+def coarse_kernel(spec, problem: BlurProblem, multiple: int, run_pass) -> Tensor:
     """The enlarged kernel of one Fast EM pass at half size (``run_pass(problem, spec)`` runs it and
-    returns its kernel), cropped to the run's kernel size."""
-    from fdem.padding import network_multiple
-
+    returns its kernel; ``multiple``: the network's side multiple), cropped to the run's kernel size."""
     size = spec.em.mstep.kernel_size
     half = half_size(size)
     coarse = replace(spec, em=replace(spec.em, mstep=replace(spec.em.mstep, kernel_size=half),
                                       kernel_init="alternation", passes=1, refine=False))
-    kernel = enlarge_kernel(run_pass(half_problem(problem, network_multiple(prior.net)), coarse), 2 * half - 1)
+    kernel = enlarge_kernel(run_pass(half_problem(problem, multiple), coarse), 2 * half - 1)
     crop = (2 * half - 1 - size) // 2
     return normalize_kernel(kernel[..., crop:crop + size, crop:crop + size])

@@ -18,8 +18,9 @@ keeps its step under both rules.
   paper rule the step no longer shrinks with the step size: fine at ΠGDM's 100 steps, it overshoots
   at 1000.)
 * ΠGDM with the kernel's uncertainty (``kernel_uncertainty`` κ > 0, blind runs): ``σ²`` becomes
-  ``σ² + κ·V(ω)|U(ω)|²/N`` per frequency, the variance of ``Δk ⊛ u`` for the M-step's posterior
-  spread ``V`` of the kernel (:mod:`fdem.sampling.kernel_uncertainty`, docs/design.md §14).
+  ``σ² + κ·V(ω)|U(ω)|²/N`` per frequency, the variance of ``Δk ⊛ u`` for the kernel spectrum's
+  variance ``V``: the M-step's posterior spread, or the spread of several chains' kernels
+  (:mod:`fdem.sampling.kernel_uncertainty`, docs/design.md §14).
 * DPS (the paper's Eq. 9): ``ρ = ‖y − k ⊛ u‖₂`` (not squared) per particle,
   ``d = −∇_u ρ = Hᵀ(y − Hu)/ρ`` and ``w_i = √ᾱ_i·T/S`` (:func:`dps_weights`: the authors' ``√ᾱ_i``
   at their S = T steps), i.e. ``x_{i−1} = x'_{i−1} − w_i ∇_{x_i} ρ``.

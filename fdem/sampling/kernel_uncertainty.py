@@ -41,7 +41,8 @@ def kernel_spectrum_variance(u: Tensor, problem: BlurProblem, kernel: Tensor) ->
     evidence = torch.fft.rfft2(mean).abs().square().sum(dim=1, keepdim=True) / (pixels * misfit)
     prior = kernel.square().sum(dim=(-2, -1), keepdim=True)  # ‖k̂‖²: (B, 1, 1, 1)
     variance = 1 / (evidence + 1 / prior)
-    return variance * _not_dc(variance)
+    variance[..., 0, 0] = 0  # ω = 0: a kernel that sums to one has no error there
+    return variance
 
 
 def chain_spectrum_variance(problem: BlurProblem, kernel: Tensor, chains: int) -> Tensor:
@@ -52,13 +53,6 @@ def chain_spectrum_variance(problem: BlurProblem, kernel: Tensor, chains: int) -
     spectra = otf.unflatten(0, (chains, -1))
     spread = (spectra - spectra.mean(dim=0)).abs().square().sum(dim=0) / (chains - 1)
     return spread.repeat(chains, 1, 1, 1)
-
-
-def _not_dc(spectrum: Tensor) -> Tensor:
-    """1 everywhere but at ω = 0 (where a kernel that sums to one has no error)."""
-    mask = torch.ones(spectrum.shape[-2:], dtype=spectrum.dtype, device=spectrum.device)
-    mask[0, 0] = 0
-    return mask
 
 
 def kernel_error_variance(u: Tensor, u_hat: Tensor, problem: BlurProblem, kernel: Tensor, chains: int = 1) -> Tensor:

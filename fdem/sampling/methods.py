@@ -29,6 +29,7 @@ from fdem.devices import synchronize
 from fdem.diffusion import Schedule, start_schedule_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel
+from fdem.padding import network_multiple
 from fdem.physics import check_kernel_fits
 from fdem.presets import RunSpec
 from fdem.problem import BlurProblem
@@ -128,18 +129,16 @@ def run_method(
     recorder = TraceRecorder(trace_every) if trace_every > 0 else None
     noise = noise or generator_noise(make_generators(seeds, len(seeds), device))
 
-    def loop(start_kernel: Tensor, mstep=None) -> tuple[Tensor, Tensor]:
-        return run_loop(prior.net, schedule, problem, guidance, start_kernel, noise, spec.sampler,
+    def loop(start_kernel: Tensor, mstep=None, on: BlurProblem | None = None) -> tuple[Tensor, Tensor]:
+        """The chains on ``problem`` (or on ``on``, the coarse start's half-size problem: not traced)."""
+        traced = recorder if on is None else None
+        return run_loop(prior.net, schedule, on or problem, guidance, start_kernel, noise, spec.sampler,
                         particles=em.particles, mstep=mstep, var_kind=variance_kind(prior.schedule, False),
-                        callbacks=[c for c in (callback, recorder) if c])
+                        callbacks=[c for c in (callback, traced) if c])
 
-    if kernel_given is None and spec.blind and em.kernel_init == "coarse":
-        def half_pass(half: BlurProblem, half_spec: RunSpec) -> Tensor:
-            return run_loop(prior.net, schedule, half, guidance, alternation_kernel(half, half_spec), noise, spec.sampler,
-                            particles=em.particles, mstep=fast_em_hook(half, schedule, half_spec),
-                            var_kind=variance_kind(prior.schedule, False), callbacks=[callback] if callback else [])[1]
-
-        kernel = coarse_kernel(spec, prior, problem, noise, half_pass)
+    if kernel_given is None and em.kernel_init == "coarse":  # kernel_given is None only for blind methods
+        kernel = coarse_kernel(spec, problem, network_multiple(prior.net), lambda half, half_spec: loop(
+            alternation_kernel(half, half_spec), fast_em_hook(half, schedule, half_spec), half)[1])
     if spec.em_kind == "fastem":
         for _ in range(em.passes):  # each pass starts from the last one's kernel
             samples, kernel = loop(kernel, fast_em_hook(problem, schedule, spec))

@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{int(((points['gain'] < 0) & wrong).sum())} with a relative kernel error > 0.5 "
           f"({int(wrong.sum())} crops have one); mean gain {points['gain'].mean():+.2f} dB "
           f"(error <= 0.5: {points.loc[~wrong, 'gain'].mean():+.2f}, > 0.5: {points.loc[wrong, 'gain'].mean():+.2f})")
+    if "oracle_gain" in points:
+        print(f"true kernel on the same crops: error <= 0.5: {points.loc[~wrong, 'oracle_gain'].mean():+.2f} dB, "
+              f"> 0.5: {points.loc[wrong, 'oracle_gain'].mean():+.2f} dB")
     print(f"wrote {args.out}")
 
 
