@@ -28,23 +28,28 @@ from fdem.metrics.registry import METRICS, check_selection, selectable_names
 from fdem.restorer_base import Restoration
 from fdem.restorers import build_restorer, check_options
 
+SIGMA_SOURCES = ("given", "auto")  # a method entry's noise level: the sample's, or estimated from y
 FILE_OPTIONS = ("prior", "kernel_prior", "weights", "kernel_denoiser")  # options naming a file to load
 PRIOR_OPTIONS = ("prior", "kernel_prior")  # these may also name a shipped prior (fdem.priors.SHIPPED_PRIORS)
 
 
 @dataclass
 class MethodSpec:
-    """One column group of the tables: a method name, its options, and the label rows carry
-    (default: the name, plus the preset when it is not the default ``paper`` and ``n=<particles>``
-    when particles are set)."""
+    """One column group of the tables: a method name, its options, the label rows carry (default: the
+    name, plus the preset when it is not the default ``paper`` and ``n=<particles>`` when particles are
+    set) and where its noise level comes from: ``sigma`` ``given`` (the sample's) or ``auto`` (estimated
+    from the observation, :func:`fdem.noise_level.estimate_noise`, as ``fdem deblur`` does without ``--sigma``)."""
 
     method: str
     options: dict = field(default_factory=dict)
     label: str | None = None
+    sigma: str = "given"
 
     def __post_init__(self) -> None:
         from fdem.priors import is_shipped_name
 
+        if self.sigma not in SIGMA_SOURCES:
+            raise InputError(f"method {self.method}: sigma must be one of {', '.join(SIGMA_SOURCES)}, got {self.sigma!r}")
         check_options(self.method, self.options)
         if lookup(self.method).guidance is not None:  # a diffusion method: its preset and fields checked now
             from fdem.presets import DEFAULT_PRESET, OVERRIDES, resolve
@@ -80,8 +85,8 @@ def _entry(entry) -> dict:
     """A config's method entry as a mapping (a bare name becomes ``{method: name}``), its keys checked."""
     if isinstance(entry, str):
         entry = {"method": entry}
-    if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "options", "label"}:
-        raise InputError(f"a method entry is a name or a mapping with method, options, label; got {entry!r}")
+    if not isinstance(entry, dict) or "method" not in entry or set(entry) - {"method", "options", "label", "sigma"}:
+        raise InputError(f"a method entry is a name or a mapping with method, options, label, sigma; got {entry!r}")
     return entry
 
 
@@ -97,7 +102,8 @@ def entry_labels(entries: list) -> list[str]:
 
 def parse_methods(entries: list) -> list[MethodSpec]:
     """Config entries (a name, or a mapping with ``method``, ``options``, ``label``) → specs."""
-    specs = [MethodSpec(e["method"], dict(e.get("options") or {}), e.get("label")) for e in map(_entry, entries)]
+    specs = [MethodSpec(e["method"], dict(e.get("options") or {}), e.get("label"), e.get("sigma", "given"))
+             for e in map(_entry, entries)]
     labels = [s.label for s in specs]
     repeated = sorted({x for x in labels if labels.count(x) > 1})
     if repeated:
@@ -150,6 +156,10 @@ class BenchmarkModule(L.LightningModule):
         pick = torch.tensor(todo)
         sub = {k: (v[pick] if isinstance(v, Tensor) else [v[b] for b in todo]) for k, v in batch.items()}
         sigma = sub["sigma"].to(self.device, torch.float32)
+        if spec.sigma == "auto":
+            from fdem.noise_level import estimate_noise
+
+            sigma = estimate_noise(sub["y"].clamp(0, 1)).to(self.device)
         seeds = [int(s) for s in sub["seed"]]
         result = restorer.restore(sub["y"], sigma, kernel=sub["kernel"], seed=sampler_seeds(seeds))
         metrics = self._metrics(result, sub, sigma)

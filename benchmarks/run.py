@@ -105,7 +105,8 @@ def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
     from fdem.benchmarks.module import SEEDING
 
     record = out / "bench_data.json"
-    methods = {s.label: {"method": s.method, "options": s.options} for s in specs}
+    methods = {s.label: {"method": s.method, "options": s.options, **({} if s.sigma == "given" else {"sigma": s.sigma})}
+               for s in specs}
     current = json.loads(json.dumps({"data": data, "seeding": SEEDING, "methods": methods}))
     previous = json.loads(record.read_text()) if record.is_file() else current
     if previous.get("seeding") != SEEDING:
@@ -118,7 +119,8 @@ def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
         made, asked = made_before[label], current["methods"][label]
         if made != asked:
             raise InputError(f"{out}: the rows of {label!r} were made with {made['method']} {made['options']}, "
-                             f"the config asks for {asked['method']} {asked['options']}; use another --out or another label")
+                             f"the config asks for {asked['method']} {asked['options']}"
+                             f"{' sigma ' + asked['sigma'] if 'sigma' in asked else ''}; use another --out or another label")
     atomic_write_text(record, json.dumps({**current, "methods": {**made_before, **current["methods"]}}, indent=2, sort_keys=True))
 
 

@@ -12,7 +12,10 @@ radius ``k//2`` on every side whose centre is kept, as a camera's frame mixes in
 (no wrap-around: what a deblurring method meets in a photograph). Gaussian noise drawn from
 ``torch.Generator().manual_seed(seed + index)``, so a sample depends only on its index (1 and N
 processes, any batch size or order give the same observations). The sharp image is
-8-bit quantised first (``quantize``, as the authors did); the observation is not clipped.
+8-bit quantised first (``quantize``, as the authors did); the observation is not clipped, except with
+``lights`` > 0: that many bright lamps (:func:`fdem.saturation.add_point_lights`, drawn from the
+sample's generator before the noise) are added to the scene, the observation is clipped to ``[0, 1]``
+as a camera clips it, and the sharp image is the clipped scene.
 
 Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
 They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 when quantised:
@@ -39,6 +42,7 @@ from fdem.datamodules.images import rescale, resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import DEFAULT_IMAGES, HELD_OUT_IMAGES, builtin_image, center_crop, list_images, load_image
 from fdem.physics import add_noise, blur
+from fdem.saturation import add_point_lights
 from fdem.testcases import open_testcases
 from fdem.validate import check_float, check_sigma
 from fdem.kernels_gen import GENERATORS, load_bank, make_generator
@@ -75,8 +79,9 @@ class BlurBenchmarkDataset(Dataset):
     the sample's frame (``ImageEntry.shape``): blurred whole, then cut to the frame."""
 
     def __init__(self, images: list[ImageEntry], num_listed: int, kernels: Tensor, sigmas255: list[float],
-                 kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None):
-        self.images, self.num_listed, self.kernels = images, num_listed, kernels
+                 kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None,
+                 lights: int = 0):
+        self.images, self.num_listed, self.kernels, self.lights = images, num_listed, kernels, lights
         self.sigmas255, self.reps, self.seed = list(sigmas255), kernels_per_image, seed
         self.size, self.quantize, self.scale = size, quantize, scale
 
@@ -104,10 +109,15 @@ class BlurBenchmarkDataset(Dataset):
         kernel = self.kernels[kernel_id]
         sigma255 = float(self.sigmas255[s])
         sigma = sigma255 / 255
+        generator = torch.Generator().manual_seed(self.seed + index)
+        if self.lights:
+            margin = (scene.shape[-1] - entry.shape[-1]) // 2 + kernel.shape[-1] // 2
+            scene = add_point_lights(scene, self.lights, margin, generator)
         blurred = blur(scene[None], kernel[None])[0]
         sharp, blurred = (center_crop(t, entry.shape).contiguous() for t in (scene, blurred))  # the frame
-        generator = torch.Generator().manual_seed(self.seed + index)
         y = add_noise(blurred[None], sigma, generator=generator)[0]
+        if self.lights:
+            sharp, y = sharp.clamp(0, 1), y.clamp(0, 1)
         return {"index": index, "image_id": entry.image_id, "sharp": sharp, "y": y, "kernel": kernel,
                 "kernel_id": kernel_id, "sigma": sigma, "sigma255": sigma255, "seed": self.seed + index}
 
@@ -190,6 +200,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         quantize: bool = True,
+        lights: int = 0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -197,7 +208,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
             raise InputError("give exactly one of images (a folder or 'bundled') and testcases")
         for name, value, low in (("num_images", num_images, 1), ("size", size, 1), ("kernel_size", kernel_size, 3)):
             _check_int(value, name, low, none_ok=True)
-        for name, value, low in (("kernel_seed", kernel_seed, 0), ("kernels_per_image", kernels_per_image, 1),
+        for name, value, low in (("kernel_seed", kernel_seed, 0), ("kernels_per_image", kernels_per_image, 1), ("lights", lights, 0),
                                  ("seed", seed, 0), ("batch_size", batch_size, 1), ("num_workers", num_workers, 0)):
             _check_int(value, name, low)
         self.sigmas255 = _check_sigmas(PAPER_SIGMAS if sigmas is None else sigmas)
@@ -237,7 +248,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         kernels = self.generator.sample(self.num_listed * h.kernels_per_image, seed=h.kernel_seed) if bank is None else bank
         self._check_shapes(entries, k, margin)
         self.dataset = BlurBenchmarkDataset(entries, self.num_listed, kernels, self.sigmas255, h.kernels_per_image,
-                                            h.seed, side, h.quantize, h.scale)
+                                            h.seed, side, h.quantize, h.scale, h.lights)
 
     def _read_images(self, side: int | None, margin: int) -> list[ImageEntry]:
         """Read every listed image once: keep the good ones (in memory if small), record the bad.

@@ -21,8 +21,9 @@ and 256² runs, rounded up: l0-anger 40 MB and alternation 22 MB at 256², mprne
 selfdeblur 880 MB (its fixed ~300 MB is not modelled). The estimate is meant for refusing plans
 that cannot fit: a plan near the limit may be off by a few tens of per cent either way.
 
-A tiled plan (``tile > 0``, :mod:`fdem.sampling.tiled`) checkpoints each batch of windows, so the
-UNet's share is that of ``min(max_batch, windows · batch)`` windows of ``tile × tile``; the
+A tiled plan (``tile > 0``, :mod:`fdem.sampling.tiled`) that checkpoints each batch of windows holds
+the UNet's share of ``min(max_batch, windows · batch)`` windows of ``tile × tile`` (one that does not,
+under :data:`~fdem.sampling.tiled.CHECKPOINT_BYTES`, that of all ``windows · batch``); the
 full-size buffers (sampler state, FFTs, the windows' inputs and blended outputs) stay:
 ``FFT_BYTES · batch · C · H · W + WINDOW_BYTES · windows · batch · C · tile²``.
 
@@ -56,7 +57,7 @@ class Plan:
     """What one restoration call will hold: ``height × width`` after padding, ``channels`` of the
     image, ``batch`` samples, ``params`` network parameters (all networks), ``unet`` the ADM config
     of the score network (None for a method without one); ``tile`` (0: untiled), ``overlap`` and
-    ``max_batch`` a tiling of the UNet."""
+    ``max_batch`` a tiling of the UNet, ``checkpointed`` whether its windows' activations are recomputed."""
 
     method: str
     height: int
@@ -68,6 +69,7 @@ class Plan:
     tile: int = 0
     overlap: int = 0
     max_batch: int = 1
+    checkpointed: bool = True
 
     def windows(self) -> int:
         """Windows per image of a tiled plan (0 when untiled)."""
@@ -102,7 +104,8 @@ def estimate_bytes(plan: Plan) -> float:
     if plan.tile:
         windows = plan.windows() * plan.batch
         features, attention = unet_features(plan.unet, plan.tile, plan.tile)
-        network = min(plan.max_batch, windows) * (FEATURE_BYTES * features + ATTENTION_BYTES * attention)
+        held = min(plan.max_batch, windows) if plan.checkpointed else windows
+        network = held * (FEATURE_BYTES * features + ATTENTION_BYTES * attention)
         return working + network + plan.batch * samples + WINDOW_BYTES * windows * plan.channels * plan.tile ** 2
     features, attention = unet_features(plan.unet, plan.height, plan.width)
     return working + plan.batch * (FEATURE_BYTES * features + ATTENTION_BYTES * attention + samples)
@@ -188,7 +191,7 @@ def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     padded = canvas(height, width) if canvas else [-(-side // multiple) * multiple for side in (height, width)]
     batch = getattr(restorer, "chains", 1)
     plan = Plan(restorer.method, *padded, channels, batch, params, net.cfg)
-    tiled = getattr(restorer, "network_for", lambda h, w: net)(*padded)
+    tiled = getattr(restorer, "network_for", lambda h, w, samples=1: net)(*padded, batch)
     if tiled is net:
         return plan
-    return replace(plan, tile=tiled.tile, overlap=tiled.overlap, max_batch=tiled.max_batch)
+    return replace(plan, tile=tiled.tile, overlap=tiled.overlap, max_batch=tiled.max_batch, checkpointed=tiled.checkpointed)

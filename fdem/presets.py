@@ -80,7 +80,10 @@ class EMSpec:
     kernel's error, scaled by κ (0: the kernel taken as exact, the paper's; DPS methods ignore it,
     :mod:`fdem.sampling.kernel_uncertainty`); ``passes``: Fast EM runs per image, each started from the
     last one's kernel (1: the paper's; each pass costs the steps again); ``refine``: after the blind run,
-    one more non-blind run of the same sampler with its last kernel (a two-stage restoration)."""
+    one more non-blind run of the same sampler with its last kernel (a two-stage restoration);
+    ``kernel_window``: on an image with a side over it, the blind run sees only the window of that
+    side with the most detail, and one chain of the method's non-blind sampler restores the whole
+    image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"
@@ -93,8 +96,11 @@ class EMSpec:
     kernel_uncertainty: float = 0.0
     passes: int = 1
     refine: bool = False
+    kernel_window: int | None = None
 
     def __post_init__(self) -> None:
+        if self.kernel_window is not None:
+            check_int(self.kernel_window, "kernel_window", 2 * self.mstep.kernel_size)
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
         object.__setattr__(self, "kernel_uncertainty",
                            check_float(self.kernel_uncertainty, "kernel_uncertainty", 0, MAX_KERNEL_UNCERTAINTY))
@@ -120,16 +126,23 @@ class CanvasSpec:
     to the UNet's multiple only), ``reflect``/``smooth`` (pad by the kernel's radius, mirrored or
     smoothly periodised, taken as data) or ``impute`` (that margin as missing data, refilled every
     step); ``tiled``: the network on ``tile``-sized windows (None: its native size, at least 128)
-    overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images."""
+    overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images;
+    ``saturation``: pixels at or above it in any channel, and the kernel's reach around them, are
+    missing data (None: every pixel is data; :mod:`fdem.saturation`)."""
 
     border: str = "circular"
     tiled: bool = False
     tile: int | None = None
     overlap: int | None = None
     max_batch: int = 2
+    saturation: float | None = None
 
     def __post_init__(self) -> None:
         _choice(self.border, "border", BORDERS)
+        if self.saturation is not None:
+            object.__setattr__(self, "saturation", check_float(self.saturation, "saturation", 0, 1))
+            if self.saturation == 0:
+                raise InputError("saturation must be in (0, 1]: the level from which a pixel counts as clipped, got 0")
         if not isinstance(self.tiled, bool):
             raise InputError(f"tiled must be true or false, got {self.tiled!r}")
         if self.tile is not None:
@@ -188,10 +201,11 @@ FEW_STEP = TUNED.derive(
     dps_sampler=SamplerSpec(),
 )
 PHOTO = FEW_STEP.derive(
-    "photo", "few-step on photographs: the margin as missing data (imputed border), the network on tiles "
-    "for large images, two chains whose kernels' spread widens ΠGDM's noise (κ = 4), the better fit kept "
-    "(fdem deblur's default)",
-    em={"restarts": 2, "kernel_uncertainty": 4.0},
+    "photo", "few-step on photographs: the margin as missing data (imputed border), two chains whose kernels' "
+    "spread widens ΠGDM's noise (κ = 4), the better fit kept; on images over 160 px the kernel from the "
+    "160² window of most detail, then one non-blind chain on the whole image, tiled where attention "
+    "would dominate (fdem deblur's default)",
+    em={"restarts": 2, "kernel_uncertainty": 4.0, "kernel_window": 160},
     canvas={"border": "impute", "tiled": True},
 )
 DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})
@@ -259,14 +273,25 @@ class RunSpec:
         """The κ the guidance uses: the preset's for blind ΠGDM methods, else 0 (a given kernel is exact)."""
         return self.em.kernel_uncertainty if self.blind and self.guidance == "pigdm" else 0.0
 
-    def network_calls(self) -> int:
-        """Sampling steps per image and chain (all of Diffusion EM's rounds, and the refining run)."""
+    def windowed(self, height: int, width: int) -> bool:
+        """Whether the blind run sees only a window of a ``height × width`` image (``kernel_window``)."""
+        return self.blind and self.em.kernel_window is not None and max(height, width) > self.em.kernel_window
+
+    def whole_image_pass(self) -> "RunSpec":
+        """What restores the whole image with a window's kernel: the method's non-blind sampler, one chain."""
+        em = replace(self.em, restarts=1, refine=False, kernel_window=None)
+        return replace(self, method=self.guidance, em=em)
+
+    def network_calls(self, size: tuple[int, int] | None = None) -> int:
+        """Sampling steps per image and chain (all of Diffusion EM's rounds, and the refining run); for an
+        image of ``size`` the blind run is on a window, the whole-image pass's steps are added."""
         calls = lookup(self.method).net_calls(self.sampler.steps, self.em.em_iters)
         if self.em_kind == "fastem":
             calls *= self.em.passes
         if self.blind and self.em.kernel_init == "coarse":
             calls += self.sampler.steps  # the half-size pass, at a quarter of the pixels
-        return calls + (self.sampler.steps if self.refined else 0)
+        calls += self.sampler.steps if self.refined else 0
+        return calls + (self.whole_image_pass().network_calls() if size and self.windowed(*size) else 0)
 
     def options(self) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only

@@ -48,8 +48,8 @@ class Restorer:
     def params(self) -> dict:
         return {}
 
-    def total_steps(self) -> int | None:
-        """How many times :meth:`restore` calls ``callback`` per batch (None: it does not)."""
+    def total_steps(self, size: tuple[int, int] | None = None) -> int | None:
+        """How many times :meth:`restore` calls ``callback`` per batch of images of ``size`` (None: it does not)."""
         return None
 
     def restore(self, y: Tensor, sigma: float | Tensor, *, kernel: Tensor | None = None,

@@ -286,4 +286,5 @@ def test_out_of_memory_later_is_one_line_and_keeps_the_finished_images(tmp_path,
     fdem_lines = [line for line in err.splitlines() if line.startswith("fdem:")]  # the rest: a's progress bar
     assert code == 2 and fdem_lines == [fdem_lines[0]] and "fdem: error: out of memory restoring" in fdem_lines[0]
     assert "Traceback" not in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_kernel.npy", "a_kernel.png", "a_restored.png"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_kernel.npy", "a_kernel.png", "a_restored.png",
+                                                                    "a_verdict.json", "a_verdict.png"]

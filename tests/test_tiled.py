@@ -77,12 +77,39 @@ def test_tiled_fast_em_runs_with_one_kernel_for_the_whole_image():
     assert torch.isfinite(result.image).all()
 
 
-def test_the_default_tile_covers_small_images_and_tiles_large_ones():
-    net = tiny_unet()  # native 16: untiled up to 256, then tiles of 128 (shrunk to the short side)
-    assert Tiling().wrap(net, 128, 160) is net and Tiling().wrap(net, 200, 256) is net
+def test_the_default_tiles_only_where_attention_would_dominate_the_canvas():
+    from fdem.memory import ATTENTION_BYTES, FEATURE_BYTES, unet_features
+
+    net = tiny_unet()  # native 16, attention at 8 and in the middle block: it dominates from 64² on
+    for side in (32, 64):
+        features, attention = unet_features(net.cfg, side, side)
+        assert (Tiling().wrap(net, side, side) is net) == (ATTENTION_BYTES * attention <= FEATURE_BYTES * features)
+    assert Tiling().wrap(net, 32, 32) is net and isinstance(Tiling().wrap(net, 64, 64), TiledNet)
     wrapped = Tiling().wrap(net, 160, 600)
     assert isinstance(wrapped, TiledNet) and wrapped.tile == 128 and wrapped.overlap == 32
     assert Tiling().wrap(net, 96, 600).tile == 96  # shrunk to the short side
+
+
+def test_windows_are_checkpointed_only_beyond_the_memory_budget(monkeypatch):
+    import fdem.sampling.tiled as tiled
+
+    net = tiny_unet()
+    assert not Tiling(tile=16).wrap(net, 32, 32).checkpointed  # 9 windows of 16², far under 4 GiB
+    monkeypatch.setattr(tiled, "CHECKPOINT_BYTES", 9.5 * tiled.window_bytes(net, 16))
+    assert not Tiling(tile=16).wrap(net, 32, 32, samples=1).checkpointed
+    assert Tiling(tile=16).wrap(net, 32, 32, samples=2).checkpointed  # 18 windows' activations: over
+
+
+def test_an_uncheckpointed_tiled_net_gives_the_same_vector_jacobian_product():
+    net = tiny_unet()
+    x = torch.randn(2, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([300, 300])
+    results = []
+    for checkpointed in (True, False):
+        x_in = x.clone().requires_grad_(True)
+        out = TiledNet(net, 16, 4, max_batch=3, checkpointed=checkpointed)(x_in, t)
+        results.append((out.detach(), torch.autograd.grad(out.square().sum(), x_in)[0]))
+    assert torch.equal(results[0][0], results[1][0]) and torch.allclose(results[0][1], results[1][1], atol=1e-6)
 
 
 def test_a_tiled_plan_is_bounded_by_the_tile_batch_not_the_image():
@@ -114,7 +141,9 @@ def test_deblur_prints_its_tiled_plan_and_restores_the_whole_photo(files, tmp_pa
           "--prior-config", str(files / "prior.yaml"), "--kernel-size", "7", "--steps", "2", "--tile", "64",
           "--overlap", "16", "--kernel-denoiser", str(files / "denoiser.pt"), "--out", str(tmp_path / "out")])
     out = capsys.readouterr().out
-    plan = re.search(r"plan: photo.png 200x300 \(canvas (\d+)x(\d+), preset photo\), (\d+) tiles per step .*2 steps of 2 chains side by side, about", out)
+    plan = re.search(r"plan: photo.png 200x300 \(preset photo\), the kernel on a 160x160 window: canvas 168x168, \d+ tiles "
+                     r"per step .*2 steps of 2 chains side by side, about .*; then the whole image with it: canvas (\d+)x(\d+), "
+                     r"(\d+) tiles per step in \d+ batch\(es\), 2 steps, about", out)
     assert plan, out
     assert int(plan[1]) >= 206 and int(plan[2]) >= 306  # the imputed border of the kernel's radius
     assert (tmp_path / "out" / "photo_restored.png").is_file()

@@ -344,7 +344,7 @@ class L0AngerRestorer(ConfigRestorer):
     seeded = False
     config_class = L0Params
 
-    def total_steps(self) -> int:
+    def total_steps(self, size: tuple[int, int] | None = None) -> int:
         return int(self.cfg.iters) * len(level_sizes(self.kernel_size, self.cfg.scale))
 
     def _restore(self, y: Tensor, sigma: float | Tensor, kernel: Tensor | None, seed: int | Sequence[int],

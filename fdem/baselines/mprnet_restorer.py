@@ -52,5 +52,5 @@ class MPRNetRestorer(Restorer):
             callback()
         return Restoration(image)
 
-    def total_steps(self) -> int:
+    def total_steps(self, size: tuple[int, int] | None = None) -> int:
         return 1

@@ -261,7 +261,7 @@ class SelfDeblurRestorer(ConfigRestorer):
     seeded = True
     config_class = SelfDeblurConfig
 
-    def total_steps(self) -> int:
+    def total_steps(self, size: tuple[int, int] | None = None) -> int:
         return self.cfg.iters
 
     def _restore(self, y: Tensor, sigma: float | Tensor, kernel: Tensor | None, seed: int | Sequence[int],

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
-           "kernel_uncertainty", "passes", "refine")
+           "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -45,10 +45,11 @@ class Observation:
 
 @dataclass(frozen=True)
 class Job:
-    """What every image of one ``deblur_files`` call shares."""
+    """What every image of one ``deblur_files`` call shares; ``sigma`` None: estimated per image
+    (:func:`fdem.noise_level.estimate_noise`)."""
 
     method: str
-    sigma: float
+    sigma: float | None
     seed: int
     truths: Tensor | None
     trace_format: str
@@ -156,26 +157,92 @@ def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif",
 
 
 def restore_one(restorer, obs: Observation, job: Job, j: int):
-    """Restore observation ``j`` (seed ``seed + j``, kernel ``j`` of the truths cyclically); running
-    out of memory is an :class:`InputError` saying what to change."""
+    """Restore observation ``j`` (seed ``seed + j``, kernel ``j`` of the truths cyclically): ``(result,
+    truth, sigma)``; running out of memory is an :class:`InputError` saying what to change."""
     import torch
     from tqdm import tqdm
 
     from fdem.imageio import convert_channels
 
     y = convert_channels(obs.image, restorer.channels or 3)[None]
+    sigma = noise_level(obs, job)
+    check_observed(restorer, obs)
     if job.progress and hasattr(restorer, "network_for"):
         from fdem.sampling.step_plan import plan_restoration
 
         print(plan_restoration(restorer, *y.shape[-2:]).line(obs.path.name), flush=True)
     truth = None if job.truths is None else job.truths[j % len(job.truths)][None]
     try:
-        with tqdm(total=restorer.total_steps(), desc=obs.path.name, unit="step", disable=not job.progress) as bar:
-            return restorer.restore(y, job.sigma, kernel=truth, seed=job.seed + j, callback=bar.update), truth
+        with tqdm(total=restorer.total_steps(tuple(y.shape[-2:])), desc=obs.path.name, unit="step", disable=not job.progress) as bar:
+            return restorer.restore(y, sigma, kernel=truth, seed=job.seed + j, callback=bar.update), truth, sigma
     except (torch.OutOfMemoryError, MemoryError) as err:
         h, w = y.shape[-2:]
         raise InputError(f"out of memory restoring {obs.path} ({h}x{w}) with {job.method}: use a smaller image, "
                          "fewer --particles or a classical method (l0-anger, alternation)") from err
+
+
+def noise_level(obs: Observation, job: Job) -> float:
+    """The σ to restore ``obs`` with (``[0, 1]`` units): the one given, or estimated from the image (printed)."""
+    from fdem.noise_level import estimate_noise
+
+    if job.sigma is not None:
+        return job.sigma
+    sigma = float(estimate_noise(obs.image[None].clamp(0, 1), str(obs.path))[0])
+    if job.progress:
+        print(f"noise: {obs.path.name} sigma {255 * sigma:.2f}/255, estimated from the image (give --sigma to set it)")
+    return sigma
+
+
+def check_observed(restorer, obs: Observation) -> None:
+    """Refuse, before any step, an image that a saturation mask would leave with no observed pixel."""
+    from fdem.saturation import observed_mask
+
+    spec = getattr(restorer, "spec", None)
+    if spec is not None and spec.canvas.saturation is not None:
+        observed_mask(obs.image[None], spec.canvas.saturation, restorer.kernel_size, str(obs.path))
+
+
+def parse_sigma(text: str | None) -> float | None:
+    """``--sigma``: None or ``auto`` (estimate it per image) or a number in ``[0, 255]`` (→ ``[0, 1]`` units)."""
+    from fdem.validate import check_sigma255
+
+    if text is None or text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"--sigma must be a number in [0, 255] or auto, got {text!r}") from None
+    return check_sigma255(value)
+
+
+def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, out: Path, written: list[Path]) -> None:
+    """Judge the result without ground truth (:mod:`fdem.verdict`), print the summary and its warnings,
+    and write ``<stem>_verdict.json`` and ``<stem>_verdict.png`` (input | restored | kernel | cell kernels)."""
+    import json
+
+    from fdem.imageio import convert_channels, save_image
+    from fdem.io_utils import atomic_path
+    from fdem.mstep import MStepConfig
+    from fdem.saturation import observed_mask
+    from fdem.verdict import judge, verdict_picture
+
+    kernel = result.kernel[:1].detach().float().cpu()
+    x = convert_channels(result.image[0].detach().float().cpu(), 3)[None]
+    y = obs.image[None].clamp(0, 1)
+    spec = getattr(restorer, "spec", None)
+    mstep = spec.em.mstep if spec is not None and spec.blind else MStepConfig(kernel_size=kernel.shape[-1])
+    level = spec.canvas.saturation if spec is not None else None
+    observed = None if level is None else observed_mask(y, level, kernel.shape[-1], str(obs.path))
+    verdict, cells = judge(y, x, kernel, sigma, source, mstep, observed)
+    print(verdict.summary(obs.path.name))
+    for warning in verdict.warnings:
+        print(f"  warning: {warning}")
+    stem = out / obs.path.stem
+    written.append(Path(f"{stem}_verdict.json"))
+    with atomic_path(written[-1]) as tmp:
+        Path(tmp).write_text(json.dumps({"input": str(obs.path), **verdict.record()}, indent=2))
+    written.append(Path(f"{stem}_verdict.png"))
+    save_image(written[-1], verdict_picture(y, x, kernel, cells, verdict.cells))
 
 
 def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: Job) -> list[Path]:
@@ -193,9 +260,12 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
             continue
         files: list[Path] = []
         try:
-            result, truth = restore_one(restorer, obs, job, j)
+            result, truth, sigma = restore_one(restorer, obs, job, j)
             obs = replace(obs, gray=True) if (restorer.channels or 3) == 1 else obs
             save_outputs(obs, result, folder.folder(), job.trace_format, files)
+            if result.kernel is not None:
+                save_verdict(obs, result, sigma, "given" if job.sigma is not None else "estimated", restorer,
+                             folder.folder(), files)
         except BaseException:
             folder.discard(files)
             raise
@@ -235,11 +305,25 @@ def command_options(args: argparse.Namespace) -> dict:
     from fdem.validate import check_int
 
     options = {k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None}
+    if options.get("kernel_window") == 0:
+        options["kernel_window"] = None
+    if "saturation" in options:
+        options["saturation"] = parse_saturation(options["saturation"])
     if args.trace:
         options["trace_every"] = check_int(10 if args.trace_every is None else args.trace_every, "--trace-every")
     elif args.trace_every is not None:
         raise InputError("--trace-every needs --trace")
     return options
+
+
+def parse_saturation(text: str) -> float | None:
+    """``--saturation``: ``off`` (None: every pixel is data) or a level in (0, 1]."""
+    if text == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--saturation must be a level in (0, 1] or off, got {text!r}") from None
 
 
 def build_deblur_restorer(method: str, device, preset_name: str | None, options: dict):
@@ -260,7 +344,7 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     from fdem.devices import resolve_device
     from fdem.kernels_gen import load_bank
     from fdem.sampling.result import TRACE_FORMATS
-    from fdem.validate import check_float, check_int, check_sigma255
+    from fdem.validate import check_float, check_int
 
     if args.trace_format not in TRACE_FORMATS:
         raise InputError(f"--trace-format must be one of {', '.join(TRACE_FORMATS)}, got {args.trace_format!r}")
@@ -274,9 +358,7 @@ def cmd_deblur(args: argparse.Namespace) -> None:
         return
     if not args.images or args.out is None:
         raise InputError("give the blurry images and --out FOLDER (or --show to print the options)")
-    if args.sigma is None:
-        raise InputError("--sigma is required: the noise level of the images, 255 scale")
-    sigma = check_sigma255(args.sigma)
+    sigma = parse_sigma(args.sigma)
     truths = load_bank(args.true_kernel) if args.true_kernel is not None else None
     if not restorer.blind and truths is None:
         raise InputError(f"method {args.method} is non-blind: give the true kernel (--true-kernel FILE)")
@@ -310,7 +392,8 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("deblur", help="deblur your images with any method (default: Fast EM PiGDM, shipped prior)")
     p.add_argument("images", nargs="*", help="blurry images (PNG/JPEG/TIFF..., RGB, RGBA or gray, 8 or 16 bit), "
                    "folders of them, glob patterns, or .npy observations written by `fdem blur`")
-    p.add_argument("--sigma", type=float, help="noise level of the images, 255 scale, in [0, 255] (required)")
+    p.add_argument("--sigma", help="noise level of the images, 255 scale, in [0, 255], or auto (default: estimated "
+                   "from each image, printed and written with its outputs; reads low on JPEG files, docs/results.md)")
     p.add_argument("--method", default="fastem-pigdm", help=f"one of {', '.join(method_names())} (default: fastem-pigdm)")
     p.add_argument("--preset", help="diffusion methods: the named configuration to start from, one of those `fdem presets` "
                    "lists (default: photo); each option flag below overrides one of its fields")
@@ -341,6 +424,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--tile", type=int, help="diffusion methods: run the network on tiles of this side for larger images "
                    "(default: the prior's native size, at least 128, for images with a side over 256); one kernel and full-size FFTs for the whole image")
     p.add_argument("--overlap", type=int, help="overlap of neighbouring tiles in pixels, in [0, tile) (default: tile/4)")
+    p.add_argument("--kernel-window", type=int, help="blind diffusion methods: on an image with a side over this, "
+                   "estimate the kernel on the window of this side with the most detail, then restore the whole image "
+                   "with it (one non-blind chain); 0: the whole image is the blind run's (default: the preset's)")
+    p.add_argument("--saturation", help="diffusion methods: pixels at or above this level in any channel (and the "
+                   "kernel's reach around them) are missing data, as clipped lamps break the blur model; a level in "
+                   "(0, 1] or off (default: the preset's; docs/design.md §15)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")

@@ -111,21 +111,37 @@ class DiffusionRestorer(Restorer):
         multiple = network_multiple(self.net)
         return tuple(-(-(side + 2 * margin) // multiple) * multiple for side in (height, width))
 
-    def network_for(self, height: int, width: int) -> torch.nn.Module:
-        """The UNet as it runs on a ``height × width`` canvas: tiled if asked and larger than one tile (checked)."""
-        return self.net if self.tiling is None else self.tiling.wrap(self.net, height, width)
+    def network_for(self, height: int, width: int, samples: int | None = None) -> torch.nn.Module:
+        """The UNet as it runs on a ``height × width`` canvas for ``samples`` chains (default: the
+        preset's): tiled if asked and larger than one tile (checked, :meth:`~fdem.sampling.tiled.Tiling.wrap`)."""
+        samples = self.chains if samples is None else samples
+        return self.net if self.tiling is None else self.tiling.wrap(self.net, height, width, samples)
 
-    def total_steps(self) -> int:
-        return self.spec.network_calls()
+    def total_steps(self, size: tuple[int, int] | None = None) -> int:
+        """Steps (progress-bar ticks) per image; for an image of ``size`` with a kernel window, both passes."""
+        return self.spec.network_calls(size)
 
     def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
+        from fdem.sampling.kernel_window import best_windows, crop_windows, window_size
+
+        if not self.spec.windowed(*y.shape[-2:]):
+            return self._run(self.spec, y, sigma, kernel, seed, callback)
+        size = window_size(self.spec.em.kernel_window, *y.shape[-2:])
+        corners = best_windows(y, size, self.spec.canvas.saturation, self.kernel_size)
+        found = self._run(self.spec, crop_windows(y, corners, size), sigma, None, seed, callback).kernel
+        whole = self._run(self.spec.whole_image_pass(), y, sigma, found, seed, callback)
+        return replace(whole, kernel=found, extras={**whole.extras, "kernel_window": (corners, size)})
+
+    def _run(self, spec: RunSpec, y: Tensor, sigma, kernel: Tensor | None, seed, callback) -> Restoration:
+        """``spec`` on ``y``'s canvas (padded as its border says, the network tiled as planned), cropped back."""
         from fdem.sampling.methods import run_method
         from fdem.sampling.padded import cropped, padded_problem
 
-        size = self.kernel_size if kernel is None or self.blind else kernel.shape[-1]
-        problem, offset = padded_problem(y, sigma, self.spec.canvas.border, size, network_multiple(self.net))
-        prior = replace(self.prior, net=self.network_for(*problem.shape))
-        result = run_method(self.spec, prior, problem, kernel=None if self.blind else kernel, seed=seed,
+        size = spec.em.mstep.kernel_size if kernel is None or spec.blind else kernel.shape[-1]
+        canvas = spec.canvas
+        problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation)
+        prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))
+        result = run_method(spec, prior, problem, kernel=None if spec.blind else kernel, seed=seed,
                             callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)
         result = cropped(result, offset, tuple(y.shape[-2:]))
         return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})

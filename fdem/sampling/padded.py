@@ -16,6 +16,7 @@ from torch import Tensor
 
 from fdem.padding import border_pad, crop, smooth_pad
 from fdem.problem import BlurProblem
+from fdem.saturation import observed_mask
 from fdem.sampling.result import SamplingResult
 
 PADDINGS = {"circular": border_pad, "reflect": border_pad, "smooth": smooth_pad, "impute": smooth_pad}
@@ -26,10 +27,17 @@ def canvas_margin(border: str, kernel_size: int) -> int:
     return 0 if border == "circular" else kernel_size // 2
 
 
-def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int) -> tuple[BlurProblem, tuple[int, int]]:
-    """The :class:`~fdem.problem.BlurProblem` on ``y (B, C, H, W)``'s canvas and ``y``'s offset in it."""
+def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int,
+                   saturation: float | None = None) -> tuple[BlurProblem, tuple[int, int]]:
+    """The :class:`~fdem.problem.BlurProblem` on ``y (B, C, H, W)``'s canvas and ``y``'s offset in it;
+    unobserved: the margin (``impute``) and, with ``saturation``, the clipped pixels and their kernel's reach."""
     padded, offset = PADDINGS[border](y, canvas_margin(border, kernel_size), multiple)
-    observed = crop_mask(padded, offset, tuple(y.shape[-2:])) if border == "impute" else None
+    size = tuple(y.shape[-2:])
+    observed = crop_mask(padded, offset, size) if border == "impute" else None
+    if saturation is not None:
+        observed = padded.new_ones((1, 1) + tuple(padded.shape[-2:])) if observed is None else observed
+        observed = observed.repeat(y.shape[0], 1, 1, 1)
+        crop(observed, offset, size).mul_(observed_mask(y, saturation, kernel_size))
     return BlurProblem(padded, sigma, observed), offset
 
 

@@ -18,33 +18,55 @@ from fdem.devices import synchronize
 
 
 @dataclass(frozen=True)
-class StepPlan:
-    """One image's work under ``preset``: ``canvas`` (H, W) after padding, ``windows`` per step (1:
-    untiled) run in ``batches`` network calls, ``steps`` network steps, ``seconds_per_step`` (None: not
-    timed) for all its ``chains`` (particles × restarts, run side by side); ``kernel_init`` the blind
-    kernel's start when it is not the Dirac (the alternation's costs a little time before the steps,
-    not counted)."""
+class Stage:
+    """One sampling run of a plan: ``canvas`` (H, W) after padding, ``windows`` per step (1: untiled)
+    in ``batches`` network calls, ``steps`` network steps of ``chains`` samples side by side,
+    ``seconds_per_step`` (None: not timed); ``what`` it restores (None: the image)."""
 
-    preset: str
-    size: tuple[int, int]
     canvas: tuple[int, int]
     windows: int
     batches: int
     steps: int
-    seconds_per_step: float | None = None
     chains: int = 1
-    kernel_init: str | None = None
+    seconds_per_step: float | None = None
+    what: str | None = None
 
-    def line(self, name: str) -> str:
-        """The plan in one printed line."""
-        (h, w), (ch, cw) = self.size, self.canvas
+    def text(self) -> str:
+        (ch, cw) = self.canvas
         work = f"{self.windows} tiles per step in {self.batches} batch(es)" if self.windows > 1 else "1 network call per step"
-        text = f"plan: {name} {h}x{w} (canvas {ch}x{cw}, preset {self.preset}), {work}, {self.steps} steps"
+        text = f"canvas {ch}x{cw}, {work}, {self.steps} steps"
         if self.chains > 1:
             text += f" of {self.chains} chains side by side"
         if self.seconds_per_step is not None:
-            total = self.seconds_per_step * self.steps
-            text += f", about {self.seconds_per_step:.2g} s per step, {total / 60:.1f} min in all (from a warm-up call)"
+            text += f", about {self.seconds_per_step:.2g} s per step"
+        return text
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One image's work under ``preset``: its ``stages`` (the blind run on a kernel window and the
+    whole-image pass, or the one run); ``kernel_init`` the blind kernel's start when it is not the
+    Dirac (the alternation's costs a little time before the steps, not counted)."""
+
+    preset: str
+    size: tuple[int, int]
+    stages: tuple[Stage, ...]
+    kernel_init: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        """The extrapolated time of all steps (None: not timed)."""
+        if any(stage.seconds_per_step is None for stage in self.stages):
+            return None
+        return sum(stage.seconds_per_step * stage.steps for stage in self.stages)
+
+    def line(self, name: str) -> str:
+        """The plan in one printed line."""
+        h, w = self.size
+        parts = [(f"{stage.what}: " if stage.what else "") + stage.text() for stage in self.stages]
+        text = f"plan: {name} {h}x{w} (preset {self.preset}), " + "; then ".join(parts)
+        if self.seconds is not None:
+            text += f"; {self.seconds / 60:.1f} min in all (from warm-up calls)"
         if self.kernel_init is not None:
             text += f"; kernel started from the {self.kernel_init} (before the steps, not in the time)"
         return text
@@ -71,21 +93,36 @@ def time_call(net: nn.Module, batch: int, channels: int, height: int, width: int
 
 def plan_restoration(restorer, height: int, width: int, timed: bool = True) -> StepPlan:
     """The :class:`StepPlan` of a diffusion ``restorer`` (:class:`~fdem.sampling.diffusion_restorer.DiffusionRestorer`)
-    on a ``height × width`` image; ``timed`` adds the extrapolated time of a guided step."""
-    canvas = restorer.canvas(height, width)
-    net = restorer.network_for(*canvas)
+    on a ``height × width`` image; ``timed`` adds the extrapolated time of a guided step of each stage."""
+    from fdem.sampling.kernel_window import window_size
+
+    spec = restorer.spec
+    kernel_init = spec.em.kernel_init if spec.blind and spec.em.kernel_init != "dirac" else None
+    if not spec.windowed(height, width):
+        stages = (plan_stage(restorer, restorer.canvas(height, width), spec.network_calls(), spec.em.chains, timed),)
+    else:
+        h, w = window_size(spec.em.kernel_window, height, width)
+        whole = spec.whole_image_pass()
+        stages = (plan_stage(restorer, restorer.canvas(h, w), spec.network_calls(), spec.em.chains, timed,
+                             f"the kernel on a {h}x{w} window"),
+                  plan_stage(restorer, restorer.canvas(height, width), whole.network_calls(), whole.em.chains, timed,
+                             "the whole image with it"))
+    return StepPlan(spec.preset, (height, width), stages, kernel_init)
+
+
+def plan_stage(restorer, canvas: tuple[int, int], steps: int, chains: int, timed: bool, what: str | None = None) -> Stage:
+    """One :class:`Stage` on ``canvas``: its tiling, and with ``timed`` the time of a guided step from
+    one timed call (a tiled step runs each batch of windows once per chain, twice when checkpointed)."""
+    net = restorer.network_for(*canvas, chains)
     windows = net.count(*canvas) if hasattr(net, "count") else 1
     batch = min(getattr(net, "max_batch", 1), windows)
     batches = -(-windows // batch)
-    spec = restorer.spec
-    steps, chains = restorer.total_steps(), restorer.chains
-    kernel_init = spec.em.kernel_init if spec.blind and spec.em.kernel_init != "dirac" else None
-    if not timed:
-        return StepPlan(spec.preset, (height, width), canvas, windows, batches, steps, chains=chains, kernel_init=kernel_init)
-    channels = restorer.channels or 3
-    if windows > 1:  # tiled: each batch of windows is run again in the backward (checkpoint), once per chain
-        forward, backward = time_call(restorer.net, batch, channels, net.tile, net.tile, restorer.device)
-        seconds = chains * batches * (2 * forward + backward)
-    else:  # the chains are one batch
-        seconds = sum(time_call(restorer.net, chains, channels, *canvas, restorer.device))
-    return StepPlan(spec.preset, (height, width), canvas, windows, batches, steps, seconds, chains, kernel_init)
+    seconds = None
+    if timed:
+        channels = restorer.channels or 3
+        if windows > 1:
+            forward, backward = time_call(restorer.net, batch, channels, net.tile, net.tile, restorer.device)
+            seconds = chains * batches * ((2 if net.checkpointed else 1) * forward + backward)
+        else:  # the chains are one batch
+            seconds = sum(time_call(restorer.net, chains, channels, *canvas, restorer.device))
+    return Stage(canvas, windows, batches, steps, chains, seconds, what)

@@ -8,8 +8,10 @@ this *is* the blended denoiser; autograd through it is its exact vector–Jacobi
 sampler loop (:mod:`fdem.sampling.loop`) runs unchanged: guidance, M-step and FFTs stay at full
 size, with one kernel for the whole image.
 
-When a gradient is needed, each batch of windows is checkpointed (its activations are recomputed
-in the backward pass), so the network's working memory is that of one batch, not of the image.
+When a gradient is needed and the activations of all windows would exceed :data:`CHECKPOINT_BYTES`,
+each batch of windows is checkpointed (its activations are recomputed in the backward pass), so the
+network's working memory is that of one batch, not of the image; below that budget they are kept
+(a second forward costs half as much time again).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from fdem.errors import InputError
+from fdem.memory import ATTENTION_BYTES, FEATURE_BYTES, unet_features
 from fdem.padding import network_multiple
 
 
@@ -70,10 +73,11 @@ def check_tiling(net: nn.Module, height: int, width: int, tile: int, overlap: in
 class TiledNet(nn.Module):
     """``net`` applied window by window and blended (module docstring); ``cfg`` is the wrapped net's."""
 
-    def __init__(self, net: nn.Module, tile: int, overlap: int, max_batch: int = 16):
+    def __init__(self, net: nn.Module, tile: int, overlap: int, max_batch: int = 16, checkpointed: bool = True):
         super().__init__()
         check_tiling(net, tile, tile, tile, overlap, max_batch)
         self.net, self.tile, self.overlap, self.max_batch = net, tile, overlap, max_batch
+        self.checkpointed = checkpointed
 
     @property
     def cfg(self):
@@ -91,8 +95,8 @@ class TiledNet(nn.Module):
         return len(window_starts(height, self.tile, self.overlap)) * len(window_starts(width, self.tile, self.overlap))
 
     def _run(self, tiles: Tensor, t: Tensor) -> Tensor:
-        """The network on one batch of windows, checkpointed when a gradient will flow back."""
-        if torch.is_grad_enabled() and tiles.requires_grad:
+        """The network on one batch of windows, checkpointed (if so planned) when a gradient will flow back."""
+        if self.checkpointed and torch.is_grad_enabled() and tiles.requires_grad:
             return checkpoint(self.net, tiles, t, use_reentrant=False)
         return self.net(tiles, t)
 
@@ -114,14 +118,36 @@ MIN_TILE = 128  # default tile side at least: the small priors run well at 2× t
 # demo samples 128² with them); larger tiles cost more per pixel on a CPU (attention grows with the
 # square of the tokens: on the 1024×768 photo of README the plan gave 130 s per step with 256² tiles on one
 # loaded thread and 25 s with 128² tiles on two)
-UNTILED_SIDE = 256  # by default images with no side above max(native, this) run untiled
+CHECKPOINT_BYTES = 4 * 2**30  # a tiled guided step keeps every window's activations up to this, recomputes them beyond
+
+
+def attention_dominates(net: nn.Module, height: int, width: int) -> bool:
+    """Whether the UNet's attention matrices on the whole ``height × width`` canvas would hold more memory
+    than its feature maps (:func:`fdem.memory.unet_features`): where their cost, quadratic in the
+    tokens, takes over, and tiles become cheaper than one call (docs/design.md §9: on a CPU 256²
+    runs faster untiled, 288×368 tiled)."""
+    cfg = getattr(net, "cfg", None)
+    if cfg is None:
+        return False
+    features, attention = unet_features(cfg, height, width)
+    return ATTENTION_BYTES * attention > FEATURE_BYTES * features
+
+
+def window_bytes(net: nn.Module, tile: int) -> float:
+    """Activation bytes of one ``tile × tile`` window kept for the backward (the memory model's terms)."""
+    cfg = getattr(net, "cfg", None)
+    if cfg is None:
+        return math.inf
+    features, attention = unet_features(cfg, tile, tile)
+    return FEATURE_BYTES * features + ATTENTION_BYTES * attention
 
 
 class Tiling:
     """A tiling plan. ``tile`` None means the default: the network's native size, at least
     :data:`MIN_TILE`, shrunk to the image's short side; ``overlap`` None a quarter of the tile.
-    By default :meth:`wrap` tiles a network only for images with a side over that native size and
-    over :data:`UNTILED_SIDE`; a ``tile`` given explicitly is always used and must fit in the image."""
+    By default :meth:`wrap` tiles a network only where its attention would dominate the untiled
+    canvas's memory (:func:`attention_dominates`); a ``tile`` given explicitly is always used and must
+    fit in the image."""
 
     def __init__(self, tile: int | None = None, overlap: int | None = None, max_batch: int = 2):
         self.tile, self.overlap, self.max_batch = tile, overlap, max_batch
@@ -139,11 +165,14 @@ class Tiling:
             tile = max(multiple, min(self.native(net), min(height, width) // multiple * multiple))
         return tile, tile // 4 if self.overlap is None else self.overlap, self.max_batch
 
-    def wrap(self, net: nn.Module, height: int, width: int) -> nn.Module:
-        """``net`` tiled for a ``height × width`` image (checked), or ``net`` itself when no side
-        exceeds the default tile."""
-        if self.tile is None and max(height, width) <= max(self.native(net), UNTILED_SIDE):
+    def wrap(self, net: nn.Module, height: int, width: int, samples: int = 1) -> nn.Module:
+        """``net`` tiled for a ``height × width`` image of ``samples`` chains (checked), or ``net`` itself
+        when no tile is given and attention does not dominate the whole canvas. The windows are
+        checkpointed when all their activations would exceed :data:`CHECKPOINT_BYTES`."""
+        if self.tile is None and not attention_dominates(net, height, width):
             return net
         tile, overlap, max_batch = self.resolve(net, height, width)
         check_tiling(net, height, width, tile, overlap, max_batch)
-        return TiledNet(net, tile, overlap, max_batch)
+        tiled = TiledNet(net, tile, overlap, max_batch)
+        tiled.checkpointed = tiled.count(height, width) * samples * window_bytes(net, tile) > CHECKPOINT_BYTES
+        return tiled
