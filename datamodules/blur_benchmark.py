@@ -15,7 +15,9 @@ processes, any batch size or order give the same observations). The sharp image 
 8-bit quantised first (``quantize``, as the authors did); the observation is not clipped, except with
 ``lights`` > 0: that many bright lamps (:func:`fdem.saturation.add_point_lights`, drawn from the
 sample's generator before the noise) are added to the scene, the observation is clipped to ``[0, 1]``
-as a camera clips it, and the sharp image is the clipped scene.
+as a camera clips it, and the sharp image is the clipped scene. With ``linear_light`` the scene is
+blurred in linear light, as a camera blurs it (sRGB-decoded, blurred, encoded back, clipped to
+``[0, 1]`` by the encoding; :mod:`fdem.linear_light`), and the noise is added to the encoded values.
 
 Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
 They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 when quantised:
@@ -42,6 +44,7 @@ from fdem.datamodules.images import rescale, resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import DEFAULT_IMAGES, HELD_OUT_IMAGES, builtin_image, center_crop, list_images, load_image
 from fdem.physics import add_noise, blur
+from fdem.linear_light import to_linear, to_srgb
 from fdem.saturation import add_point_lights
 from fdem.testcases import open_testcases
 from fdem.validate import check_float, check_sigma
@@ -80,8 +83,9 @@ class BlurBenchmarkDataset(Dataset):
 
     def __init__(self, images: list[ImageEntry], num_listed: int, kernels: Tensor, sigmas255: list[float],
                  kernels_per_image: int, seed: int, size: int | None, quantize: bool, scale: float | None = None,
-                 lights: int = 0):
+                 lights: int = 0, linear_light: bool = False):
         self.images, self.num_listed, self.kernels, self.lights = images, num_listed, kernels, lights
+        self.linear_light = linear_light
         self.sigmas255, self.reps, self.seed = list(sigmas255), kernels_per_image, seed
         self.size, self.quantize, self.scale = size, quantize, scale
 
@@ -113,7 +117,7 @@ class BlurBenchmarkDataset(Dataset):
         if self.lights:
             margin = (scene.shape[-1] - entry.shape[-1]) // 2 + kernel.shape[-1] // 2
             scene = add_point_lights(scene, self.lights, margin, generator)
-        blurred = blur(scene[None], kernel[None])[0]
+        blurred = to_srgb(blur(to_linear(scene)[None], kernel[None]))[0] if self.linear_light else blur(scene[None], kernel[None])[0]
         sharp, blurred = (center_crop(t, entry.shape).contiguous() for t in (scene, blurred))  # the frame
         y = add_noise(blurred[None], sigma, generator=generator)[0]
         if self.lights:
@@ -201,6 +205,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         num_workers: int = 0,
         quantize: bool = True,
         lights: int = 0,
+        linear_light: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -248,7 +253,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         kernels = self.generator.sample(self.num_listed * h.kernels_per_image, seed=h.kernel_seed) if bank is None else bank
         self._check_shapes(entries, k, margin)
         self.dataset = BlurBenchmarkDataset(entries, self.num_listed, kernels, self.sigmas255, h.kernels_per_image,
-                                            h.seed, side, h.quantize, h.scale, h.lights)
+                                            h.seed, side, h.quantize, h.scale, h.lights, bool(h.linear_light))
 
     def _read_images(self, side: int | None, margin: int) -> list[ImageEntry]:
         """Read every listed image once: keep the good ones (in memory if small), record the bad.

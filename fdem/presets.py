@@ -23,7 +23,7 @@ from fdem.diffusion import STEP_RULES
 from fdem.errors import InputError
 from fdem.method_table import lookup
 from fdem.mstep import MStepConfig, check_relax, check_weighting
-from fdem.validate import MAX_STEPS, check_float, check_int
+from fdem.validate import MAX_STEPS, SIGMA255_MAX, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
 KERNEL_INITS = ("dirac", "alternation", "l0", "coarse")  # the paper's Dirac, the prior-free alternation's, ℓ0's, or Fast EM's at half size
@@ -42,13 +42,16 @@ class SamplerSpec:
     """How the diffusion chain steps. ``steps``: network calls (None: the guidance's own count, ΠGDM 100
     and DPS 1000); ``step_rule``: ``ddpm`` (ancestral), ``ddim`` with ``eta`` ∈ [0, 1], or ``mean``
     (ΠGDM only); ``start`` ∈ (0, 1]: start from the observation noised to ``start·T`` and spend the
-    steps on ``[0, start·T]``; ``r2_rule``: ΠGDM's r² (and the paper weighting's), ``official`` or ``paper``."""
+    steps on ``[0, start·T]``; ``r2_rule``: ΠGDM's r² (and the paper weighting's), ``official`` or ``paper``;
+    ``sigma_floor`` (255 scale): the sampler takes the noise level as at least this (0: as given; with
+    few steps ΠGDM inverts too hard at low σ, docs/design.md §15)."""
 
     steps: int | None = None
     step_rule: str = "ddpm"
     eta: float = 1.0
     start: float = 1.0
     r2_rule: str = "official"
+    sigma_floor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.steps is not None:
@@ -60,6 +63,7 @@ class SamplerSpec:
             raise InputError("start must be in (0, 1]: the fraction of the diffusion time where sampling starts, got 0")
         object.__setattr__(self, "start", start)
         _choice(self.r2_rule, "r2_rule", R2_RULES)
+        object.__setattr__(self, "sigma_floor", check_float(self.sigma_floor, "sigma_floor", 0, SIGMA255_MAX))
 
     @property
     def first(self) -> int | None:
@@ -128,7 +132,8 @@ class CanvasSpec:
     step); ``tiled``: the network on ``tile``-sized windows (None: its native size, at least 128)
     overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images;
     ``saturation``: pixels at or above it in any channel, and the kernel's reach around them, are
-    missing data (None: every pixel is data; :mod:`fdem.saturation`)."""
+    missing data (None: every pixel is data; :mod:`fdem.saturation`); ``linear_light``: the sampler
+    works on the sRGB-decoded image and its result is encoded back (:mod:`fdem.linear_light`)."""
 
     border: str = "circular"
     tiled: bool = False
@@ -136,9 +141,12 @@ class CanvasSpec:
     overlap: int | None = None
     max_batch: int = 2
     saturation: float | None = None
+    linear_light: bool = False
 
     def __post_init__(self) -> None:
         _choice(self.border, "border", BORDERS)
+        if not isinstance(self.linear_light, bool):
+            raise InputError(f"linear_light must be true or false, got {self.linear_light!r}")
         if self.saturation is not None:
             object.__setattr__(self, "saturation", check_float(self.saturation, "saturation", 0, 1))
             if self.saturation == 0:
@@ -204,8 +212,8 @@ PHOTO = FEW_STEP.derive(
     "photo", "few-step on photographs: the margin as missing data (imputed border), two chains whose kernels' "
     "spread widens ΠGDM's noise (κ = 4), the better fit kept; on images over 160 px the kernel from the "
     "160² window of most detail, then one non-blind chain on the whole image, tiled where attention "
-    "would dominate (fdem deblur's default)",
-    em={"restarts": 2, "kernel_uncertainty": 4.0, "kernel_window": 160},
+    "would dominate; σ taken as at least 5/255 (fdem deblur's default)",
+    sampler={"sigma_floor": 5.0}, em={"restarts": 2, "kernel_uncertainty": 4.0, "kernel_window": 160},
     canvas={"border": "impute", "tiled": True},
 )
 DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})

@@ -35,7 +35,7 @@ from fdem.sampling.kernel_window import gradient_energy
 
 RESIDUAL_HIGH = 1.5  # residual over σ above which the model does not explain the photo
 RESIDUAL_LOW = 0.7  # below which the result explains the noise as well
-DIRAC_WARN = 0.5  # share of the kernel's mass in its brightest 3×3 from which it counts as near-Dirac
+DIRAC_WARN = 0.75  # share of the kernel's mass in its brightest 3×3 from which it counts as near-Dirac
 BORDER_WARN = 0.05  # share of the mass on the outer 2-pixel ring from which the kernel is cut by its support
 GAIN_WARN = 0.5  # a cell's residual gain (σ² units) with its own kernel from which the blur counts as varying
 REFIT_ROUNDS = 3  # margin refills and M-steps per cell
@@ -44,13 +44,14 @@ MIN_DETAIL = 0.25  # a cell whose gradient energy is under this share of the cel
 
 @dataclass(frozen=True)
 class Verdict:
-    """What :func:`judge` found for one image (``sigma255`` the σ used, ``sigma_source`` ``given`` or
-    ``estimated``); ``cells`` the grid's ``(rows, cols)``, ``cell_spread`` each cell's distance (None:
+    """What :func:`judge` found for one image (``sigma255`` the image's σ, ``sigma_source`` ``given`` or
+    ``estimated``, ``model_sigma255`` the σ the sampler used and the residual is measured against); ``cells`` the grid's ``(rows, cols)``, ``cell_spread`` each cell's distance (None:
     left out) from the cells' mean kernel and ``cell_gain`` each cell's residual gain with its own
     kernel (σ² units, None: left out), ``warnings`` one sentence each."""
 
     sigma255: float
     sigma_source: str
+    model_sigma255: float
     residual: float
     dirac_mass: float
     border_mass: float
@@ -68,7 +69,8 @@ class Verdict:
         state = "no warning" if self.trusted else f"{len(self.warnings)} warning(s)"
         gains = [g for g in self.cell_gain if g is not None]
         cells = f", cell kernels gain at most {max(gains):.2f} sigma^2" if gains else ""
-        return (f"verdict: {name}: residual {self.residual:.2f} sigma (sigma {self.sigma255:.2f}/255, {self.sigma_source}), "
+        used = f", sampled as {self.model_sigma255:.2f}" if self.model_sigma255 != self.sigma255 else ""
+        return (f"verdict: {name}: residual {self.residual:.2f} sigma (sigma {self.sigma255:.2f}/255, {self.sigma_source}{used}), "
                 f"kernel {100 * self.dirac_mass:.0f}% in 3x3 px, {100 * self.border_mass:.1f}% on its border{cells}; {state}")
 
     def record(self) -> dict:
@@ -166,18 +168,20 @@ def kernel_spread(kernels: Tensor, detail: Tensor) -> Tensor:
 
 
 def judge(y: Tensor, x: Tensor, kernel: Tensor, sigma: float, sigma_source: str, mstep: MStepConfig,
-          observed: Tensor | None = None) -> tuple[Verdict, Tensor | None]:
+          observed: Tensor | None = None, floor: float = 0.0) -> tuple[Verdict, Tensor | None]:
     """The :class:`Verdict` on one restoration (``y``, ``x`` ``(1, C, H, W)`` the frame, ``kernel``
-    ``(1, 1, k, k)``, σ in ``[0, 1]`` units, ``observed`` its saturation mask or None) and the cell
-    kernels ``(G, 1, k, k)`` (None: the image is too small to compare regions)."""
-    sigma_t = torch.full((1,), max(sigma, 1e-4), dtype=y.dtype, device=y.device)
+    ``(1, 1, k, k)``, σ in ``[0, 1]`` units, ``observed`` its saturation mask or None, ``floor`` the
+    sampler's floor under σ) and the cell kernels ``(G, 1, k, k)`` (None: the image is too small to
+    compare regions)."""
+    model_sigma = max(sigma, floor)
+    sigma_t = torch.full((1,), max(model_sigma, 1e-4), dtype=y.dtype, device=y.device)
     ratio = float(residual_ratio(y, x, kernel, sigma_t, observed)[0])
     peak, edge = float(dirac_mass(kernel)[0]), float(border_mass(kernel)[0])
     warnings = []
     if ratio > RESIDUAL_HIGH:
         warnings.append(f"the result does not explain the photo: residual {ratio:.2f} sigma (one kernel, linear "
                         "light and noise sigma do not hold, or sigma is too low)")
-    elif ratio < RESIDUAL_LOW:
+    elif ratio < RESIDUAL_LOW and model_sigma == sigma:
         warnings.append(f"the result explains more than the noise allows: residual {ratio:.2f} sigma (sigma too "
                         "high, or detail invented to fit)")
     if peak >= DIRAC_WARN:
@@ -197,7 +201,7 @@ def judge(y: Tensor, x: Tensor, kernel: Tensor, sigma: float, sigma_source: str,
         if known and max(known) > GAIN_WARN:
             warnings.append(f"kernels estimated on a {grid[0]}x{grid[1]} grid explain parts of the photo better than one "
                             f"kernel (residual gain up to {max(known):.2f} sigma^2): the blur varies across the photo")
-    verdict = Verdict(round(255 * sigma, 3), sigma_source, round(ratio, 4), round(peak, 4), round(edge, 4), grid,
+    verdict = Verdict(round(255 * sigma, 3), sigma_source, round(255 * model_sigma, 3), round(ratio, 4), round(peak, 4), round(edge, 4), grid,
                       spread, gains, tuple(warnings))
     return verdict, cells
 

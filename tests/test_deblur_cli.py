@@ -288,3 +288,16 @@ def test_out_of_memory_later_is_one_line_and_keeps_the_finished_images(tmp_path,
     assert "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_kernel.npy", "a_kernel.png", "a_restored.png",
                                                                     "a_verdict.json", "a_verdict.png"]
+
+
+def test_max_side_downscales_a_large_photo_before_deblurring(files, tmp_path):
+    out = tmp_path / "out"
+    main(["deblur", str(files / "photo.png"), "--sigma", "5", "--method", "l0-anger", "--kernel-size", "5",
+          "--max-side", "120", "--out", str(out)])
+    with Image.open(out / "photo_restored.png") as im:
+        assert im.size == (120, 80) and im.mode == "RGBA"  # 300x200 scaled by 0.4, alpha kept
+    code_small = ["deblur", str(files / "photo.png"), "--sigma", "5", "--method", "l0-anger", "--kernel-size", "25",
+                  "--max-side", "30", "--out", str(tmp_path / "small")]
+    with pytest.raises(SystemExit) as exit_info:
+        main(code_small)
+    assert exit_info.value.code == 2 and not (tmp_path / "small").exists()

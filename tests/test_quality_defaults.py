@@ -70,3 +70,19 @@ def test_shipped_priors_per_kernel_size_and_default_image_prior():
         assert SHIPPED_PRIORS[name][0].is_file()
         restorer = BlindDPSRestorer("blind-dps", kernel_size=size, steps=2)
         assert restorer.kernel_net.cfg.image_size == size
+
+
+def test_the_photo_preset_floors_the_noise_level_of_the_sampler():
+    """photo takes σ as at least 5/255 (design §15): a lower σ gives the run of σ = 5/255 exactly."""
+    import torch
+
+    from fdem.priors import Prior
+    from fdem.restorers import build_restorer
+    from tests.test_sampling import tiny_unet
+
+    y = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    restorer = build_restorer("fastem-pigdm", "cpu", prior=Prior.of(tiny_unet()), preset="photo", kernel_size=5,
+                              lam=0, steps=3)
+    low, floor, high = (restorer.restore(y, s / 255, seed=1) for s in (1, 5, 8))
+    assert torch.equal(low.image, floor.image) and not torch.equal(floor.image, high.image)
+    assert build_restorer("fastem-pigdm", "cpu", prior=Prior.of(tiny_unet()), preset="few-step").spec.sampler.sigma_floor == 0

@@ -280,3 +280,47 @@ def test_tiled_fast_em_on_512x384_recovers_the_kernel_at_least_as_well_as_its_25
 
     (row,) = tiled_check.compare(count=1, steps=50)
     assert row.tiled_kmse <= row.crop_kmse
+
+
+# --- studies/noise_level, studies/real_photos -----------------------------------------------------
+
+def test_estimate_table_reads_every_sigma_and_format(tmp_path, capsys):
+    from studies.noise_level import estimate_table
+
+    photos = _noise_photos(tmp_path / "photos", count=2, shape=(200, 200))
+    estimate_table.main(["--images", str(photos), "--count", "2", "--size", "80", "--kernel-size", "9"])
+    rows = _table_rows(capsys.readouterr().out, "PNG")
+    assert [float(r[1]) for r in rows] == [1, 2, 5, 10, 20] and all(float(r[2]) > 0 for r in rows)
+    y = torch.full((3, 16, 16), 0.5) + 0.05 * torch.randn(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert (estimate_table.encoded(y, 30) - 0.5).std() < (estimate_table.encoded(y, None) - 0.5).std()  # JPEG smooths
+
+
+def test_run_photos_tabulates_verdicts_and_resumes(tmp_path, capsys, monkeypatch):
+    from studies.real_photos import run_photos
+
+    photos = _noise_photos(tmp_path / "photos", count=2)
+    calls = []
+
+    def fake_deblur(photo, out, max_side, extra):
+        calls.append(photo.stem)
+        out.mkdir(parents=True)
+        verdict = {"sigma255": 3.0, "residual": 1.1, "dirac_mass": 0.6, "border_mass": 0.01, "cell_gain": [0.2, None],
+                   "warnings": ["the kernel is near a Dirac (60%): ..."]}
+        (out / f"{photo.stem}_verdict.json").write_text(json.dumps(verdict))
+        return 12.0
+
+    monkeypatch.setattr(run_photos, "deblur", fake_deblur)
+    run_photos.main(["--images", str(photos), "--out", str(tmp_path / "out")])
+    run_photos.main(["--images", str(photos), "--out", str(tmp_path / "out")])  # resumes: nothing to run
+    assert calls == ["a", "b"]
+    row = _table_rows((tmp_path / "out" / "table.md").read_text(), "a")[0]
+    assert row[1:] == ["3.00", "1.10", "60 %", "1.0 %", "0.20", "the kernel is near a Dirac (60%)", "12"]
+
+
+def test_floor_check_prints_a_row_per_crop(tmp_path, capsys):
+    from studies.noise_level import floor_check
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(240, 240))
+    floor_check.main(["--images", str(photos), "--count", "1", "--size", "80", "--told", "1", "5", "--steps", "2"])
+    row = _table_rows(capsys.readouterr().out, "a")[0]
+    assert len(row) == 4 and all(float(c) > 0 for c in row[1:])

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
-           "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window")
+           "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor")
 GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -46,7 +46,7 @@ class Observation:
 @dataclass(frozen=True)
 class Job:
     """What every image of one ``deblur_files`` call shares; ``sigma`` None: estimated per image
-    (:func:`fdem.noise_level.estimate_noise`)."""
+    (:func:`fdem.noise_level.estimate_noise`); ``max_side``: larger images are downscaled to it first."""
 
     method: str
     sigma: float | None
@@ -54,6 +54,7 @@ class Job:
     truths: Tensor | None
     trace_format: str
     progress: bool
+    max_side: int | None = None
 
 
 def expand_inputs(items: list[str]) -> list[Path]:
@@ -107,9 +108,19 @@ def skip(path: Path, err: Exception, skipped: list[tuple[str, str]]) -> None:
     warnings.warn(f"skipping {path}: {err}", stacklevel=2)
 
 
-def load_observation(path: Path) -> Observation:
-    """Decode an input: an image file (RGB/RGBA/gray, 8/16-bit) or a ``.npy`` observation."""
+def fitted_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
+    """The size an image is restored at: downscaled (aspect kept) so that no side exceeds ``max_side``."""
+    if max_side is None or max(height, width) <= max_side:
+        return height, width
+    factor = max_side / max(height, width)
+    return max(1, round(height * factor)), max(1, round(width * factor))
+
+
+def load_observation(path: Path, max_side: int | None = None) -> Observation:
+    """Decode an input: an image file (RGB/RGBA/gray, 8/16-bit) or a ``.npy`` observation, downscaled
+    (bicubic, antialiased) when a side exceeds ``max_side`` (it is then restored and saved at that size)."""
     import torch
+    from torch.nn.functional import interpolate
 
     from fdem.imageio import convert_channels, load_npy_image, read_picture
 
@@ -118,6 +129,10 @@ def load_observation(path: Path) -> Observation:
     else:
         picture = read_picture(path)
         colour, alpha, bits = picture.colour, picture.alpha, picture.bits
+    size = fitted_size(*colour.shape[-2:], max_side)
+    if size != tuple(colour.shape[-2:]):
+        resize = lambda t: interpolate(t[None], size=size, mode="bicubic", antialias=True)[0].clamp(0, 1)  # noqa: E731
+        colour, alpha = resize(colour), None if alpha is None else resize(alpha)
     image = convert_channels(colour, 3)
     gray = colour.shape[0] == 1 or bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
     return Observation(path, image, gray, alpha, bits)
@@ -233,7 +248,8 @@ def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, 
     mstep = spec.em.mstep if spec is not None and spec.blind else MStepConfig(kernel_size=kernel.shape[-1])
     level = spec.canvas.saturation if spec is not None else None
     observed = None if level is None else observed_mask(y, level, kernel.shape[-1], str(obs.path))
-    verdict, cells = judge(y, x, kernel, sigma, source, mstep, observed)
+    floor = spec.sampler.sigma_floor / 255 if spec is not None else 0.0
+    verdict, cells = judge(y, x, kernel, sigma, source, mstep, observed, floor)
     print(verdict.summary(obs.path.name))
     for warning in verdict.warnings:
         print(f"  warning: {warning}")
@@ -254,7 +270,7 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
     written: list[Path] = []
     for j, (path, _) in enumerate(inputs):
         try:
-            obs = load_observation(path)
+            obs = load_observation(path, job.max_side)
         except InputError as err:
             skip(path, err, skipped)
             continue
@@ -295,6 +311,9 @@ def deblur_files(images: list[str], out: str | Path, restorer, job: Job, *, devi
     limit = memory_limit(device, max_memory)
     for path, (h, w) in inputs:
         check_pixels(h, w, MAX_PIXELS if max_pixels is None else max_pixels, f"image {path}")
+        h, w = fitted_size(h, w, job.max_side)
+        if min(h, w) < size:
+            raise InputError(f"image {path} downscaled to {h}x{w} (--max-side) is smaller than the {size}x{size} kernel")
         check_plan(restorer_plan(restorer, h, w, restorer.channels or 3), limit, f"image {path}")
     return restore_all(restorer, inputs, skipped, OutputFolder(out), job)
 
@@ -362,7 +381,8 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     truths = load_bank(args.true_kernel) if args.true_kernel is not None else None
     if not restorer.blind and truths is None:
         raise InputError(f"method {args.method} is non-blind: give the true kernel (--true-kernel FILE)")
-    job = Job(args.method, sigma, seed, truths, args.trace_format, progress=True)
+    max_side = None if args.max_side is None else check_int(args.max_side, "--max-side", 16)
+    job = Job(args.method, sigma, seed, truths, args.trace_format, progress=True, max_side=max_side)
     deblur_files(args.images, args.out, restorer, job, device=device, max_memory=max_memory, max_pixels=max_pixels)
 
 
@@ -416,6 +436,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", help="cpu or an accelerator (e.g. cuda, cuda:1; default: the accelerator if there is one)")
     p.add_argument("--max-memory", type=float, help="memory limit of a plan in GB (default: 80%% of the free memory "
                    "of the device); a larger plan is refused before it runs")
+    p.add_argument("--max-side", type=int, help="downscale larger images to this side (aspect kept) before "
+                   "deblurring; the result is that size: a blur larger than --kernel-size fits, and it runs faster")
     p.add_argument("--max-pixels", type=int, help="refuse images of more pixels than this (default 50,000,000)")
     p.add_argument("--border", help="diffusion methods: impute (photographs, the photo preset's: pad by the kernel radius, so the "
                    "circular blur model wraps inside a cropped margin, and treat that margin as missing data, refilled by "
@@ -427,6 +449,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--kernel-window", type=int, help="blind diffusion methods: on an image with a side over this, "
                    "estimate the kernel on the window of this side with the most detail, then restore the whole image "
                    "with it (one non-blind chain); 0: the whole image is the blind run's (default: the preset's)")
+    p.add_argument("--sigma-floor", type=float, help="diffusion methods: the sampler takes the noise level as at least "
+                   "this, 255 scale (ΠGDM with few steps inverts too hard at low sigma; default: the preset's)")
+    p.add_argument("--linear-light", action=argparse.BooleanOptionalAction, default=None, help="diffusion methods: "
+                   "deblur the sRGB-decoded light (a camera blurs light before its tone curve) and encode the result "
+                   "back (default: the preset's; docs/design.md §18)")
     p.add_argument("--saturation", help="diffusion methods: pixels at or above this level in any channel (and the "
                    "kernel's reach around them) are missing data, as clipped lamps break the blur model; a level in "
                    "(0, 1] or off (default: the preset's; docs/design.md §15)")

@@ -122,6 +122,16 @@ class DiffusionRestorer(Restorer):
         return self.spec.network_calls(size)
 
     def _restore(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
+        if not self.spec.canvas.linear_light:
+            return self._restore_frame(y, sigma, kernel, seed, callback)
+        from fdem.linear_light import linear_sigma, to_linear, to_srgb
+
+        result = self._restore_frame(to_linear(y), linear_sigma(y, sigma), kernel, seed, callback)
+        particles = None if result.particles is None else to_srgb(result.particles)
+        return replace(result, image=to_srgb(result.image), particles=particles)
+
+    def _restore_frame(self, y: Tensor, sigma, kernel: Tensor | None, seed: int | Sequence[int], callback) -> Restoration:
+        """The frame restored as the spec says: in one run, or the kernel on a window then the whole image."""
         from fdem.sampling.kernel_window import best_windows, crop_windows, window_size
 
         if not self.spec.windowed(*y.shape[-2:]):
@@ -138,6 +148,8 @@ class DiffusionRestorer(Restorer):
         from fdem.sampling.padded import cropped, padded_problem
 
         size = spec.em.mstep.kernel_size if kernel is None or spec.blind else kernel.shape[-1]
+        if spec.sampler.sigma_floor > 0:
+            sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).clamp_min(spec.sampler.sigma_floor / 255)
         canvas = spec.canvas
         problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation)
         prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))

@@ -34,28 +34,30 @@ def encoded(y: torch.Tensor, quality: int | None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
 
 
-def samples(images: str, count: int, sigmas: tuple[int, ...]):
-    """The protocol's observations: ``(σ255, y)`` for ``count`` crops at each σ (scene blur, 128², scale 0.5)."""
+def samples(images: str, count: int, sigmas: tuple[int, ...], size: int = 128, kernel_size: int = 33):
+    """The protocol's observations: ``(σ255, y)`` for ``count`` crops at each σ (scene blur, scale 0.5)."""
     from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 
-    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=128, scale=0.5, kernels="camera-shake",
-                                 kernel_size=33, kernel_seed=11, sigmas=list(sigmas), blur="scene", seed=0)
+    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=size, scale=0.5, kernels="camera-shake",
+                                 kernel_size=kernel_size, kernel_seed=11, sigmas=list(sigmas), blur="scene", seed=0)
     dm.setup("predict")
     for i in range(len(dm.dataset)):
         sample = dm.dataset[i]
         yield sample["sigma255"], sample["y"]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     from fdem.noise_level import estimate_noise
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True)
     p.add_argument("--count", type=int, default=24)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--kernel-size", type=int, default=33)
     p.add_argument("--jpeg", type=int, default=90, help="JPEG quality of the compressed rows")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     found: dict[tuple[str, float], list[float]] = {}
-    for sigma255, y in samples(args.images, args.count, SIGMAS):
+    for sigma255, y in samples(args.images, args.count, SIGMAS, args.size, args.kernel_size):
         for fmt, quality in (("PNG", None), (f"JPEG q{args.jpeg}", args.jpeg)):
             estimate = float(estimate_noise(encoded(y, quality)[None])[0]) * 255
             found.setdefault((fmt, sigma255), []).append(estimate)
