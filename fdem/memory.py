@@ -73,7 +73,7 @@ class Plan:
 
     def windows(self) -> int:
         """Windows per image of a tiled plan (0 when untiled)."""
-        from fdem.sampling.tiled import window_starts
+        from fdem.windows import window_starts
 
         if not self.tile:
             return 0

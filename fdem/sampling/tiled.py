@@ -25,12 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from fdem.errors import InputError
 from fdem.memory import ATTENTION_BYTES, FEATURE_BYTES, unet_features
 from fdem.padding import network_multiple
-
-
-def window_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Starts of windows of ``tile`` covering ``range(size)`` with stride ``tile − overlap``, the last flush."""
-    starts = list(range(0, size - tile, tile - overlap)) + [size - tile]
-    return sorted(set(starts))
+from fdem.windows import window_starts
 
 
 def ramp(tile: int, overlap: int, rise: bool, fall: bool) -> Tensor:
