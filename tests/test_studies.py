@@ -334,3 +334,11 @@ def test_saturation_mstep_check_compares_three_data_terms(tmp_path, capsys):
     rows = _table_rows(capsys.readouterr().out, "")
     assert [r[0] for r in rows[1:]] == ["every pixel data", "mask (kernel box)", "clipped pixels only"]
     assert rows[1][3] == "1.00×"
+
+
+def test_tile_timing_prints_whole_and_tiled_seconds(capsys):
+    from studies.borders import tile_timing
+
+    tile_timing.main(["--sizes", "1x64x96", "--tile", "64"])
+    row = _table_rows(capsys.readouterr().out, "64x96")[0]
+    assert row[1] == "1" and row[2] in ("True", "False") and all(float(c) > 0 for c in row[3:])
