@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     root.mkdir(parents=True, exist_ok=True)
     times_file = root / "seconds.json"
     times = json.loads(times_file.read_text()) if times_file.is_file() else {}
-    restorer = None
+    restorer, judged = None, set()
     for photo in list_images(Path(args.images)):
         if args.only and photo.stem not in args.only:
             continue
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> None:
 
             restorer = restorer or build_restorer("fastem-pigdm", "cpu", preset="photo")
             rejudge(photo, out, args.max_side, restorer)
+            judged.add(photo.stem)
             continue
         if not (out / f"{photo.stem}_verdict.json").is_file():
             times[photo.stem] = deblur(photo, out, args.max_side, args.extra)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{photo.stem}: {times[photo.stem]:.0f} s", flush=True)
     lines = ["| photo | σ (255) | residual / σ | kernel in 3×3 | on border | largest cell gain (σ²) | warnings | seconds |",
              "|---|---|---|---|---|---|---|---|"]
-    lines += [row(stem, root / stem, times.get(stem)) for stem in sorted(times)]
+    lines += [row(stem, root / stem, times.get(stem)) for stem in sorted(set(times) | judged)]
     (root / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
