@@ -10,12 +10,12 @@ An image comes back at its own bit depth (16-bit in, 16-bit out; ``.npy`` gives 
 from __future__ import annotations
 
 import argparse
-import glob
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fdem.cli.deblur_inputs import Observation, expand_inputs, fitted_size, load_observation, probe_inputs, skip
+from fdem.cli.deblur_outputs import save_outputs, save_verdict
 from fdem.errors import InputError
 from fdem.method_table import lookup, method_names
 
@@ -28,19 +28,6 @@ OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", 
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
            "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor")
-GLOB_CHARACTERS = frozenset("*?[")
-
-
-@dataclass
-class Observation:
-    """A blurry input: ``image (3, H, W)`` (``.npy``: unclipped); ``gray`` if its channels are equal;
-    the file's ``alpha (1, H, W)`` (or None) and ``bits`` (8 or 16), given back to the output."""
-
-    path: Path
-    image: Tensor
-    gray: bool
-    alpha: Tensor | None = None
-    bits: int = 8
 
 
 @dataclass(frozen=True)
@@ -55,120 +42,6 @@ class Job:
     trace_format: str
     progress: bool
     max_side: int | None = None
-
-
-def expand_inputs(items: list[str]) -> list[Path]:
-    """Files as given, folders as their images (sorted, not recursive), glob patterns as their sorted
-    matches; each file once, in order. A pattern matching nothing is an :class:`InputError`."""
-    from fdem.imageio import list_images
-
-    paths: list[Path] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            paths += list_images(path, recursive=False)
-        elif not path.exists() and GLOB_CHARACTERS & set(item):
-            matches = sorted(Path(m) for m in glob.glob(item) if Path(m).is_file())
-            if not matches:
-                raise InputError(f"no file matches {item!r}")
-            paths += matches
-        else:
-            paths.append(path)
-    return list(dict.fromkeys(paths))
-
-
-def probe_inputs(paths: list[Path], kernel_size: int) -> tuple[list[tuple[Path, tuple[int, int]]], list[tuple[str, str]]]:
-    """``(readable, skipped)``: each input's ``(path, (H, W))`` read from its header, and the
-    ``(path, reason)`` of those that are not images (one warning each). Outputs named alike, a kernel
-    larger than an image or no readable input at all are an :class:`InputError`."""
-    from fdem.imageio import image_size
-
-    stems = [p.stem for p in paths]
-    duplicates = sorted({s for s in stems if stems.count(s) > 1})
-    if duplicates:
-        raise InputError(f"several inputs are named {', '.join(duplicates)}: their outputs would overwrite each other")
-    readable, skipped = [], []
-    for path in paths:
-        try:
-            size = image_size(path)
-        except InputError as err:
-            skip(path, err, skipped)
-            continue
-        if kernel_size > min(size):
-            raise InputError(f"kernel of size {kernel_size}x{kernel_size} is larger than image {path} ({size[0]}x{size[1]})")
-        readable.append((path, size))
-    if not readable:
-        raise InputError(f"none of the {len(paths)} input(s) is a readable image (first: {skipped[0][1]})")
-    return readable, skipped
-
-
-def skip(path: Path, err: Exception, skipped: list[tuple[str, str]]) -> None:
-    """Record an unreadable input and warn about it on one line."""
-    skipped.append((str(path), str(err)))
-    warnings.warn(f"skipping {path}: {err}", stacklevel=2)
-
-
-def fitted_size(height: int, width: int, max_side: int | None) -> tuple[int, int]:
-    """The size an image is restored at: downscaled (aspect kept) so that no side exceeds ``max_side``."""
-    if max_side is None or max(height, width) <= max_side:
-        return height, width
-    factor = max_side / max(height, width)
-    return max(1, round(height * factor)), max(1, round(width * factor))
-
-
-def load_observation(path: Path, max_side: int | None = None) -> Observation:
-    """Decode an input: an image file (RGB/RGBA/gray, 8/16-bit) or a ``.npy`` observation, downscaled
-    (bicubic, antialiased) when a side exceeds ``max_side`` (it is then restored and saved at that size)."""
-    import torch
-    from torch.nn.functional import interpolate
-
-    from fdem.imageio import convert_channels, load_npy_image, read_picture
-
-    if path.suffix.lower() == ".npy":
-        colour, alpha, bits = load_npy_image(path), None, 16
-    else:
-        picture = read_picture(path)
-        colour, alpha, bits = picture.colour, picture.alpha, picture.bits
-    size = fitted_size(*colour.shape[-2:], max_side)
-    if size != tuple(colour.shape[-2:]):
-        resize = lambda t: interpolate(t[None], size=size, mode="bicubic", antialias=True)[0].clamp(0, 1)  # noqa: E731
-        colour, alpha = resize(colour), None if alpha is None else resize(alpha)
-    image = convert_channels(colour, 3)
-    gray = colour.shape[0] == 1 or bool(torch.equal(image[0], image[1]) and torch.equal(image[1], image[2]))
-    return Observation(path, image, gray, alpha, bits)
-
-
-def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif", written: list | None = None) -> list[Path]:
-    """Write ``<stem>_restored.png`` (the input's bit depth, its alpha), for methods that estimate a
-    kernel ``<stem>_kernel.png`` (scaled to its maximum, enlarged) and ``<stem>_kernel.npy`` (float32
-    k×k, sum 1), and ``<stem>_trace.<gif|png>`` when the result carries a trace. Each file is added
-    to ``written`` as it is made (so a failed call can remove them); returns ``written``."""
-    import numpy as np
-
-    from fdem.imageio import save_picture
-    from fdem.io_utils import atomic_path
-    from fdem.kernels_gen import save_preview
-    from fdem.sampling.result import save_trace
-
-    written = [] if written is None else written
-    image = result.image[0].detach().float().cpu()
-    if obs.gray and image.shape[0] == 3:
-        image = image.mean(dim=0, keepdim=True)
-    stem = out / obs.path.stem
-    written.append(Path(f"{stem}_restored.png"))
-    save_picture(written[-1], image, obs.alpha, obs.bits)
-    if result.kernel is not None:
-        kernel = result.kernel[0, 0].detach().float().cpu()
-        written.append(Path(f"{stem}_kernel.png"))
-        save_preview(kernel, written[-1], ncol=1)
-        written.append(Path(f"{stem}_kernel.npy"))
-        with atomic_path(written[-1]) as tmp:
-            np.save(tmp, kernel.numpy())
-    trace = result.extras.get("trace")
-    if trace is not None:
-        written.append(Path(f"{stem}_trace.{trace_format}"))
-        save_trace(trace, written[-1])
-    return written
 
 
 def restore_one(restorer, obs: Observation, job: Job, j: int):
@@ -228,37 +101,6 @@ def parse_sigma(text: str | None) -> float | None:
     except ValueError:
         raise InputError(f"--sigma must be a number in [0, 255] or auto, got {text!r}") from None
     return check_sigma255(value)
-
-
-def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, out: Path, written: list[Path]) -> None:
-    """Judge the result without ground truth (:mod:`fdem.verdict`), print the summary and its warnings,
-    and write ``<stem>_verdict.json`` and ``<stem>_verdict.png`` (input | restored | kernel | cell kernels)."""
-    import json
-
-    from fdem.imageio import convert_channels, save_image
-    from fdem.io_utils import atomic_path
-    from fdem.mstep import MStepConfig
-    from fdem.saturation import observed_mask
-    from fdem.verdict import judge, verdict_picture
-
-    kernel = result.kernel[:1].detach().float().cpu()
-    x = convert_channels(result.image[0].detach().float().cpu(), 3)[None]
-    y = obs.image[None].clamp(0, 1)
-    spec = getattr(restorer, "spec", None)
-    mstep = spec.em.mstep if spec is not None and spec.blind else MStepConfig(kernel_size=kernel.shape[-1])
-    level = spec.canvas.saturation if spec is not None else None
-    observed = None if level is None else observed_mask(y, level, kernel.shape[-1], str(obs.path))
-    floor = spec.sampler.sigma_floor / 255 if spec is not None else 0.0
-    verdict, cells = judge(y, x, kernel, sigma, source, mstep, observed, floor)
-    print(verdict.summary(obs.path.name))
-    for warning in verdict.warnings:
-        print(f"  warning: {warning}")
-    stem = out / obs.path.stem
-    written.append(Path(f"{stem}_verdict.json"))
-    with atomic_path(written[-1]) as tmp:
-        Path(tmp).write_text(json.dumps({"input": str(obs.path), **verdict.record()}, indent=2))
-    written.append(Path(f"{stem}_verdict.png"))
-    save_image(written[-1], verdict_picture(y, x, kernel, cells, verdict.cells))
 
 
 def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: Job) -> list[Path]:

@@ -41,7 +41,8 @@ def rejudge(photo: Path, out: Path, max_side: int | None, restorer) -> None:
     import numpy as np
     import torch
 
-    from fdem.cli.deblur import load_observation, save_verdict
+    from fdem.cli.deblur_inputs import load_observation
+    from fdem.cli.deblur_outputs import save_verdict
     from fdem.imageio import read_picture
     from fdem.noise_level import estimate_noise
 
