@@ -40,6 +40,7 @@ import math
 from dataclasses import dataclass, replace
 
 from fdem.errors import InputError
+from fdem.windows import window_starts
 
 GIB = 2 ** 30
 FEATURE_BYTES = 48.0  # per feature element of the UNet, guided sampling (activations kept for the VJP)
@@ -73,8 +74,6 @@ class Plan:
 
     def windows(self) -> int:
         """Windows per image of a tiled plan (0 when untiled)."""
-        from fdem.windows import window_starts
-
         if not self.tile:
             return 0
         return len(window_starts(self.height, self.tile, self.overlap)) * len(window_starts(self.width, self.tile, self.overlap))

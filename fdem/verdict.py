@@ -99,7 +99,7 @@ def residual_ratio(y: Tensor, x: Tensor, kernel: Tensor, sigma: Tensor, observed
     inner[..., pad:y.shape[-2] - pad, pad:y.shape[-1] - pad] = 1
     seen = inner if observed is None else inner * observed.to(y)
     problem = margin_problem(y, sigma, kernel.shape[-1], seen)
-    return problem.misfit(_pad(x, pad), kernel).sqrt() / sigma
+    return problem.misfit(edge_pad(x, pad), kernel).sqrt() / sigma
 
 
 def margin_problem(y: Tensor, sigma: Tensor, kernel_size: int, observed: Tensor | None) -> BlurProblem:
@@ -107,10 +107,10 @@ def margin_problem(y: Tensor, sigma: Tensor, kernel_size: int, observed: Tensor 
     model on that canvas is exact for the observed pixels, given ``x`` on the whole canvas."""
     pad = kernel_size // 2
     mask = torch.ones_like(y[:, :1]) if observed is None else observed.to(y).expand(y.shape[0], 1, -1, -1)
-    return BlurProblem(_pad(y, pad), sigma, torch.nn.functional.pad(mask, (pad,) * 4))
+    return BlurProblem(edge_pad(y, pad), sigma, torch.nn.functional.pad(mask, (pad,) * 4))
 
 
-def _pad(image: Tensor, pad: int) -> Tensor:
+def edge_pad(image: Tensor, pad: int) -> Tensor:
     """Edge values continued ``pad`` pixels out (where the frame has no neighbours to show)."""
     return torch.nn.functional.pad(image, (pad,) * 4, mode="replicate")
 
@@ -132,7 +132,7 @@ def cell_kernels(y: Tensor, x: Tensor, sigma: Tensor, kernel: Tensor, grid: tupl
     rows, cols = grid
     h, w = y.shape[-2:]
     pad = kernel.shape[-1] // 2
-    energy, around = gradient_energy(y), _pad(x, pad)
+    energy, around = gradient_energy(y), edge_pad(x, pad)
     kernels, detail, gain = [], [], []
     for i in range(rows):
         for j in range(cols):

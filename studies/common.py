@@ -39,6 +39,18 @@ def crops(folder: str, count: int, size: int, scale: float) -> torch.Tensor:
     return torch.stack([(data[j] + 1) / 2 for j in range(len(files))])
 
 
+def protocol_samples(images: str, count: int, sigmas: list[float], size: int = 128, kernel_size: int = 33, **data):
+    """The deblur check's samples (``configs/bench/deblur_check.yaml``: crops at scale 0.5, scene blur,
+    seeded camera-shake kernels of seed 11, noise seed 0) for these σ (255 scale); ``data``: more
+    data-module arguments (``lights``, ``linear_light``). A list of sample dicts."""
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
+
+    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=size, scale=0.5, kernels="camera-shake",
+                                 kernel_size=kernel_size, kernel_seed=11, sigmas=list(sigmas), blur="scene", seed=0, **data)
+    dm.setup("predict")
+    return [dm.dataset[i] for i in range(len(dm.dataset))]
+
+
 def add_crop_arguments(parser, count: int, size: int, kernel_size: int) -> None:
     """The flags of the photo-crop problems (:func:`crops`, seeded camera-shake kernels, noise):
     ``--count``, ``--size``, ``--scale``, ``--kernel-size``, ``--sigma`` (255 scale), with these defaults."""

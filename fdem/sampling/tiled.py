@@ -168,6 +168,5 @@ class Tiling:
             return net
         tile, overlap, max_batch = self.resolve(net, height, width)
         check_tiling(net, height, width, tile, overlap, max_batch)
-        tiled = TiledNet(net, tile, overlap, max_batch)
-        tiled.checkpointed = tiled.count(height, width) * samples * window_bytes(net, tile) > CHECKPOINT_BYTES
-        return tiled
+        windows = len(window_starts(height, tile, overlap)) * len(window_starts(width, tile, overlap))
+        return TiledNet(net, tile, overlap, max_batch, windows * samples * window_bytes(net, tile) > CHECKPOINT_BYTES)

@@ -16,7 +16,7 @@ import io
 import numpy as np
 import torch
 
-from studies.common import run_script
+from studies.common import protocol_samples, run_script
 
 SIGMAS = (1, 2, 5, 10, 20)
 
@@ -34,18 +34,6 @@ def encoded(y: torch.Tensor, quality: int | None) -> torch.Tensor:
     return torch.from_numpy(np.asarray(Image.open(buffer).convert("RGB")).copy()).permute(2, 0, 1).float() / 255
 
 
-def samples(images: str, count: int, sigmas: tuple[int, ...], size: int = 128, kernel_size: int = 33):
-    """The protocol's observations: ``(σ255, y)`` for ``count`` crops at each σ (scene blur, scale 0.5)."""
-    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
-
-    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=size, scale=0.5, kernels="camera-shake",
-                                 kernel_size=kernel_size, kernel_seed=11, sigmas=list(sigmas), blur="scene", seed=0)
-    dm.setup("predict")
-    for i in range(len(dm.dataset)):
-        sample = dm.dataset[i]
-        yield sample["sigma255"], sample["y"]
-
-
 def main(argv: list[str] | None = None) -> None:
     from fdem.noise_level import estimate_noise
 
@@ -57,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--jpeg", type=int, default=90, help="JPEG quality of the compressed rows")
     args = p.parse_args(argv)
     found: dict[tuple[str, float], list[float]] = {}
-    for sigma255, y in samples(args.images, args.count, SIGMAS, args.size, args.kernel_size):
+    for sample in protocol_samples(args.images, args.count, SIGMAS, args.size, args.kernel_size):
+        sigma255, y = sample["sigma255"], sample["y"]
         for fmt, quality in (("PNG", None), (f"JPEG q{args.jpeg}", args.jpeg)):
             estimate = float(estimate_noise(encoded(y, quality)[None])[0]) * 255
             found.setdefault((fmt, sigma255), []).append(estimate)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 
-from studies.common import run_script
+from studies.common import protocol_samples, run_script
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
     from fdem.metrics import psnr
     from fdem.restorers import build_restorer
 
@@ -29,16 +27,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--told", type=float, nargs="+", default=[1, 2, 3, 5], help="the σ values given to the sampler")
     p.add_argument("--steps", type=int, help="sampler steps (default: the preset's)")
     args = p.parse_args(argv)
-    dm = BlurBenchmarkDataModule(images=args.images, num_images=args.count, size=args.size, scale=0.5,
-                                 kernels="camera-shake", kernel_size=33, kernel_seed=11, sigmas=[args.true],
-                                 blur="scene", seed=0)
-    dm.setup("predict")
+    samples = protocol_samples(args.images, args.count, [args.true], args.size)
     options = {} if args.steps is None else {"steps": args.steps}
     restorer = build_restorer("pigdm", "cpu", preset="photo", restarts=1, sigma_floor=0, **options)
-    print(f"| crop | blurry | " + " | ".join(f"told {t:g}" for t in args.told) + " |")
+    print("| crop | blurry | " + " | ".join(f"told {t:g}" for t in args.told) + " |")
     print("|---" * (len(args.told) + 2) + "|")
-    for i in range(len(dm.dataset)):
-        sample = dm.dataset[i]
+    for sample in samples:
         y, x, k = sample["y"][None].clamp(0, 1), sample["sharp"][None], sample["kernel"][None]
         cells = [f"{float(psnr(y, x)):.2f}"]
         for told in args.told:

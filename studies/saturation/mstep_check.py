@@ -11,15 +11,14 @@ import argparse
 
 import torch
 
-from studies.common import run_script
+from studies.common import protocol_samples, run_script
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
     from fdem.kernel_ops import dirac, kernel_mse
     from fdem.mstep import MStepConfig
     from fdem.saturation import observed_mask
-    from fdem.verdict import _pad, margin_problem
+    from fdem.verdict import edge_pad, margin_problem
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", required=True)
@@ -29,20 +28,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=8, help="margin refills and M-steps")
     args = p.parse_args(argv)
     k = args.kernel_size
-    dm = BlurBenchmarkDataModule(images=args.images, num_images=args.count, size=args.size, scale=0.5,
-                                 kernels="camera-shake", kernel_size=k, kernel_seed=11, sigmas=[5], blur="scene",
-                                 seed=0, lights=4)
-    dm.setup("predict")
+    samples = protocol_samples(args.images, args.count, [5], args.size, k, lights=4)
     mstep = MStepConfig(kernel_size=k, recenter="bilinear")
     sigma = torch.tensor([5 / 255])
     masks = {"every pixel data": None, "mask (kernel box)": k, "clipped pixels only": 1}
     errors: dict[str, list[float]] = {name: [] for name in masks}
-    for i in range(len(dm.dataset)):
-        sample = dm.dataset[i]
+    for sample in samples:
         y, x, truth = sample["y"][None], sample["sharp"][None], sample["kernel"][None]
         for name, reach in masks.items():
             seen = None if reach is None else observed_mask(y, 0.98, reach)
-            problem, particles, kernel = margin_problem(y, sigma, k, seen), _pad(x, k // 2)[:, None], dirac(1, k)
+            problem, particles, kernel = margin_problem(y, sigma, k, seen), edge_pad(x, k // 2)[:, None], dirac(1, k)
             for _ in range(args.rounds):
                 problem.impute(particles, kernel)
                 kernel = mstep.update(problem, particles, init=kernel, weighting="official", r2=0.0, recenter=True)
