@@ -18,6 +18,9 @@ sample's generator before the noise) are added to the scene, the observation is 
 as a camera clips it, and the sharp image is the clipped scene. With ``linear_light`` the scene is
 blurred in linear light, as a camera blurs it (sRGB-decoded, blurred, encoded back, clipped to
 ``[0, 1]`` by the encoding; :mod:`fdem.linear_light`), and the noise is added to the encoded values.
+With ``kernel_grid: GxG`` the blur varies across the frame: each sample's kernel is a camera-shake field
+with roll (:class:`fdem.kernels_gen.field.CameraShakeField`, ``(G·G, k, k)``), applied by product
+convolution (:mod:`fdem.kernel_field`) with the grid laid on the frame.
 
 Images. Read once at setup to check them (a damaged file is skipped and listed in ``skipped``).
 They stay in memory when small (at most ``CACHE_BYTES`` per process, as uint8 when quantised:
@@ -30,6 +33,7 @@ any size show the scene at one zoom (the crops of the studies, ``studies.common.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +47,14 @@ from torch.utils.data import DataLoader, Dataset
 from fdem.datamodules.images import rescale, resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import DEFAULT_IMAGES, HELD_OUT_IMAGES, builtin_image, center_crop, list_images, load_image
+from fdem.kernel_field import field_blur, field_windows, parse_grid
 from fdem.physics import add_noise, blur
 from fdem.linear_light import to_linear, to_srgb
 from fdem.saturation import add_point_lights
 from fdem.testcases import open_testcases
 from fdem.validate import check_float, check_sigma
 from fdem.kernels_gen import GENERATORS, load_bank, make_generator
+from fdem.kernels_gen.field import CameraShakeField
 
 BUNDLED = "bundled"  # every built-in photograph (fdem.imageio.default_images)
 BUNDLED_HELD_OUT = "bundled-held-out"  # only those no shipped prior was trained on (HELD_OUT_IMAGES)
@@ -106,6 +112,17 @@ class BlurBenchmarkDataset(Dataset):
             return entry.pixels.float() / 255 if entry.pixels.dtype == torch.uint8 else entry.pixels
         return prepare_image(load_image(entry.path), self.size, self.quantize, self.scale)
 
+    @staticmethod
+    def blur(scene: Tensor, kernel: Tensor, entry: "ImageEntry") -> Tensor:
+        """``scene (C, S, S)`` blurred by ``kernel (1, k, k)``, or by a field ``(M, k, k)`` whose grid
+        (square) is laid on the frame at the scene's centre (:func:`fdem.kernel_field.field_blur`)."""
+        if kernel.shape[0] == 1:
+            return blur(scene[None], kernel[None])[0]
+        side = math.isqrt(kernel.shape[0])
+        margin = ((scene.shape[-2] - entry.shape[-2]) // 2, (scene.shape[-1] - entry.shape[-1]) // 2)
+        windows = field_windows(tuple(scene.shape[-2:]), (side, side), (margin, tuple(entry.shape[-2:])), like=scene)
+        return field_blur(scene[None], kernel[None], windows)[0]
+
     def __getitem__(self, i: int) -> dict:
         s, entry, r, index = self.locate(i)
         scene = self.sharp(entry)
@@ -117,7 +134,7 @@ class BlurBenchmarkDataset(Dataset):
         if self.lights:
             margin = (scene.shape[-1] - entry.shape[-1]) // 2 + kernel.shape[-1] // 2
             scene = add_point_lights(scene, self.lights, margin, generator)
-        blurred = to_srgb(blur(to_linear(scene)[None], kernel[None]))[0] if self.linear_light else blur(scene[None], kernel[None])[0]
+        blurred = to_srgb(self.blur(to_linear(scene), kernel, entry)) if self.linear_light else self.blur(scene, kernel, entry)
         sharp, blurred = (center_crop(t, entry.shape).contiguous() for t in (scene, blurred))  # the frame
         y = add_noise(blurred[None], sigma, generator=generator)[0]
         if self.lights:
@@ -206,6 +223,7 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         quantize: bool = True,
         lights: int = 0,
         linear_light: bool = False,
+        kernel_grid: str | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -224,7 +242,13 @@ class BlurBenchmarkDataModule(L.LightningDataModule):
         if testcases is not None and (scale is not None or blur != "circular"):
             raise InputError("scale and blur apply to images: test cases bring their own observations")
         self.generator = None
-        if testcases is None and kernels in GENERATORS:
+        grid = None if kernel_grid is None else parse_grid(kernel_grid)
+        if grid is not None and (grid[0] != grid[1] or kernels != "camera-shake" or size is None or testcases is not None):
+            raise InputError(f"kernel_grid {kernel_grid!r}: kernel fields are square grids of the camera-shake generator "
+                             "(kernels: camera-shake) on images of a given size")
+        if grid is not None:
+            self.generator = CameraShakeField(kernel_size or DEFAULT_KERNEL_SIZE, grid, (size, size), **(kernel_params or {}))
+        elif testcases is None and kernels in GENERATORS:
             self.generator = make_generator(kernels, kernel_size or DEFAULT_KERNEL_SIZE, **(kernel_params or {}))
         elif testcases is None:
             if not isinstance(kernels, str) or not Path(kernels).exists():

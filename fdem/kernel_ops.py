@@ -57,11 +57,16 @@ def recenter(kernel: Tensor) -> Tensor:
     mass leaves the support; the result is re-normalised.
     """
     h, w = kernel.shape[-2:]
-    com = center_of_mass(kernel)
-    shift_rows = _linear_shift_matrix(h // 2 - com[:, 0], h)
-    shift_cols = _linear_shift_matrix(w // 2 - com[:, 1], w)
+    target = torch.tensor([h // 2, w // 2], device=kernel.device, dtype=kernel.dtype)
+    return shift_bilinear(kernel, target - center_of_mass(kernel))
+
+
+def shift_bilinear(kernel: Tensor, shift: Tensor) -> Tensor:
+    """Kernels ``(…, h, w)`` shifted by ``shift`` (one (row, column) pair per kernel, ``(N, 2)``) by linear
+    interpolation, clipped to the support and re-normalised."""
+    h, w = kernel.shape[-2:]
     flat = kernel.reshape(-1, h, w)
-    shifted = shift_rows @ flat @ shift_cols.transpose(-1, -2)
+    shifted = _linear_shift_matrix(shift[:, 0], h) @ flat @ _linear_shift_matrix(shift[:, 1], w).transpose(-1, -2)
     return normalize_kernel(shifted.reshape(kernel.shape))
 
 

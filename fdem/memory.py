@@ -58,7 +58,8 @@ class Plan:
     """What one restoration call will hold: ``height × width`` after padding, ``channels`` of the
     image, ``batch`` samples, ``params`` network parameters (all networks), ``unet`` the ADM config
     of the score network (None for a method without one); ``tile`` (0: untiled), ``overlap`` and
-    ``max_batch`` a tiling of the UNet, ``checkpointed`` whether its windows' activations are recomputed."""
+    ``max_batch`` a tiling of the UNet, ``checkpointed`` whether its windows' activations are recomputed,
+    ``cells`` the kernel field's cells (1: one kernel)."""
 
     method: str
     height: int
@@ -71,6 +72,7 @@ class Plan:
     overlap: int = 0
     max_batch: int = 1
     checkpointed: bool = True
+    cells: int = 1
 
     def windows(self) -> int:
         """Windows per image of a tiled plan (0 when untiled)."""
@@ -99,7 +101,7 @@ def estimate_bytes(plan: Plan) -> float:
     working = OVERHEAD_BYTES + 4.0 * plan.params
     if plan.unet is None:
         return working + PIXEL_BYTES.get(plan.method, FFT_BYTES) * plan.channels * pixels * plan.batch
-    samples = FFT_BYTES * plan.channels * pixels
+    samples = FFT_BYTES * plan.channels * pixels * plan.cells  # a kernel field's M-step windows every cell's data
     if plan.tile:
         windows = plan.windows() * plan.batch
         features, attention = unet_features(plan.unet, plan.tile, plan.tile)
@@ -189,7 +191,9 @@ def restorer_plan(restorer, height: int, width: int, channels: int = 3) -> Plan:
     canvas = getattr(restorer, "canvas", None)
     padded = canvas(height, width) if canvas else [-(-side // multiple) * multiple for side in (height, width)]
     batch = getattr(restorer, "chains", 1)
-    plan = Plan(restorer.method, *padded, channels, batch, params, net.cfg)
+    grid = getattr(getattr(restorer, "spec", None), "canvas", None)
+    cells = 1 if grid is None else grid.kernel_grid[0] * grid.kernel_grid[1]
+    plan = Plan(restorer.method, *padded, channels, batch, params, net.cfg, cells=cells)
     tiled = getattr(restorer, "network_for", lambda h, w, samples=1: net)(*padded, batch)
     if tiled is net:
         return plan

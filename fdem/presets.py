@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from fdem.diffusion import STEP_RULES
 from fdem.errors import InputError
+from fdem.kernel_field import parse_grid
 from fdem.method_table import lookup
 from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, SIGMA255_MAX, check_float, check_int
@@ -87,7 +88,9 @@ class EMSpec:
     one more non-blind run of the same sampler with its last kernel (a two-stage restoration);
     ``kernel_window``: on an image with a side over it, the blind run sees only the window of that
     side with the most detail, and one chain of the method's non-blind sampler restores the whole
-    image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`)."""
+    image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`);
+    ``field_shrink`` ∈ [0, 1): with a kernel field, each cell's new kernel is moved that fraction of the
+    way to the cells' mean (:func:`fdem.sampling.field_em.shrink_to_mean`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"
@@ -101,8 +104,12 @@ class EMSpec:
     passes: int = 1
     refine: bool = False
     kernel_window: int | None = None
+    field_shrink: float = 0.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "field_shrink", check_float(self.field_shrink, "field_shrink", 0, 1))
+        if self.field_shrink == 1:
+            raise InputError("field_shrink must be in [0, 1): at 1 every cell gets the mean kernel (use kernel_grid 1x1)")
         if self.kernel_window is not None:
             check_int(self.kernel_window, "kernel_window", 2 * self.mstep.kernel_size)
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
@@ -133,7 +140,9 @@ class CanvasSpec:
     overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images;
     ``saturation``: pixels at or above it in any channel, and the kernel's reach around them, are
     missing data (None: every pixel is data; :mod:`fdem.saturation`); ``linear_light``: the sampler
-    works on the sRGB-decoded image and its result is encoded back (:mod:`fdem.linear_light`)."""
+    works on the sRGB-decoded image and its result is encoded back (:mod:`fdem.linear_light`);
+    ``kernel_grid`` ``(G, H)``: the blur is a field of ``G·H`` kernels blended by smooth windows
+    (:mod:`fdem.kernel_field`; ``(1, 1)``: one kernel for the whole image, the paper's model)."""
 
     border: str = "circular"
     tiled: bool = False
@@ -142,9 +151,11 @@ class CanvasSpec:
     max_batch: int = 2
     saturation: float | None = None
     linear_light: bool = False
+    kernel_grid: tuple[int, int] = (1, 1)
 
     def __post_init__(self) -> None:
         _choice(self.border, "border", BORDERS)
+        object.__setattr__(self, "kernel_grid", parse_grid(self.kernel_grid))
         if not isinstance(self.linear_light, bool):
             raise InputError(f"linear_light must be true or false, got {self.linear_light!r}")
         if self.saturation is not None:
@@ -216,12 +227,19 @@ PHOTO = FEW_STEP.derive(
     sampler={"sigma_floor": 5.0}, em={"restarts": 2, "kernel_uncertainty": 4.0, "kernel_window": 160},
     canvas={"border": "impute", "tiled": True},
 )
+FIELD = PHOTO.derive(
+    "field", "photo with a 3x3 kernel field (blur that varies across the frame, docs/design.md §19): one chain "
+    "on the whole image, each cell's kernel from its window's data pulled half-way to the cells' mean, the "
+    "field re-centred by one common shift",
+    em={"restarts": 1, "kernel_uncertainty": 0.0, "kernel_window": None, "field_shrink": 0.5}, canvas={"kernel_grid": (3, 3)},
+)
 DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})
 RELAXED = FEW_STEP.derive("relaxed", "few-step with the over-relaxed M-step, γ = 2", em={"kernel_relax": 2.0})
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, TUNED, FEW_STEP, PHOTO, DEMO, RELAXED)}
+PRESETS: dict[str, Preset] = {p.name: p for p in (PAPER, TUNED, FEW_STEP, PHOTO, FIELD, DEMO, RELAXED)}
 DEFAULT_PRESET = "paper"  # the library's and the benchmark configs' default
 DEFAULT_PHOTO_PRESET = "photo"  # fdem deblur's default
+FIELD_PRESET = "field"  # fdem deblur's default with --kernel-grid
 
 SAMPLER_FIELDS = tuple(f.name for f in fields(SamplerSpec))
 EM_FIELDS = tuple(f.name for f in fields(EMSpec) if f.name != "mstep")
@@ -257,6 +275,28 @@ class RunSpec:
                              "fastem-pigdm or diffem-pigdm, or choose ddpm or ddim for DPS methods")
         if self.sampler.steps is None:
             object.__setattr__(self, "sampler", replace(self.sampler, steps=entry.default_steps))
+        if self.field:
+            self._check_field(entry)
+
+    @property
+    def field(self) -> bool:
+        """Whether the blur is a kernel field (more than one cell)."""
+        return self.canvas.kernel_grid != (1, 1)
+
+    def _check_field(self, entry) -> None:
+        """What a kernel field cannot be combined with, refused once, here."""
+        grid = "x".join(map(str, self.canvas.kernel_grid))
+        if entry.em == "diffem":
+            raise InputError(f"method {self.method} has no kernel-field form: use fastem-pigdm, fastem-dps, pigdm or dps "
+                             f"with kernel_grid {grid}")
+        if self.blind and self.em.kernel_window is not None:
+            raise InputError(f"kernel_window finds one kernel on one window, not a {grid} field: set kernel_window to "
+                             "none (the field preset does)")
+        if self.blind and entry.guidance == "pigdm" and self.em.kernel_uncertainty > 0:
+            raise InputError(f"kernel_uncertainty is measured for one kernel, not a {grid} field: set it to 0 "
+                             "(the field preset does)")
+        if self.blind and self.em.kernel_init == "coarse":
+            raise InputError(f"kernel_init coarse is not defined for a {grid} field: use dirac, alternation or l0")
 
     @property
     def blind(self) -> bool:
@@ -301,9 +341,10 @@ class RunSpec:
         calls += self.sampler.steps if self.refined else 0
         return calls + (self.whole_image_pass().network_calls() if size and self.windowed(*size) else 0)
 
-    def options(self) -> dict:
+    def options(self, full: bool = False) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
-        for it), with the preset's name first: what rows, manifests and ``--show`` record."""
+        for it), with the preset's name first: what rows, manifests and ``--show`` record. The field options
+        (``kernel_grid``, ``field_shrink``) appear only for a field, unless ``full`` (``fdem presets``' table)."""
         em = {k: v for k, v in asdict(self.em).items() if k != "mstep"}
         mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
         if self.em_kind != "diffem":
@@ -312,9 +353,14 @@ class RunSpec:
             em.pop("passes")
         if self.guidance != "pigdm":
             em.pop("kernel_uncertainty")
+        canvas = asdict(self.canvas)
+        canvas["kernel_grid"] = "x".join(map(str, self.canvas.kernel_grid))
+        if not (self.field or full):  # a uniform run's record stays as it was before fields existed
+            em.pop("field_shrink")
+            canvas.pop("kernel_grid")
         if not self.blind:
             em, mstep = {k: em[k] for k in ("particles", "restarts")}, {}
-        return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **asdict(self.canvas)}
+        return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **canvas}
 
 
 def resolve(method: str, preset_name: str = DEFAULT_PRESET, **overrides) -> RunSpec:
@@ -338,7 +384,7 @@ def resolve(method: str, preset_name: str = DEFAULT_PRESET, **overrides) -> RunS
 def presets_table(method: str = "fastem-pigdm") -> str:
     """A markdown table of every preset's resolved options for ``method`` (``fdem presets``)."""
     specs = [resolve(method, name) for name in PRESETS]
-    rows = [s.options() for s in specs]
+    rows = [s.options(full=True) for s in specs]
     names = list(rows[0])
     lines = ["| option | " + " | ".join(r["preset"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
     lines += ["| " + name + " | " + " | ".join(_text(r[name]) for r in rows) + " |" for name in names[1:]]

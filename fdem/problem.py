@@ -57,6 +57,23 @@ class BlurProblem:
         """``Hᵀ v`` (correlation with ``k``) of ``v`` given by its spectrum ``V``: ``F⁻¹[conj(K)·V]``."""
         return self.image(self._per_image(self.otf(kernel), spectrum).conj() * spectrum)
 
+    def pseudo_inverse(self, residual: Tensor, kernel: Tensor, r2: float, noise: Tensor) -> Tensor:
+        """ΠGDM's ``Hᵀ(r²HHᵀ + noise)⁻¹ v`` of ``v`` given by its spectrum ``residual (B, n, C, H, W')``:
+        ``F⁻¹[conj(K)·V / (r²|K|² + noise)]`` (``noise``: ``σ²``, or a per-frequency variance, broadcastable)."""
+        otf = self.otf(kernel).unsqueeze(1)
+        return self.image(otf.conj() * residual / (r2 * otf.abs().square() + noise))
+
+    def repeat(self, times: int) -> "BlurProblem":
+        """The same observation ``times`` over, batch-major blocks (restarts: chain ``j`` of image ``b`` is row ``j·B + b``)."""
+        observed = self.observed
+        if observed is not None and observed.shape[0] > 1:
+            observed = observed.repeat(times, 1, 1, 1)
+        return type(self)(self.measured.repeat(times, 1, 1, 1), self.sigma.repeat(times), observed, **self.model())
+
+    def model(self) -> dict:
+        """The blur model's own arguments beyond the observation (none for a uniform kernel)."""
+        return {}
+
     def residual_spectrum(self, u: Tensor, kernel: Tensor, u_hat: Tensor | None = None) -> Tensor:
         """``Y − K·U`` for particles ``u (B, n, C, H, W)``: the spectrum of ``y − H u_p``, ``(B, n, C, H, W')``
         (``u_hat``: ``u``'s spectrum when the caller has it already)."""

@@ -86,7 +86,8 @@ class CameraShake(KernelGenerator):
         self.tremor_deg = self._number("tremor_deg", 0.0, 90.0)
         self.psf_sigma = self._number("psf_sigma", 0.0, 1e3)
 
-    def _kernel(self, rng: np.random.Generator) -> np.ndarray:
+    def path(self, rng: np.random.Generator) -> tuple[np.ndarray, float, float]:
+        """One exposure's image shift ``(samples, 2)`` (rows, cols, px), its time step (s) and drift corner (Hz)."""
         exposure = log_uniform(rng, self.exposure)
         focal = log_uniform(rng, self.focal_px)
         drift_hz, tremor_hz = uniform(rng, self.drift_hz), uniform(rng, self.tremor_hz)
@@ -94,5 +95,7 @@ class CameraShake(KernelGenerator):
         dt = exposure / (samples - 1)
         angle = oscillator(rng, samples, dt, drift_hz, DRIFT_Q, self.drift_deg)
         angle += oscillator(rng, samples, dt, tremor_hz, self.tremor_q, self.tremor_deg)
-        path = focal * np.deg2rad(angle).T  # (samples, 2): rows, cols in pixels
-        return rasterize(path, self.size, psf_sigma=self.psf_sigma)
+        return focal * np.deg2rad(angle).T, dt, drift_hz
+
+    def _kernel(self, rng: np.random.Generator) -> np.ndarray:
+        return rasterize(self.path(rng)[0], self.size, psf_sigma=self.psf_sigma)

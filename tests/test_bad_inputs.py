@@ -52,7 +52,7 @@ ROWS = {
     "bench-data --sigmas 1e9": (["bench-data", "export", "--images", "bundled", "--sigmas", "5,1e9", "--out", "OUT"],
                                 "--sigmas must be a number in [0, 255]"),
     "deblur --preset nope": (["deblur", "img.png", "--sigma", "5", "--preset", "nope", "--out", "OUT"],
-                             "unknown preset 'nope': choose one of paper, tuned, few-step, photo, demo, relaxed"),
+                             "unknown preset 'nope': choose one of paper, tuned, few-step, photo, field, demo, relaxed"),
     "deblur --steps 1": (["deblur", "img.png", "--sigma", "5", "--steps", "1", "--out", "OUT"],
                          "steps must be an integer in [2, 1000], got 1"),  # the preset field's name
     "deblur --mode (removed)": (["deblur", "img.png", "--sigma", "5", "--mode", "paper", "--out", "OUT"],

@@ -196,7 +196,8 @@ def test_presets_prints_every_preset_and_the_table_of_their_resolved_options(cap
     assert table[0] == ["option", *PRESETS] and set(table[1]) == {"---"}
     rows = {row[0]: dict(zip(PRESETS, row[1:])) for row in table[2:]}
     assert all(len(row) == len(PRESETS) for row in rows.values())
-    assert rows["steps"] == {"paper": "100", "tuned": "100", "few-step": "25", "photo": "25", "demo": "25", "relaxed": "25"}
+    assert rows["steps"] == {"paper": "100", "tuned": "100", "few-step": "25", "photo": "25", "field": "25", "demo": "25", "relaxed": "25"}
+    assert rows["kernel_grid"]["field"] == "3x3" and rows["kernel_grid"]["photo"] == "1x1"
     assert (rows["recenter"]["paper"], rows["recenter"]["tuned"]) == ("spline", "bilinear")
     assert (rows["lam_rule"]["paper"], rows["lam_rule"]["tuned"]) == ("fixed", "noise")
     assert rows["border"]["photo"] == "impute" and rows["tiled"]["photo"] == "True" and rows["border"]["few-step"] == "circular"

@@ -158,7 +158,7 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--kernel-size": "1"}, "kernel_size must be an integer >= 3"),
         ({"--em-iters": "0", "--method": "diffem-pigdm"}, "em_iters must be an integer >= 1"),
         ({"--iters": "0", "--method": "selfdeblur"}, "selfdeblur: iters must be an integer >= 1"),
-        ({"--preset": "nope"}, "unknown preset 'nope': choose one of paper, tuned, few-step, photo, demo, relaxed"),
+        ({"--preset": "nope"}, "unknown preset 'nope': choose one of paper, tuned, few-step, photo, field, demo, relaxed"),
         ({"--step-rule": "x"}, "unknown step_rule 'x'"),
         ({"--step-rule": "mean", "--method": "fastem-dps"}, "step rule 'mean' needs ΠGDM guidance"),
         ({"--recenter": "cubic"}, "unknown recenter rule 'cubic'"),

@@ -342,3 +342,15 @@ def test_tile_timing_prints_whole_and_tiled_seconds(capsys):
     tile_timing.main(["--sizes", "1x64x96", "--tile", "64"])
     row = _table_rows(capsys.readouterr().out, "64x96")[0]
     assert row[1] == "1" and row[2] in ("True", "False") and all(float(c) > 0 for c in row[3:])
+
+
+def test_field_variants_prints_a_row_per_variant(tmp_path, capsys):
+    from studies.kernel_field import field_variants
+
+    assert field_variants.parse_variants("kernel_grid=1x1 field_shrink=0.5; ") == [{"kernel_grid": "1x1", "field_shrink": 0.5}, {}]
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(120, 120))
+    field_variants.main(["--images", str(photos), "--count", "1", "--size", "64", "--kernel-size", "9", "--grid", "2x2",
+                         "--variants", "kernel_grid=1x1 steps=2; kernel_grid=2x2 steps=2"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows[1:]] == ["kernel_grid=1x1 steps=2", "kernel_grid=2x2 steps=2"]
+    assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows[1:])

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
+from fdem.kernel_field import parse_grid
 from fdem.kernel_ops import check_kernel_size, dirac
 from fdem.mstep import estimate_kernel
 from fdem.physics import wiener_deconv
@@ -43,7 +44,8 @@ class AlternationRestorer(Restorer):
     """:func:`wiener_alternation` as a method of the benchmark (label ``alternation``)."""
 
     def __init__(self, method: str, device: torch.device | str = "cpu", kernel_size: int = 33, rounds: int = 30,
-                 mstep_iters: int = 10, lam: float | None = None, kernel_denoiser: str | None = None):
+                 mstep_iters: int = 10, lam: float | None = None, kernel_denoiser: str | None = None,
+                 kernel_grid=(1, 1)):
         from fdem.nets.kernel_denoiser import denoiser_for_kernel
 
         super().__init__(method, device)
@@ -51,11 +53,33 @@ class AlternationRestorer(Restorer):
         if rounds < 1 or mstep_iters < 1:
             raise InputError(f"alternation: rounds and mstep_iters must be >= 1, got {rounds} and {mstep_iters}")
         self.options = dict(kernel_size=kernel_size, rounds=rounds, mstep_iters=mstep_iters, lam=lam)
+        self.grid = parse_grid(kernel_grid)
         self.denoiser = None if lam == 0 else denoiser_for_kernel(kernel_size, kernel_denoiser, self.device)
 
     def params(self) -> dict:
-        return {k: v for k, v in self.options.items() if v is not None}
+        grid = {"kernel_grid": "x".join(map(str, self.grid))} if self.grid != (1, 1) else {}
+        return {**{k: v for k, v in self.options.items() if v is not None}, **grid}
 
     def _restore(self, y, sigma, kernel, seed, callback) -> Restoration:
+        if self.grid != (1, 1):
+            return Restoration(*alternation_per_cell(y, sigma, self.grid, denoiser=self.denoiser, **self.options))
         image, estimate, _ = wiener_alternation(y, sigma, denoiser=self.denoiser, **self.options)
         return Restoration(image, estimate)
+
+
+@torch.no_grad()
+def alternation_per_cell(y: Tensor, sigma: float | Tensor, grid: tuple[int, int], **options) -> tuple[Tensor, Tensor]:
+    """The alternation run on each cell's window of a ``grid`` (:func:`fdem.kernel_field.cell_support`) by
+    itself: ``(image, field (B, M, k, k))``, the cells' images blended by the field's windows (a baseline
+    for blur that varies across the frame, docs/design.md §19)."""
+    from fdem.kernel_field import cell_support, field_windows
+
+    height, width = y.shape[-2:]
+    windows = field_windows((height, width), grid, like=y)
+    image, kernels = torch.zeros_like(y), []
+    for m in range(grid[0] * grid[1]):
+        (top, bottom), (left, right) = cell_support(height, grid[0], m // grid[1]), cell_support(width, grid[1], m % grid[1])
+        part, kernel, _ = wiener_alternation(y[..., top:bottom, left:right], sigma, **options)
+        image[..., top:bottom, left:right] += windows[m, top:bottom, left:right] * part
+        kernels.append(kernel)
+    return image, torch.cat(kernels, dim=1)

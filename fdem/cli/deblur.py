@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
-           "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor")
+           "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor",
+           "kernel_grid", "field_shrink")
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
             result, truth, sigma = restore_one(restorer, obs, job, j)
             obs = replace(obs, gray=True) if (restorer.channels or 3) == 1 else obs
             save_outputs(obs, result, folder.folder(), job.trace_format, files)
-            if result.kernel is not None:
+            if result.kernel is not None and result.kernel.shape[1] > 1:
+                print(f"  {path.name}: no verdict for a kernel field (the verdict judges one kernel)")
+            elif result.kernel is not None:
                 save_verdict(obs, result, sigma, "given" if job.sigma is not None else "estimated", restorer,
                              folder.folder(), files)
         except BaseException:
@@ -190,10 +193,13 @@ def parse_saturation(text: str) -> float | None:
 def build_deblur_restorer(method: str, device, preset_name: str | None, options: dict):
     """The restorer ``fdem deblur`` runs: a diffusion method under ``preset_name`` (default
     :data:`~fdem.presets.DEFAULT_PHOTO_PRESET`) with the flags as overrides, any other method with its options."""
-    from fdem.presets import DEFAULT_PHOTO_PRESET
+    from fdem.kernel_field import parse_grid
+    from fdem.presets import DEFAULT_PHOTO_PRESET, FIELD_PRESET
     from fdem.restorers import build_restorer
 
     if lookup(method).guidance is not None:
+        if preset_name is None and parse_grid(options.get("kernel_grid", (1, 1)), "--kernel-grid") != (1, 1):
+            preset_name = FIELD_PRESET  # a field needs the options the photo preset's kernel window refuses
         return build_restorer(method, device, preset=preset_name or DEFAULT_PHOTO_PRESET, **options)
     if preset_name is not None:
         raise InputError(f"--preset applies to the diffusion samplers (dps, pigdm, fastem-*, diffem-*), not {method}")
@@ -299,6 +305,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--saturation", help="diffusion methods: pixels at or above this level in any channel (and the "
                    "kernel's reach around them) are missing data, as clipped lamps break the blur model; a level in "
                    "(0, 1] or off (default: the preset's; docs/design.md §15)")
+    p.add_argument("--kernel-grid", help="diffusion methods: the blur varies across the frame, estimate a field of GxH "
+                   "kernels blended by smooth windows (e.g. 3x3; 1x1: one kernel; given without --preset, the field "
+                   "preset; docs/design.md §19)")
+    p.add_argument("--field-shrink", type=float, help="with --kernel-grid: each cell's kernel is pulled this fraction "
+                   "towards the cells' mean at every step, in [0, 1) (default: the preset's)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")

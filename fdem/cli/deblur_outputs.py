@@ -10,8 +10,8 @@ from fdem.cli.deblur_inputs import Observation
 
 def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif", written: list | None = None) -> list[Path]:
     """Write ``<stem>_restored.png`` (the input's bit depth, its alpha), for methods that estimate a
-    kernel ``<stem>_kernel.png`` (scaled to its maximum, enlarged) and ``<stem>_kernel.npy`` (float32
-    k×k, sum 1), and ``<stem>_trace.<gif|png>`` when the result carries a trace. Each file is added
+    kernel ``<stem>_kernel.png`` (scaled to its maximum, enlarged; a field as its grid) and ``<stem>_kernel.npy``
+    (float32 k×k, sum 1; a field ``(G, H, k, k)``), and ``<stem>_trace.<gif|png>`` when the result carries a trace. Each file is added
     to ``written`` as it is made (so a failed call can remove them); returns ``written``."""
     import numpy as np
 
@@ -27,13 +27,14 @@ def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif",
     stem = out / obs.path.stem
     written.append(Path(f"{stem}_restored.png"))
     save_picture(written[-1], image, obs.alpha, obs.bits)
-    if result.kernel is not None:
-        kernel = result.kernel[0, 0].detach().float().cpu()
+    if result.kernel is not None:  # one kernel (k, k), or a field (G, H, k, k) drawn as its grid
+        kernel = result.kernel[0].detach().float().cpu()
+        grid = result.extras.get("kernel_grid", (1, 1))
         written.append(Path(f"{stem}_kernel.png"))
-        save_preview(kernel, written[-1], ncol=1)
+        save_preview(kernel.unsqueeze(1), written[-1], ncol=grid[1])
         written.append(Path(f"{stem}_kernel.npy"))
         with atomic_path(written[-1]) as tmp:
-            np.save(tmp, kernel.numpy())
+            np.save(tmp, kernel[0].numpy() if grid == (1, 1) else kernel.reshape(*grid, *kernel.shape[-2:]).numpy())
     trace = result.extras.get("trace")
     if trace is not None:
         written.append(Path(f"{stem}_trace.{trace_format}"))

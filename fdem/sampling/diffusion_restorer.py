@@ -151,12 +151,14 @@ class DiffusionRestorer(Restorer):
         if spec.sampler.sigma_floor > 0:
             sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).clamp_min(spec.sampler.sigma_floor / 255)
         canvas = spec.canvas
-        problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation)
+        problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation,
+                                        canvas.kernel_grid)
         prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))
         result = run_method(spec, prior, problem, kernel=None if spec.blind else kernel, seed=seed,
                             callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)
         result = cropped(result, offset, tuple(y.shape[-2:]))
-        return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace})
+        grid = {"kernel_grid": spec.canvas.kernel_grid} if spec.field and spec.blind else {}
+        return Restoration(result.image, result.kernel, result.particles, extras={"trace": result.trace, **grid})
 
 
 def check_option_names(method: str, options: dict) -> None:

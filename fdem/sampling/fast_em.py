@@ -28,9 +28,11 @@ import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
+from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import dirac
 from fdem.mstep import MStepConfig
 from fdem.problem import BlurProblem
+from fdem.sampling.field_em import field_em_hook
 from fdem.sampling.guidance import PiGDM, r2_schedule
 from fdem.sampling.loop import MStepHook, NoiseSource, predict_x0
 
@@ -59,12 +61,15 @@ def fast_em_lambda_scale(sigma: Tensor) -> Tensor:
 
 def fast_em_hook(problem: BlurProblem, schedule: Schedule, spec) -> MStepHook:
     """Steps 2 and 3 of Algorithm 2 for a :class:`~fdem.presets.RunSpec`: the warm-started M-step on the
-    particles at step ``i``, re-centred. Under the ``noise`` λ rule the denoiser's own λ is multiplied by
+    particles at step ``i``, re-centred (on a :class:`~fdem.field_problem.FieldProblem`, cell by cell,
+    :func:`~fdem.sampling.field_em.field_em_hook`). Under the ``noise`` λ rule the denoiser's own λ is multiplied by
     :func:`fast_em_lambda_scale`, per image (a ``lam`` given explicitly is used as it is). An over-relaxed M-step (``kernel_relax`` ≠ 1, docs/design.md) is
     plain at the last step, ``i = 0``: the last kernel fits the last image, no extrapolation past it."""
     em = spec.em
     r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = fast_em_lambda_scale(problem.sigma) if em.lam_rule == "noise" and em.mstep.lam is None else None
+    if isinstance(problem, FieldProblem):  # a kernel per cell (docs/design.md §19)
+        return field_em_hook(problem, schedule, spec, scale)
 
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
         return em.mstep.update(problem, u, init=kernel, weighting=em.weighting, r2=r2[i], recenter=True,

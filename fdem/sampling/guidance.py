@@ -99,13 +99,12 @@ class PiGDM:
         return (u + self.r2[i] * self.direction(u, problem, kernel, i)).clamp(0, 1)
 
     def direction(self, u: Tensor, problem: BlurProblem, kernel: Tensor, i: int) -> Tensor:
-        otf = problem.otf(kernel).unsqueeze(1)
         u_hat = torch.fft.rfft2(u)
         residual = problem.residual_spectrum(u, kernel, u_hat)
         noise = problem.sigma.clamp_min(SIGMA_FLOOR).square().reshape(-1, 1, 1, 1, 1)
         if self.kernel_uncertainty > 0:
             noise = noise + self.kernel_uncertainty * kernel_error_variance(u, u_hat, problem, kernel, self.chains)
-        return problem.image(otf.conj() * residual / (self.r2[i] * otf.abs().square() + noise))
+        return problem.pseudo_inverse(residual, kernel, self.r2[i], noise)
 
 
 def dps_weights(schedule: Schedule) -> list[float]:

@@ -83,9 +83,18 @@ def initial_kernel(problem: BlurProblem, spec: RunSpec, kernel: Tensor | None) -
         if spec.em.kernel_init in KERNEL_STARTS:
             return KERNEL_STARTS[spec.em.kernel_init](problem, spec)
         return dirac(batch, spec.em.mstep.kernel_size, y.device, y.dtype)
-    if kernel.dim() != 4 or kernel.shape[1] != 1 or kernel.shape[0] not in (1, batch) or kernel.shape[-1] != kernel.shape[-2]:
-        raise InputError(f"kernel must be (B, 1, k, k) or (1, 1, k, k) for {batch} images, got {tuple(kernel.shape)}")
+    cells = getattr(problem, "cells", 1)
+    if kernel.dim() != 4 or kernel.shape[1] not in (1, cells) or kernel.shape[0] not in (1, batch) or kernel.shape[-1] != kernel.shape[-2]:
+        raise InputError(f"kernel must be (B, {cells}, k, k) or (1, {cells}, k, k) for {batch} images"
+                         + (" (or one kernel per image, (B, 1, k, k))" if cells > 1 else "") + f", got {tuple(kernel.shape)}")
     return normalize_kernel(kernel.to(y.device, y.dtype)).expand(batch, -1, -1, -1).contiguous()
+
+
+def spread_over_cells(problem: BlurProblem, kernel: Tensor) -> Tensor:
+    """One kernel per image ``(B, 1, k, k)`` as the same kernel in every cell of a field problem
+    (``(B, M, k, k)``); a field, or a uniform problem's kernel, as it is."""
+    cells = getattr(problem, "cells", 1)
+    return kernel.expand(-1, cells, -1, -1).contiguous() if kernel.shape[1] == 1 and cells > 1 else kernel
 
 
 def sampling_schedule(spec: RunSpec, prior, device: torch.device) -> Schedule:
@@ -139,6 +148,7 @@ def run_method(
     if kernel_given is None and em.kernel_init == "coarse":  # kernel_given is None only for blind methods
         kernel = coarse_kernel(spec, problem, network_multiple(prior.net), lambda half, half_spec: loop(
             alternation_kernel(half, half_spec), fast_em_hook(half, schedule, half_spec), half)[1])
+    kernel = spread_over_cells(problem, kernel)
     if spec.em_kind == "fastem":
         for _ in range(em.passes):  # each pass starts from the last one's kernel
             samples, kernel = loop(kernel, fast_em_hook(problem, schedule, spec))

@@ -32,10 +32,7 @@ def chain_seeds(seeds: list[int], restarts: int) -> list[int]:
 
 def repeat_problem(problem: BlurProblem, restarts: int) -> BlurProblem:
     """The problem of ``K·B`` chains, chain-major: chain ``j`` of image ``b`` is row ``j·B + b``."""
-    observed = problem.observed
-    if observed is not None and observed.shape[0] > 1:
-        observed = observed.repeat(restarts, 1, 1, 1)
-    return BlurProblem(problem.measured.repeat(restarts, 1, 1, 1), problem.sigma.repeat(restarts), observed)
+    return problem.repeat(restarts)
 
 
 def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> SamplingResult:
