@@ -121,9 +121,13 @@ def psnr_of(image: np.ndarray, sharp: np.ndarray) -> float:
 
 
 def enlarge_kernel(kernel: np.ndarray, pixels: int = KERNEL_PIXELS) -> np.ndarray:
-    """A ``(k, k)`` kernel (any leading singleton axes) scaled to its maximum (negatives to 0) and
-    enlarged by nearest neighbour to at least ``pixels`` a side: its few pixels stay crisp squares."""
-    k = np.clip(np.asarray(kernel, dtype=np.float64).reshape(kernel.shape[-2:]), 0, None)
+    """A ``(k, k)`` kernel (any leading singleton axes; a square field ``(G·G, k, k)`` as its grid) scaled to
+    its maximum (negatives to 0) and enlarged by nearest neighbour to at least ``pixels`` a side: its few
+    pixels stay crisp squares."""
+    cells = np.asarray(kernel, dtype=np.float64).reshape(-1, *kernel.shape[-2:])
+    side = math.isqrt(len(cells))
+    size = cells.shape[-1]
+    k = np.clip(cells.reshape(side, side, size, size).transpose(0, 2, 1, 3).reshape(side * size, side * size), 0, None)
     top = k.max()
     k = k / top if top > 0 else k
     factor = max(1, math.ceil(pixels / max(k.shape)))

@@ -82,3 +82,30 @@ def test_kernels_grid_then_blur_fields_then_deblur_with_a_grid(files, sharp_png,
     assert "no verdict for a kernel field" in printed
     code, _, err = run_cli(["deblur", tmp_path / "obs" / "sharp_blurry.png", "--kernel-grid", "2x", "--out", out], capsys)
     assert code == 2 and "--kernel-grid" in err
+
+
+def test_a_field_benchmark_runs_every_row_and_scores_the_fields(files, tmp_path):  # noqa: F811
+    import pandas as pd
+    import yaml
+
+    from fdem.cli import main
+
+    nets = {"prior": str(files / "prior.pt"), "prior_config": str(files / "prior.yaml"), "kernel_size": 5,
+            "kernel_denoiser": str(files / "denoiser.pt"), "steps": 2}
+    config = {
+        "title": "field", "out": str(tmp_path / "out"), "metrics": ["psnr", "ssim"],
+        "data": {"images": "bundled", "num_images": 1, "size": 48, "kernels": "camera-shake", "kernel_size": 5,
+                 "kernel_grid": "2x2", "sigmas": [5], "blur": "scene"},
+        "methods": [{"method": "blurry", "options": {"kernel_size": 5}},
+                    {"method": "pigdm", "label": "true field", "options": {**nets, "preset": "field", "kernel_grid": "2x2"}},
+                    {"method": "fastem-pigdm", "label": "field", "options": {**nets, "preset": "field", "kernel_grid": "2x2"}},
+                    {"method": "alternation", "label": "per cell", "options": {"kernel_size": 5, "rounds": 1, "lam": 0,
+                                                                                "kernel_grid": "2x2"}}],
+        "trainer": {"accelerator": "cpu", "devices": 1},
+    }
+    path = tmp_path / "field.yaml"
+    path.write_text(yaml.safe_dump(config))
+    main(["bench", "--config", str(path), "--no-progress"])
+    rows = pd.read_csv(tmp_path / "out" / "rows.csv").set_index("method")
+    assert set(rows.index) == {"blurry", "true field", "field", "per cell"}
+    assert rows.loc[["field", "per cell"], "kernel_mse"].gt(0).all() and rows.loc[["field", "per cell"], "reblur"].notna().all()

@@ -354,3 +354,17 @@ def test_field_variants_prints_a_row_per_variant(tmp_path, capsys):
     rows = _table_rows(capsys.readouterr().out, "")
     assert [r[0] for r in rows[1:]] == ["kernel_grid=1x1 steps=2", "kernel_grid=2x2 steps=2"]
     assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows[1:])
+
+
+def test_field_picture_draws_three_grids(tmp_path, capsys):
+    from PIL import Image
+
+    from studies.kernel_field import field_picture
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(120, 120))
+    field_picture.main(["--images", str(photos), "--size", "64", "--kernel-size", "9", "--grid", "2x2",
+                        "--out", str(tmp_path / "field.png")])
+    printed = capsys.readouterr().out
+    assert "space-varying Fast EM: PSNR" in printed and "uniform Fast EM: PSNR" in printed
+    with Image.open(tmp_path / "field.png") as im:
+        assert im.size[0] > 2 * im.size[1]  # 6 kernels wide, 2 high

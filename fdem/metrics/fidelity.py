@@ -6,11 +6,14 @@ so that a benchmark averages per-image values (PSNR is averaged after the log, a
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from fdem.errors import InputError
+from fdem.kernel_field import field_blur, field_windows
 from fdem.kernel_ops import kernel_mse
 from fdem.physics import as_batch_sigma, blur
 
@@ -83,15 +86,18 @@ def reblur_loss(image: Tensor, kernel: Tensor, y: Tensor, sigma: float | Tensor)
     """Paper Eq. 34 per image: ``‖k ⊛ x − y‖² − σ²·C·H·W``, and the same divided by ``C·H·W``.
 
     ``image`` and ``y`` are ``(B, C, H, W)``, ``kernel`` ``(B, 1, k, k)`` (circular FFT blur,
-    :func:`fdem.physics.blur`), ``sigma`` a float or ``(B,)`` on the ``[0, 1]`` scale.
+    :func:`fdem.physics.blur`) or a square kernel field ``(B, G·G, k, k)`` on the image (:func:`fdem.kernel_field.field_blur`), ``sigma`` a float or ``(B,)`` on the ``[0, 1]`` scale.
     Returns ``(total (B,), per_pixel (B,))``; near 0 when the pair explains ``y`` up to the noise.
     """
     _check_pair(image, y, "reblur_loss")
-    if kernel.dim() != 4 or kernel.shape[1] != 1 or kernel.shape[0] not in (1, image.shape[0]):
-        raise InputError(f"reblur_loss needs kernels (B,1,k,k) or (1,1,k,k), got {tuple(kernel.shape)}")
+    side = math.isqrt(kernel.shape[1]) if kernel.dim() == 4 else 0
+    if kernel.dim() != 4 or side * side != kernel.shape[1] or kernel.shape[0] not in (1, image.shape[0]):
+        raise InputError(f"reblur_loss needs kernels (B,1,k,k) or (1,1,k,k), or square fields (B,G·G,k,k), got {tuple(kernel.shape)}")
     x = _precise(image)
     count = image.shape[1] * image.shape[2] * image.shape[3]
-    residual = (blur(x, kernel.to(x.dtype)) - y.to(x.dtype)).pow(2).sum(dim=(1, 2, 3))
+    kernel = kernel.to(x.dtype)
+    blurred = blur(x, kernel) if side == 1 else field_blur(x, kernel, field_windows(tuple(x.shape[-2:]), (side, side), like=x))
+    residual = (blurred - y.to(x.dtype)).pow(2).sum(dim=(1, 2, 3))
     noise = as_batch_sigma(sigma, image.shape[0], x).reshape(-1) ** 2 * count
     total = residual - noise
     return total.to(image.dtype), (total / count).to(image.dtype)
