@@ -51,6 +51,17 @@ def protocol_samples(images: str, count: int, sigmas: list[float], size: int = 1
     return [dm.dataset[i] for i in range(len(dm.dataset))]
 
 
+def field_samples(images: str, count: int, size: int, kernel_size: int, grid: str, seed: int) -> list[dict]:
+    """The kernel-field benchmark's samples (``configs/bench/kernel_field.yaml``'s data: scene blur through
+    seeded camera-shake fields with roll, kernel seed ``seed``, σ = 5/255, noise seed 0) on ``images``."""
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
+
+    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=size, kernels="camera-shake", kernel_size=kernel_size,
+                                 kernel_seed=seed, kernel_grid=grid, sigmas=[5], blur="scene", seed=0)
+    dm.setup("predict")
+    return [dm.dataset[i] for i in range(len(dm.dataset))]
+
+
 def add_crop_arguments(parser, count: int, size: int, kernel_size: int) -> None:
     """The flags of the photo-crop problems (:func:`crops`, seeded camera-shake kernels, noise):
     ``--count``, ``--size``, ``--scale``, ``--kernel-size``, ``--sigma`` (255 scale), with these defaults."""

@@ -59,7 +59,7 @@ ROWS = {
                                 "unrecognized arguments: --mode paper"),
     "deblur --preset on a classical method": (["deblur", "img.png", "--sigma", "5", "--method", "l0-anger", "--preset",
                                                "paper", "--out", "OUT"], "--preset applies to the diffusion samplers"),
-    "missing required flag": (["blur", "img.png", "--out", "OUT"], "the following arguments are required: --kernels"),
+    "missing required flag": (["blur", "img.png", "--out", "OUT"], "give exactly one of --kernels (a bank) and --fields"),
     "unknown command": (["deblurr", "img.png"], "invalid choice: 'deblurr'"),
     "no command": ([], "the following arguments are required: COMMAND"),
 }

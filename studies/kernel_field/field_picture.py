@@ -12,8 +12,7 @@ import argparse
 
 import torch
 
-from studies.common import run_script
-from studies.kernel_field.field_variants import field_samples
+from studies.common import field_samples, run_script
 
 
 def main(argv: list[str] | None = None) -> None:

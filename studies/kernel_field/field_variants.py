@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from studies.common import run_script
+from studies.common import field_samples, run_script
 
 
 def parse_variants(text: str) -> list[dict]:
@@ -29,16 +29,6 @@ def parse_variants(text: str) -> list[dict]:
                 options[key] = value
         variants.append(options)
     return variants
-
-
-def field_samples(images: str, count: int, size: int, kernel_size: int, grid: str, seed: int) -> list[dict]:
-    """The field benchmark's samples (configs/bench/kernel_field.yaml's data) on another folder."""
-    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
-
-    dm = BlurBenchmarkDataModule(images=images, num_images=count, size=size, kernels="camera-shake", kernel_size=kernel_size,
-                                 kernel_seed=seed, kernel_grid=grid, sigmas=[5], blur="scene", seed=0)
-    dm.setup("predict")
-    return [dm.dataset[i] for i in range(len(dm.dataset))]
 
 
 def main(argv: list[str] | None = None) -> None:
