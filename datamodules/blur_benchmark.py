@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from fdem.datamodules.images import rescale, resize_short_side
 from fdem.errors import InputError
 from fdem.imageio import DEFAULT_IMAGES, HELD_OUT_IMAGES, builtin_image, center_crop, list_images, load_image
-from fdem.kernel_field import field_blur, field_windows, parse_grid
+from fdem.kernel_field import parse_grid, scene_field_blur
 from fdem.physics import add_noise, blur
 from fdem.linear_light import to_linear, to_srgb
 from fdem.saturation import add_point_lights
@@ -115,13 +115,12 @@ class BlurBenchmarkDataset(Dataset):
     @staticmethod
     def blur(scene: Tensor, kernel: Tensor, entry: "ImageEntry") -> Tensor:
         """``scene (C, S, S)`` blurred by ``kernel (1, k, k)``, or by a field ``(M, k, k)`` whose grid
-        (square) is laid on the frame at the scene's centre (:func:`fdem.kernel_field.field_blur`)."""
+        (square) is laid on the frame at the scene's centre (:func:`fdem.kernel_field.scene_field_blur`)."""
         if kernel.shape[0] == 1:
             return blur(scene[None], kernel[None])[0]
         side = math.isqrt(kernel.shape[0])
         margin = ((scene.shape[-2] - entry.shape[-2]) // 2, (scene.shape[-1] - entry.shape[-1]) // 2)
-        windows = field_windows(tuple(scene.shape[-2:]), (side, side), (margin, tuple(entry.shape[-2:])), like=scene)
-        return field_blur(scene[None], kernel[None], windows)[0]
+        return scene_field_blur(scene[None], kernel[None], (side, side), (margin, tuple(entry.shape[-2:])))[0]
 
     def __getitem__(self, i: int) -> dict:
         s, entry, r, index = self.locate(i)

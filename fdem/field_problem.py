@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_field import blend, cell_axis, edge_taper, field_otf, field_windows, parse_grid, windowed_spectra
+from fdem.kernel_field import adjoint_of_spectrum, blend, blurred_spectrum, cell_axis, edge_taper, field_windows, parse_grid
+from fdem.physics import psf2otf
 from fdem.problem import BlurProblem
 
 
@@ -49,23 +50,21 @@ class FieldProblem(BlurProblem):
         if kernel.dim() != 4 or kernel.shape[1] != self.cells:
             raise InputError(f"a {self.grid[0]}x{self.grid[1]} field needs kernels (B, {self.cells}, k, k), got {tuple(kernel.shape)}")
         if kernel is not self._kernel:
-            self._kernel, self._otf = kernel, field_otf(kernel.to(self.y.dtype), self.shape)
+            self._kernel, self._otf = kernel, psf2otf(kernel.to(self.y.dtype), self.shape)
         return self._otf
 
     def forward(self, u: Tensor, kernel: Tensor) -> Tensor:
         """``A u`` for ``u (B, C, H, W)`` or particles ``(B, n, C, H, W)``."""
-        spectra = windowed_spectra(u, self.windows)
-        return self.image((cell_axis(self.otf(kernel), spectra) * spectra).sum(dim=-4))
+        return self.image(blurred_spectrum(u, self.otf(kernel), self.windows))
 
     def adjoint(self, spectrum: Tensor, kernel: Tensor) -> Tensor:
         """``Aᵀ v`` of ``v`` given by its spectrum ``(B, [n,] C, H, W')``."""
-        spectrum = spectrum.unsqueeze(-4)
-        return blend(self.image(cell_axis(self.otf(kernel), spectrum).conj() * spectrum), self.windows)
+        return adjoint_of_spectrum(spectrum, self.otf(kernel), self.windows)
 
     def residual_spectrum(self, u: Tensor, kernel: Tensor, u_hat: Tensor | None = None) -> Tensor:
         """The spectrum of ``y − A u_p`` for particles ``u (B, n, C, H, W)`` (``u_hat`` is not needed: each
         cell sees its own windowed image)."""
-        return self.y_hat.unsqueeze(1) - torch.fft.rfft2(self.forward(u, kernel))
+        return self.y_hat.unsqueeze(1) - blurred_spectrum(u, self.otf(kernel), self.windows)
 
     def pseudo_inverse(self, residual: Tensor, kernel: Tensor, r2: float, noise: Tensor) -> Tensor:
         """``Σ_m w_m ⊙ F⁻¹[conj(K_m)·V / (r²|K_m|² + noise)]`` (module notes)."""

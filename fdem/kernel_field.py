@@ -102,11 +102,6 @@ def cell_support(length: int, cells: int, index: int) -> tuple[int, int]:
     return start, stop
 
 
-def field_otf(field: Tensor, shape: tuple[int, int]) -> Tensor:
-    """The cells' OTFs ``(B, M, H, W//2 + 1)`` of a field ``(B, M, k, k)`` on a canvas of ``shape``."""
-    return psf2otf(field, shape)
-
-
 def windowed_spectra(u: Tensor, windows: Tensor) -> Tensor:
     """``F(w_m ⊙ u)`` for every cell: ``u (…, C, H, W)`` → ``(…, M, C, H, W//2 + 1)``."""
     return torch.fft.rfft2(u.unsqueeze(-4) * windows[:, None])
@@ -123,14 +118,29 @@ def blend(cell_images: Tensor, windows: Tensor) -> Tensor:
     return (cell_images * windows[:, None]).sum(dim=-4)
 
 
+def blurred_spectrum(u: Tensor, otf: Tensor, windows: Tensor) -> Tensor:
+    """``F(A u) = Σ_m K_m·F(w_m ⊙ u)`` of ``u (B, [n,] C, H, W)`` given the cells' OTFs ``(B, M, H, W')``."""
+    spectra = windowed_spectra(u, windows)
+    return (cell_axis(otf, spectra) * spectra).sum(dim=-4)
+
+
+def adjoint_of_spectrum(spectrum: Tensor, otf: Tensor, windows: Tensor) -> Tensor:
+    """``Aᵀ v = Σ_m w_m ⊙ F⁻¹[conj(K_m)·V]`` of ``v`` given by its spectrum ``(B, [n,] C, H, W')``."""
+    spectrum = spectrum.unsqueeze(-4)
+    return blend(torch.fft.irfft2(cell_axis(otf, spectrum).conj() * spectrum, s=windows.shape[-2:]), windows)
+
+
 def field_blur(x: Tensor, field: Tensor, windows: Tensor) -> Tensor:
     """``A x = Σ_m k_m ⊛ (w_m ⊙ x)`` of ``x (B, C, H, W)`` with a field ``(B or 1, M, k, k)``, circular."""
-    spectra = windowed_spectra(x, windows)
-    return torch.fft.irfft2((cell_axis(field_otf(field, x.shape[-2:]), spectra) * spectra).sum(dim=-4), s=x.shape[-2:])
+    return torch.fft.irfft2(blurred_spectrum(x, psf2otf(field, x.shape[-2:]), windows), s=x.shape[-2:])
 
 
 def field_blur_adjoint(v: Tensor, field: Tensor, windows: Tensor) -> Tensor:
     """``Aᵀ v = Σ_m w_m ⊙ (k̃_m ⊛ v)`` of ``v (B, C, H, W)``, circular."""
-    spectrum = torch.fft.rfft2(v).unsqueeze(-4)
-    otf = cell_axis(field_otf(field, v.shape[-2:]), spectrum)
-    return blend(torch.fft.irfft2(otf.conj() * spectrum, s=v.shape[-2:]), windows)
+    return adjoint_of_spectrum(torch.fft.rfft2(v), psf2otf(field, v.shape[-2:]), windows)
+
+
+def scene_field_blur(scene: Tensor, field: Tensor, grid: tuple[int, int], frame: tuple[tuple[int, int], tuple[int, int]]) -> Tensor:
+    """``scene (B, C, H, W)`` blurred through a field ``(B, M, k, k)`` whose ``grid`` is laid on the ``frame``
+    (``((top, left), (height, width))``) inside it: a camera's blur of the scene around its frame."""
+    return field_blur(scene, field, field_windows(tuple(scene.shape[-2:]), grid, frame, like=scene))

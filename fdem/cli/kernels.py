@@ -111,7 +111,7 @@ def blur_with_fields(args: argparse.Namespace, folder, sigma: float) -> None:
 
     from fdem.imageio import load_image, save_image
     from fdem.io_utils import atomic_path
-    from fdem.kernel_field import field_blur, field_windows
+    from fdem.kernel_field import scene_field_blur
     from fdem.kernels_gen.field import load_fields
     from fdem.physics import add_noise
 
@@ -131,8 +131,8 @@ def blur_with_fields(args: argparse.Namespace, folder, sigma: float) -> None:
             files = [out / f"{path.stem}_{name}" for name in ("blurry.npy", "field.npy", "blurry.png")]
             field = fields[i % len(fields)]
             frame = (img.shape[-2] - 2 * margin, img.shape[-1] - 2 * margin)
-            windows = field_windows(tuple(img.shape[-2:]), grid, ((margin, margin), frame), like=img)
-            blurred = field_blur(img[None], field.flatten(0, 1)[None], windows)[..., margin:-margin, margin:-margin]
+            blurred = scene_field_blur(img[None], field.flatten(0, 1)[None], grid, ((margin, margin), frame))
+            blurred = blurred[..., margin:-margin, margin:-margin]
             y = add_noise(blurred, sigma, generator=g)[0]
             for file, array in zip(files, (y, field)):
                 with atomic_path(file) as tmp:

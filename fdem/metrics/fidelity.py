@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from fdem.errors import InputError
-from fdem.kernel_field import field_blur, field_windows
+from fdem.kernel_field import scene_field_blur
 from fdem.kernel_ops import kernel_mse
 from fdem.physics import as_batch_sigma, blur
 
@@ -96,7 +96,7 @@ def reblur_loss(image: Tensor, kernel: Tensor, y: Tensor, sigma: float | Tensor)
     x = _precise(image)
     count = image.shape[1] * image.shape[2] * image.shape[3]
     kernel = kernel.to(x.dtype)
-    blurred = blur(x, kernel) if side == 1 else field_blur(x, kernel, field_windows(tuple(x.shape[-2:]), (side, side), like=x))
+    blurred = blur(x, kernel) if side == 1 else scene_field_blur(x, kernel, (side, side), ((0, 0), tuple(x.shape[-2:])))
     residual = (blurred - y.to(x.dtype)).pow(2).sum(dim=(1, 2, 3))
     noise = as_batch_sigma(sigma, image.shape[0], x).reshape(-1) ** 2 * count
     total = residual - noise
