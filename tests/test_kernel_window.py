@@ -66,3 +66,17 @@ def test_the_plan_names_both_stages(windowed):
     assert "the kernel on a 24x24 window: canvas" in line and "3 steps of 2 chains" in line
     assert "then the whole image with it: canvas" in line
     assert "window" not in plan_restoration(windowed, 24, 24, timed=False).line("x.png")
+
+
+def test_the_streak_start_is_found_on_the_whole_frame_not_the_window():
+    restorer = build_restorer("fastem-pigdm", "cpu", prior=Prior.of(tiny_unet()), preset="photo", kernel_size=15, lam=0,
+                              steps=2, kernel_window=32, kernel_init="streak")
+    y = torch.full((1, 3, 24, 60), 0.2)
+    y[..., 8:16, 6:18] += 0.2 * torch.rand(3, 8, 12, generator=torch.Generator().manual_seed(0))  # the window's detail
+    y[..., 10:13, 45] = 1.0  # a short vertical streak far from it
+    start = restorer._streak_start(y)
+    assert start is not None and start[0, 0, :, 7].sum() > 0.99  # the streak's column, centred
+    assert restorer._streak_start(torch.full((1, 3, 24, 60), 0.2)) is None  # no streak: the window's own start
+    plain = build_restorer("fastem-pigdm", "cpu", prior=restorer.prior, preset="photo", kernel_size=15, lam=0, steps=2,
+                           kernel_window=32)
+    assert plain._streak_start(y) is None

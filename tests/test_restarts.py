@@ -81,6 +81,36 @@ def test_one_restart_is_the_plain_run_and_the_trace_follows_the_chosen_chain():
     assert torch.allclose(traced.trace.kernel, chosen.trace.kernel, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["fastem-pigdm", "pigdm"])
+def test_combine_mean_keeps_the_chains_mean_image_and_kernel(method):
+    net = tiny_unet()
+    y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(6))
+    kernel = None if method.startswith("fastem") else torch.full((1, 1, 5, 5), 1 / 25)
+    mean = sample(method, net, y, 0.05, kernel=kernel, seed=[4, 11], restarts=2, combine="mean", trace_every=1, **OPTIONS)
+    chains = [sample(method, net, y, 0.05, kernel=kernel, seed=[4 + j * RESTART_SEED_STRIDE, 11 + j * RESTART_SEED_STRIDE],
+                     trace_every=1, **OPTIONS) for j in range(2)]
+    assert not torch.allclose(chains[0].image, chains[1].image, atol=1e-3)  # the chains do differ
+    assert torch.allclose(mean.image, (chains[0].image + chains[1].image) / 2, atol=1e-5)
+    assert mean.particles.shape == (2, 2, 3, 16, 16)
+    assert torch.allclose(mean.particles[:, 1], chains[1].particles[:, 0], atol=1e-5)
+    assert torch.allclose(mean.trace.x0, (chains[0].trace.x0 + chains[1].trace.x0) / 2, atol=1e-5)
+    if kernel is None:
+        assert torch.allclose(mean.kernel, (chains[0].kernel + chains[1].kernel) / 2, atol=1e-6)
+        assert torch.allclose(mean.kernel.sum(dim=(-2, -1)), torch.ones(2, 1), atol=1e-5)
+    else:
+        assert mean.kernel is None
+
+
+def test_a_bad_combine_is_refused_and_only_a_mean_is_recorded():
+    from fdem.presets import resolve
+
+    with pytest.raises(InputError, match="unknown combine 'median': choose one of best, mean"):
+        resolve("fastem-pigdm", "photo", combine="median")
+    assert "combine" not in resolve("fastem-pigdm", "photo").options()
+    assert resolve("pigdm", "photo", combine="mean").options()["combine"] == "mean"
+    assert resolve("fastem-pigdm", "photo").options(full=True)["combine"] == "best"
+
+
 @pytest.mark.parametrize("restarts", [0, -1, 1.5, True])
 def test_bad_restarts_are_refused(restarts):
     with pytest.raises(InputError, match="restarts must be an integer >= 1"):
@@ -96,6 +126,9 @@ def test_deblur_takes_restarts_and_refuses_a_bad_count(files, tmp_path, capsys):
     assert "of 2 chains side by side" in capsys.readouterr().out
     code, err = _run(common + ["--restarts", "0", "--out", str(tmp_path / "bad")], capsys)
     assert code == 2 and "restarts must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    code, err = _run(common + ["--restarts", "2", "--combine", "median", "--out", str(tmp_path / "bad")], capsys)
+    assert code == 2 and "unknown combine 'median': choose one of best, mean" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 

@@ -368,3 +368,14 @@ def test_field_picture_draws_three_grids(tmp_path, capsys):
     assert "space-varying Fast EM: PSNR" in printed and "uniform Fast EM: PSNR" in printed
     with Image.open(tmp_path / "field.png") as im:
         assert im.size[0] > 2 * im.size[1]  # 6 kernels wide, 2 high
+
+
+def test_blind_cells_prints_four_blurs(tmp_path, capsys):
+    from studies.verdict_cells import blind_cells
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(260, 260))
+    blind_cells.main(["--images", str(photos), "--count", "1", "--side", "256"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows[1:]] == ["one kernel", "roll 6-16 px", "roll 16-24 px", "4 independent kernels"]
+    assert rows[1][5].startswith("0.00")  # one kernel everywhere: the true cells do not differ
+    assert float(rows[4][5].split()[0]) > 0  # independent kernels do

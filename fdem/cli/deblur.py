@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Command-line flags that become method options (``--step-rule`` → ``step_rule``), parsed once into the
 # method's objects: a diffusion method's preset fields (:mod:`fdem.presets`), any method's own options.
-OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "steps", "lam", "lam_rule",
+OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "combine", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
            "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor",
@@ -277,6 +277,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--restarts", type=int, help="diffusion methods: run this many chains per image and keep the one that "
                    "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
                    "network calls and memory (default: the preset's)")
+    p.add_argument("--combine", help="with several chains: keep the best fit (best) or the "
+                   "chains' mean image and kernel (mean: a posterior mean, smoother) (default: the preset's)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: the preset's)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
                    "HQS iterations of each M-step, >= 0 (default: the preset's)")
@@ -317,7 +319,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--start", type=float, help="diffusion methods: start from the observation noised to start·T, in (0, 1]; "
                    "the --steps then cover [0, start·T] (1 = from pure noise; default: the preset's)")
     p.add_argument("--kernel-init", help="blind diffusion methods: where the kernel starts, dirac (the paper's), l0 (the l0 baseline's), "
-                   "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11) or coarse (Fast EM at half size, §14)")
+                   "alternation (the prior-free Wiener alternation's kernel; docs/design.md §11), coarse (Fast EM at half size, §14) "
+                   "or streak (the clipped light streaks of a night photo, on the whole photo; the alternation's where there are none, §15)")
     p.add_argument("--kernel-relax", type=float, help="blind diffusion methods: over-relaxation γ of each M-step from its "
                    "warm start, in (0, 4) (1: the paper's; default: the preset's; docs/design.md §12)")
     p.add_argument("--kernel-uncertainty", type=float, help="blind PiGDM methods: kappa >= 0, how far the guidance "

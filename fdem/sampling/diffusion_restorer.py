@@ -135,15 +135,26 @@ class DiffusionRestorer(Restorer):
         from fdem.sampling.kernel_window import best_windows, crop_windows, window_size
 
         if not self.spec.windowed(*y.shape[-2:]):
-            return self._run(self.spec, y, sigma, kernel, seed, callback)
+            return self._run(self.spec, y, sigma, None if self.spec.blind else kernel, seed, callback)
         size = window_size(self.spec.em.kernel_window, *y.shape[-2:])
         corners = best_windows(y, size, self.spec.canvas.saturation, self.kernel_size)
-        found = self._run(self.spec, crop_windows(y, corners, size), sigma, None, seed, callback).kernel
+        found = self._run(self.spec, crop_windows(y, corners, size), sigma, self._streak_start(y), seed, callback).kernel
         whole = self._run(self.spec.whole_image_pass(), y, sigma, found, seed, callback)
         return replace(whole, kernel=found, extras={**whole.extras, "kernel_window": (corners, size)})
 
+    def _streak_start(self, y: Tensor) -> Tensor | None:
+        """With the ``streak`` kernel start, the light streaks of the *whole* frame (the window of most detail
+        avoids clipped lamps) when every image has some; else None (the window's own start)."""
+        from fdem.light_streaks import STREAK_LEVEL, streak_kernel
+
+        if self.spec.em.kernel_init != "streak":
+            return None
+        kernel, found = streak_kernel(y, self.kernel_size, self.spec.canvas.saturation or STREAK_LEVEL)
+        return kernel if bool(found.all()) else None
+
     def _run(self, spec: RunSpec, y: Tensor, sigma, kernel: Tensor | None, seed, callback) -> Restoration:
-        """``spec`` on ``y``'s canvas (padded as its border says, the network tiled as planned), cropped back."""
+        """``spec`` on ``y``'s canvas (padded as its border says, the network tiled as planned), cropped back;
+        ``kernel``: the true one for a non-blind ``spec``, a start (or None) for a blind one."""
         from fdem.sampling.methods import run_method
         from fdem.sampling.padded import cropped, padded_problem
 
@@ -154,7 +165,7 @@ class DiffusionRestorer(Restorer):
         problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation,
                                         canvas.kernel_grid)
         prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))
-        result = run_method(spec, prior, problem, kernel=None if spec.blind else kernel, seed=seed,
+        result = run_method(spec, prior, problem, kernel=kernel, seed=seed,
                             callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)
         result = cropped(result, offset, tuple(y.shape[-2:]))
         grid = {"kernel_grid": spec.canvas.kernel_grid} if spec.field and spec.blind else {}

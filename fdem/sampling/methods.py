@@ -29,6 +29,7 @@ from fdem.devices import synchronize
 from fdem.diffusion import Schedule, start_schedule_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel
+from fdem.light_streaks import STREAK_LEVEL, streak_kernel
 from fdem.padding import network_multiple
 from fdem.physics import check_kernel_fits
 from fdem.presets import RunSpec
@@ -38,7 +39,7 @@ from fdem.sampling.diffusion_em import run_diffusion_em
 from fdem.sampling.fast_em import fast_em_hook
 from fdem.sampling.guidance import make_guidance
 from fdem.sampling.loop import NoiseSource, StepCallback, generator_noise, run_loop
-from fdem.sampling.restarts import chain_seeds, keep_best, repeat_problem
+from fdem.sampling.restarts import average_chains, chain_seeds, keep_best, repeat_problem
 from fdem.sampling.result import SamplingResult, TraceRecorder
 
 
@@ -69,12 +70,23 @@ def l0_kernel(problem: BlurProblem, spec: RunSpec) -> Tensor:
     return estimate_kernel_l0(grey, spec.em.mstep.kernel_size, make_params())
 
 
-KERNEL_STARTS = {"alternation": alternation_kernel, "l0": l0_kernel}  # kernel_init → estimator (the Dirac aside)
+def streak_start(problem: BlurProblem, spec: RunSpec) -> Tensor:
+    """The ``(B, 1, k, k)`` mean of the clipped light streaks of ``y`` (at the saturation level, or
+    :data:`~fdem.light_streaks.STREAK_LEVEL`; :mod:`fdem.light_streaks`); the alternation's kernel for an
+    image without any: the ``"streak"`` kernel start."""
+    level = spec.canvas.saturation or STREAK_LEVEL
+    kernel, found = streak_kernel(problem.measured, spec.em.mstep.kernel_size, level)
+    if bool(found.all()):
+        return kernel
+    return torch.where(found[:, None, None, None], kernel, alternation_kernel(problem, spec))
+
+
+KERNEL_STARTS = {"alternation": alternation_kernel, "l0": l0_kernel, "streak": streak_start}  # kernel_init → estimator (the Dirac aside)
 
 
 def initial_kernel(problem: BlurProblem, spec: RunSpec, kernel: Tensor | None) -> Tensor:
     """The kernel a run starts from, ``(B, 1, k, k)``: the true one (non-blind), a given start, or the
-    EM's ``kernel_init`` (a Dirac of the M-step's size, the alternation's or ℓ0's; for ``coarse`` a Dirac
+    EM's ``kernel_init`` (a Dirac of the M-step's size, the alternation's, ℓ0's or the light streaks'; for ``coarse`` a Dirac
     here, replaced by :func:`run_method` with the half-size pass's kernel, which needs the prior)."""
     batch, y = problem.y.shape[0], problem.y
     if kernel is None:
@@ -122,7 +134,8 @@ def run_method(
     ``callback(u, kernel)`` runs after every step (e.g. a progress bar); ``trace_every > 0`` records
     a :class:`~fdem.sampling.result.Trace`. ``noise`` replaces the per-image generators (a test's
     injected noise, :data:`~fdem.sampling.loop.NoiseSource`). With ``restarts`` = K, K chains per
-    image run as one batch and the one of smallest data misfit is kept (:mod:`fdem.sampling.restarts`).
+    image run as one batch and the one of smallest data misfit is kept, or with ``combine = mean`` their
+    mean (:mod:`fdem.sampling.restarts`).
     Fast EM runs ``passes`` times, each pass from the last kernel; with ``refine`` a blind run is followed
     by a non-blind one with its last kernel (fresh draws).
     """
@@ -161,6 +174,8 @@ def run_method(
     synchronize(device)
     trace = recorder.trace(blind=spec.blind) if recorder else None
     result = SamplingResult(spec.method, samples.mean(dim=1), samples, kernel if spec.blind else None, 0.0, trace)
-    if em.restarts > 1:
+    if em.restarts > 1 and em.combine == "mean":
+        result = average_chains(result, em.restarts)
+    elif em.restarts > 1:
         result = keep_best(result, problem.misfit(result.image, kernel), em.restarts)
     return replace(result, seconds=time.perf_counter() - began)

@@ -1,0 +1,141 @@
+"""Can kernels estimated blind in each cell, from the blurry image alone, tell blur that varies across
+the frame from one blur? ``l0-anger``'s kernel estimation on each cell of a grid (cells of at least
+128 px, at most 3×3), on BSDS500 photographs resized to 384 px on the long side, blurred (scene blur,
+σ = 5/255) four ways: one camera-shake kernel; a 3×3 camera-shake field with roll (the corner
+travelling 6–16 px, ``kernels_gen/field.py``); the same with 16–24 px; four independent kernels on a
+2×2 grid (as different as blur gets). Printed: the median and range, over images, of three statistics of
+the cells' kernels (the largest relative ℓ2 distance of a centred cell kernel from the cells' mean;
+the largest distance of a cell's second-moment matrix from the mean one, over its trace + 1 px²; the
+orientation coherence of the cells' elongations, 1 when all point the same way; the largest kernel MSE
+between two cells relative to a Dirac's), the last also of the true kernels, and the cells' kernel
+error against the truth relative to a Dirac's. A statistic that separates the cases has ranges
+that do not overlap.
+
+    python -m studies.verdict_cells.blind_cells --images ../shared/data/bsds500/val --count 16
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import Tensor
+
+from studies.common import run_script
+
+KERNEL = 33
+MIN_CELL = 128  # px: the crops on which l0-anger's kernels were measured (docs/results.md)
+
+
+def moments(kernels: Tensor) -> Tensor:
+    """``(N, 2, 2)``: each ``(N, 1, k, k)`` kernel's second-moment matrix about its centre of mass (px²)."""
+    from fdem.kernel_ops import normalize_kernel
+
+    k = normalize_kernel(kernels.clamp_min(0))[:, 0]
+    axis = torch.arange(k.shape[-1], dtype=k.dtype)
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
+    dr = rows - (k * rows).sum((-2, -1))[:, None, None]
+    dc = cols - (k * cols).sum((-2, -1))[:, None, None]
+    entries = [(k * a * b).sum((-2, -1)) for a, b in ((dr, dr), (dr, dc), (dc, dr), (dc, dc))]
+    return torch.stack(entries, dim=-1).reshape(-1, 2, 2)
+
+
+def statistics(kernels: Tensor) -> dict[str, float]:
+    """The three disagreement statistics of one image's cell kernels ``(G, 1, k, k)``."""
+    from fdem.kernel_ops import normalize_kernel, recenter
+
+    centred = recenter(normalize_kernel(kernels))
+    mean = centred.mean(0, keepdim=True)
+    l2 = ((centred - mean).flatten(1).norm(dim=1) / mean.flatten(1).norm(dim=1)).max()
+    second = moments(kernels)
+    average = second.mean(0)
+    spread = ((second - average).flatten(1).norm(dim=1) / (average.trace() + 1)).max()
+    values, vectors = torch.linalg.eigh(second)
+    elongation = (values[:, 1] - values[:, 0]) / (values.sum(1) + 1)
+    angle = 2 * torch.atan2(vectors[:, 1, 1], vectors[:, 0, 1])
+    doubled = torch.stack([elongation * angle.cos(), elongation * angle.sin()], 1)
+    coherence = doubled.mean(0).norm() / elongation.mean().clamp_min(1e-9)
+    return {"l2 spread": float(l2), "moment spread": float(spread), "coherence": float(coherence),
+            "pair / Dirac's": pair_distance(kernels)}
+
+
+def pair_distance(kernels: Tensor) -> float:
+    """The largest kernel MSE between two cells' kernels, over the mean of their MSEs from a Dirac (the
+    benchmark's kernel error, in units of "no kernel at all")."""
+    from fdem.kernel_ops import dirac, kernel_mse
+
+    point = dirac(1, kernels.shape[-1], dtype=kernels.dtype)
+    from_point = kernel_mse(point.expand_as(kernels), kernels)
+    return max(float(kernel_mse(kernels[i:i + 1], kernels[j:j + 1])[0] / (0.5 * (from_point[i] + from_point[j])))
+               for i in range(len(kernels)) for j in range(i + 1, len(kernels)))
+
+
+def cell_kernels(y: Tensor, grid: tuple[int, int]) -> Tensor:
+    """``(G, 1, k, k)``: l0-anger's kernel estimated on each cell of the grey image, separately."""
+    from fdem.baselines.l0_anger import L0Params, estimate_kernel_l0
+
+    rows, cols = grid
+    h, w = y.shape[-2] // rows, y.shape[-1] // cols
+    grey = y.mean(dim=1, keepdim=True)
+    cells = torch.cat([grey[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(rows) for j in range(cols)])
+    return estimate_kernel_l0(cells, KERNEL, L0Params())
+
+
+def cases(index: int, frame: tuple[int, int]) -> dict[str, tuple[Tensor, tuple[int, int]]]:
+    """The four blurs of image ``index``: name → (field ``(1, M, k, k)``, its grid)."""
+    from kernels_gen.camera_shake import CameraShake
+    from kernels_gen.field import CameraShakeField
+
+    one = CameraShake(KERNEL).sample(1, 100 + index).reshape(1, 1, KERNEL, KERNEL)
+    return {
+        "one kernel": (one.expand(1, 9, KERNEL, KERNEL), (3, 3)),
+        "roll 6-16 px": (CameraShakeField(KERNEL, (3, 3), frame).sample(1, 100 + index), (3, 3)),
+        "roll 16-24 px": (CameraShakeField(KERNEL, (3, 3), frame, roll_px=(16, 24)).sample(1, 100 + index), (3, 3)),
+        "4 independent kernels": (CameraShake(KERNEL).sample(4, 500 + 4 * index).reshape(1, 4, KERNEL, KERNEL), (2, 2)),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch.nn.functional as F
+
+    from fdem.imageio import list_images, load_image
+    from fdem.kernel_field import scene_field_blur
+    from fdem.kernel_ops import dirac, kernel_mse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", required=True)
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--side", type=int, default=384, help="long side the photographs are resized to")
+    args = p.parse_args(argv)
+    pad = KERNEL // 2
+    found: dict[str, dict[str, list[float]]] = {}
+    for index, path in enumerate(list_images(args.images)[:args.count]):
+        x = load_image(path)[None]
+        x = F.interpolate(x, scale_factor=args.side / max(x.shape[-2:]), mode="bilinear", antialias=True).clamp(0, 1)
+        frame = tuple(x.shape[-2:])
+        grid = tuple(max(1, min(3, side // MIN_CELL)) for side in frame)
+        scene = F.pad(x, (pad,) * 4, mode="reflect")
+        noise = torch.Generator().manual_seed(index)
+        for name, (field, field_grid) in cases(index, frame).items():
+            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
+            y = (y + 5 / 255 * torch.randn(y.shape, generator=noise)).clamp(0, 1)
+            kernels = cell_kernels(y, grid)
+            row = found.setdefault(name, {})
+            for stat, value in statistics(kernels).items():
+                row.setdefault(stat, []).append(value)
+            row.setdefault("true pair / Dirac's", []).append(pair_distance(field[0, :, None]))
+            if name == "one kernel":
+                truth = field[:, :1]
+                relative = kernel_mse(kernels, truth) / kernel_mse(dirac(1, KERNEL), truth)
+                row.setdefault("cell error / Dirac's", []).extend(relative.tolist())
+    stats = list(found["one kernel"])
+    print(f"{args.count} images, median [min, max] over images (the error: over cells)\n")
+    print("| blur | " + " | ".join(stats) + " |")
+    print("|---|" + "---|" * len(stats))
+    for name, row in found.items():
+        cells = [f"{torch.tensor(row[s]).median():.2f} [{min(row[s]):.2f}, {max(row[s]):.2f}]" if s in row else "–" for s in stats]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    run_script(main)
