@@ -27,7 +27,6 @@ from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, SIGMA255_MAX, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
-QUIET_DEFAULTS = {"combine": "best", "mstep_delay": 0.0}  # EM options recorded only away from these (newer than most runs)
 COMBINES = ("best", "mean")  # several chains per image: the one of best data fit, or their mean (fdem.sampling.restarts)
 KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # the paper's Dirac, the prior-free alternation's, ℓ0's,
 # Fast EM's at half size, or the clipped light streaks' (the alternation's where an image has none)
@@ -85,8 +84,6 @@ class EMSpec:
     kernel's start; ``kernel_relax`` γ ∈ (0, 4): the over-relaxed update (1: the paper's);
     ``particles`` n per image; ``restarts``: chains per image; ``combine``: what is kept of them, ``best``
     (the chain of smallest data misfit) or ``mean`` (the chains' mean image and kernel, a posterior mean);
-    ``mstep_delay`` ∈ [0, 1): Fast EM's share of the steps run before the first M-step (the kernel held at
-    its start while x̂ is still the blurry image, :func:`fdem.sampling.fast_em.fast_em_hook`; 0: the paper's);
     ``em_iters``: Diffusion EM's rounds L; ``kernel_uncertainty`` κ ≥ 0: ΠGDM's noise includes the
     kernel's error, scaled by κ (0: the kernel taken as exact, the paper's; DPS methods ignore it,
     :mod:`fdem.sampling.kernel_uncertainty`); ``passes``: Fast EM runs per image, each started from the
@@ -106,7 +103,6 @@ class EMSpec:
     particles: int = 1
     restarts: int = 1
     combine: str = "best"
-    mstep_delay: float = 0.0
     em_iters: int = 10
     kernel_uncertainty: float = 0.0
     passes: int = 1
@@ -122,9 +118,6 @@ class EMSpec:
             check_int(self.kernel_window, "kernel_window", 2 * self.mstep.kernel_size)
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
         _choice(self.combine, "combine", COMBINES)
-        object.__setattr__(self, "mstep_delay", check_float(self.mstep_delay, "mstep_delay", 0, 1))
-        if self.mstep_delay == 1:
-            raise InputError("mstep_delay must be in [0, 1): at 1 no M-step runs (use a non-blind method with the kernel)")
         object.__setattr__(self, "kernel_uncertainty",
                            check_float(self.kernel_uncertainty, "kernel_uncertainty", 0, MAX_KERNEL_UNCERTAINTY))
         if not isinstance(self.refine, bool):
@@ -356,8 +349,8 @@ class RunSpec:
     def options(self, full: bool = False) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
         for it), with the preset's name first: what rows, manifests and ``--show`` record. The field options
-        (``kernel_grid``, ``field_shrink``) appear only for a field and those of :data:`QUIET_DEFAULTS` only
-        away from their default, unless ``full`` (``fdem presets``' table): records of runs made before these options existed stay valid."""
+        (``kernel_grid``, ``field_shrink``) appear only for a field and ``combine`` only when it is not ``best``,
+        unless ``full`` (``fdem presets``' table): records of runs made before these options existed stay valid."""
         em = {k: v for k, v in asdict(self.em).items() if k != "mstep"}
         mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
         if self.em_kind != "diffem":
@@ -371,9 +364,8 @@ class RunSpec:
         if not (self.field or full):  # a uniform run's record stays as it was before fields existed
             em.pop("field_shrink")
             canvas.pop("kernel_grid")
-        for name, default in QUIET_DEFAULTS.items():
-            if getattr(self.em, name) == default and not full:
-                em.pop(name)
+        if self.em.combine == "best" and not full:
+            em.pop("combine")
         if not self.blind:
             em, mstep = {k: em[k] for k in ("particles", "restarts", "combine") if k in em}, {}
         return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **canvas}

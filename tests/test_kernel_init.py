@@ -104,18 +104,3 @@ def test_the_coarse_start_is_fast_em_at_half_size_enlarged():
     assert r.kernel.shape == (2, 1, 5, 5) and len(steps) == 6  # 3 steps at half size, 3 at full size
     assert steps[0].shape[-1] == 3 and steps[-1].shape[-1] == 5
     assert resolve("fastem-pigdm", "photo", kernel_init="coarse").network_calls() == 50  # per chain: 25 + 25
-
-
-def test_an_mstep_delay_holds_the_kernel_at_its_start_for_that_share_of_the_steps():
-    y = blurred()
-    net = tiny_unet()
-    start = alternation_kernel(BlurProblem(y, 0.02), resolve("fastem-pigdm", "tuned", kernel_size=5, lam=0))
-    options = dict(OPTIONS, steps=4)
-    delayed = sample("fastem-pigdm", net, y, 0.02, seed=4, kernel=start, mstep_delay=0.5, trace_every=1, **options)
-    kernels = delayed.trace.kernel  # (T, B, 1, k, k) after each step
-    assert torch.equal(kernels[0], start) and torch.equal(kernels[1], start)  # steps i = 3, 2: no M-step
-    assert not torch.allclose(kernels[2], start, atol=1e-4)  # from i = 1 on, the M-step runs
-    plain = sample("fastem-pigdm", net, y, 0.02, seed=4, kernel=start, mstep_delay=0.0, trace_every=1, **options)
-    assert not torch.allclose(plain.trace.kernel[0], start, atol=1e-4)
-    with pytest.raises(InputError, match=r"mstep_delay must be in \[0, 1\)"):
-        resolve("fastem-pigdm", "photo", mstep_delay=1.0)

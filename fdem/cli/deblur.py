@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # Command-line flags that become method options (``--step-rule`` → ``step_rule``), parsed once into the
 # method's objects: a diffusion method's preset fields (:mod:`fdem.presets`), any method's own options.
-OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "combine", "mstep_delay", "steps", "lam", "lam_rule",
+OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "combine", "steps", "lam", "lam_rule",
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
            "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor",
@@ -279,8 +279,6 @@ def add_parsers(sub) -> None:
                    "network calls and memory (default: the preset's)")
     p.add_argument("--combine", help="with several chains: keep the best fit (best) or the "
                    "chains' mean image and kernel (mean: a posterior mean, smoother) (default: the preset's)")
-    p.add_argument("--mstep-delay", type=float, help="Fast EM: share of the steps run before the first M-step, in [0, 1) "
-                   "(the kernel held at its start meanwhile; 0: the paper's; default: the preset's)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: the preset's)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
                    "HQS iterations of each M-step, >= 0 (default: the preset's)")

@@ -64,19 +64,14 @@ def fast_em_hook(problem: BlurProblem, schedule: Schedule, spec) -> MStepHook:
     particles at step ``i``, re-centred (on a :class:`~fdem.field_problem.FieldProblem`, cell by cell,
     :func:`~fdem.sampling.field_em.field_em_hook`). Under the ``noise`` λ rule the denoiser's own λ is multiplied by
     :func:`fast_em_lambda_scale`, per image (a ``lam`` given explicitly is used as it is). An over-relaxed M-step (``kernel_relax`` ≠ 1, docs/design.md) is
-    plain at the last step, ``i = 0``: the last kernel fits the last image, no extrapolation past it. With
-    ``mstep_delay`` the first steps keep the kernel as it started (x̂ is still the blurry image there)."""
+    plain at the last step, ``i = 0``: the last kernel fits the last image, no extrapolation past it."""
     em = spec.em
     r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = fast_em_lambda_scale(problem.sigma) if em.lam_rule == "noise" and em.mstep.lam is None else None
     if isinstance(problem, FieldProblem):  # a kernel per cell (docs/design.md §19)
         return field_em_hook(problem, schedule, spec, scale)
 
-    first_mstep = round(spec.sampler.steps * (1 - em.mstep_delay))  # steps i count down to 0
-
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
-        if i >= first_mstep:  # ``mstep_delay``: the kernel held at its start
-            return kernel
         return em.mstep.update(problem, u, init=kernel, weighting=em.weighting, r2=r2[i], recenter=True,
                                lam_scale=scale, relax=em.kernel_relax if i > 0 else 1.0)
 
