@@ -13,7 +13,6 @@ and the image does not tear where the windows meet.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
