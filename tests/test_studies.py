@@ -379,3 +379,14 @@ def test_blind_cells_prints_four_blurs(tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["one kernel", "roll 6-16 px", "roll 16-24 px", "4 independent kernels"]
     assert rows[1][5].startswith("0.00")  # one kernel everywhere: the true cells do not differ
     assert float(rows[4][5].split()[0]) > 0  # independent kernels do
+
+
+def test_lamp_model_compares_four_data_terms(tmp_path, capsys):
+    from studies.saturation import lamp_model
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(200, 200))
+    lamp_model.main(["--images", str(photos), "--count", "1", "--size", "64", "--kernel-size", "9", "--rounds", "2"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows[1:]] == ["every pixel data", "mask (kernel box)", "lamps from the streaks, clipped pixels masked",
+                                        "true scene with its lamps, clipped pixels masked"]
+    assert rows[1][3] == "1.00×" and all(float(r[1]) > 0 for r in rows[1:])
