@@ -72,6 +72,47 @@ def add_crop_arguments(parser, count: int, size: int, kernel_size: int) -> None:
     parser.add_argument("--sigma", type=float, default=5.0, help="255 scale")
 
 
+def mstep_arguments(description: str, count: int = 12):
+    """The parsed flags of the M-step-alone checks on the saturated-lamp scenes: ``--images``, ``--count``,
+    ``--size``, ``--kernel-size``, ``--rounds``."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--images", required=True)
+    p.add_argument("--count", type=int, default=count)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--kernel-size", type=int, default=33)
+    p.add_argument("--rounds", type=int, default=8, help="margin refills and M-steps")
+    return p
+
+
+def mstep_alone(y, image, seen, kernel_size: int, rounds: int, shown=None):
+    """The ``(1, 1, k, k)`` kernel of ``rounds`` margin refills and M-steps (σ = 5/255, from a Dirac) with
+    ``image`` as x̂ and ``seen`` the observed mask (None: every pixel); ``shown(kernel)`` replaces ``image``
+    by what the M-step should see given the current kernel."""
+    from fdem.kernel_ops import dirac
+    from fdem.mstep import MStepConfig
+    from fdem.verdict import edge_pad, margin_problem
+
+    mstep = MStepConfig(kernel_size=kernel_size, recenter="bilinear")
+    problem, kernel = margin_problem(y, torch.tensor([5 / 255]), kernel_size, seen), dirac(1, kernel_size)
+    for _ in range(rounds):
+        particles = edge_pad(image if shown is None else shown(kernel), kernel_size // 2)[:, None]
+        problem.impute(particles, kernel)
+        kernel = mstep.update(problem, particles, init=kernel, weighting="official", r2=0.0, recenter=True)
+    return kernel
+
+
+def print_against_first(header: str, errors: dict[str, list[float]]) -> None:
+    """A table of each row's mean and median kernel MSE and its mean over the first row's."""
+    print(f"| {header} | mean kernel MSE | median | against {next(iter(errors))} |")
+    print("|---|---|---|---|")
+    base = torch.tensor(next(iter(errors.values()))).mean()
+    for name, values in errors.items():
+        v = torch.tensor(values)
+        print(f"| {name} | {v.mean():.3g} | {v.median():.3g} | {float(v.mean() / base):.2f}× |")
+
+
 def make_problems(size: int, kernel_size: int, per_image: int, sigma: float, seed: int = 0):
     """``(sharp, kernels, y)``: centre crops of the held-out photographs, seeded camera-shake kernels
     and noisy observations, deterministic from ``seed`` (prior_check, step_profile, equality_floor)."""

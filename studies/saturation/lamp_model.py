@@ -18,14 +18,12 @@ to every pixel as data.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 from scipy import ndimage
 from torch import Tensor
 
-from studies.common import protocol_samples, run_script
+from studies.common import mstep_alone, mstep_arguments, print_against_first, protocol_samples, run_script
 
 LEVEL = 0.98
 
@@ -75,21 +73,11 @@ def with_lamps(x: Tensor, y: Tensor, kernel: Tensor, found: list[tuple[int, int]
 
 
 def main(argv: list[str] | None = None) -> None:
-    from fdem.kernel_ops import dirac, kernel_mse
-    from fdem.mstep import MStepConfig
+    from fdem.kernel_ops import kernel_mse
     from fdem.saturation import observed_mask
-    from fdem.verdict import edge_pad, margin_problem
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", required=True)
-    p.add_argument("--count", type=int, default=12)
-    p.add_argument("--size", type=int, default=128)
-    p.add_argument("--kernel-size", type=int, default=33)
-    p.add_argument("--rounds", type=int, default=8, help="margin refills and M-steps")
-    args = p.parse_args(argv)
+    args = mstep_arguments(__doc__.splitlines()[0]).parse_args(argv)
     k = args.kernel_size
-    mstep = MStepConfig(kernel_size=k, recenter="bilinear")
-    sigma = torch.tensor([5 / 255])
     names = ("every pixel data", "mask (kernel box)", "lamps from the streaks, clipped pixels masked",
              "true scene with its lamps, clipped pixels masked")
     errors: dict[str, list[float]] = {name: [] for name in names}
@@ -98,22 +86,12 @@ def main(argv: list[str] | None = None) -> None:
         bounded = sharp.clamp(0, 1)
         found, lamp_mask = lamps(y, k)
         clipped_only = 1 - (y >= LEVEL).any(dim=1, keepdim=True).to(y)
-        runs = {names[0]: (bounded, None, False), names[1]: (bounded, observed_mask(y, LEVEL, k), False),
-                names[2]: (bounded, lamp_mask, True), names[3]: (sharp, clipped_only, False)}
-        for name, (image, seen, modelled) in runs.items():
-            problem, kernel = margin_problem(y, sigma, k, seen), dirac(1, k)
-            for _ in range(args.rounds):
-                shown = with_lamps(image, y, kernel, found, lamp_mask) if modelled else image
-                particles = edge_pad(shown, k // 2)[:, None]
-                problem.impute(particles, kernel)
-                kernel = mstep.update(problem, particles, init=kernel, weighting="official", r2=0.0, recenter=True)
-            errors[name].append(float(kernel_mse(kernel, truth)[0]))
-    print("| the M-step's image and data | mean kernel MSE | median | against every pixel |")
-    print("|---|---|---|---|")
-    base = torch.tensor(errors[names[0]]).mean()
-    for name, values in errors.items():
-        v = torch.tensor(values)
-        print(f"| {name} | {v.mean():.3g} | {v.median():.3g} | {float(v.mean() / base):.2f}× |")
+        runs = {names[0]: (bounded, None, None), names[1]: (bounded, observed_mask(y, LEVEL, k), None),
+                names[2]: (bounded, lamp_mask, lambda kernel: with_lamps(bounded, y, kernel, found, lamp_mask)),
+                names[3]: (sharp, clipped_only, None)}
+        for name, (image, seen, shown) in runs.items():
+            errors[name].append(float(kernel_mse(mstep_alone(y, image, seen, k, args.rounds, shown), truth)[0]))
+    print_against_first("the M-step's image and data", errors)
 
 
 if __name__ == "__main__":
