@@ -387,17 +387,3 @@ def resolve(method: str, preset_name: str = DEFAULT_PRESET, **overrides) -> RunS
         _replace_em(base.em, pick(EM_FIELDS + MSTEP_FIELDS)),
         replace(base.canvas, **pick(CANVAS_FIELDS)),
     )
-
-
-def presets_table(method: str = "fastem-pigdm") -> str:
-    """A markdown table of every preset's resolved options for ``method`` (``fdem presets``)."""
-    specs = [resolve(method, name) for name in PRESETS]
-    rows = [s.options(full=True) for s in specs]
-    names = list(rows[0])
-    lines = ["| option | " + " | ".join(r["preset"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
-    lines += ["| " + name + " | " + " | ".join(_text(r[name]) for r in rows) + " |" for name in names[1:]]
-    return "\n".join(lines)
-
-
-def _text(value) -> str:
-    return "—" if value is None else str(value)

@@ -241,9 +241,20 @@ def show_line(restorer) -> str:
     return "\n".join(f"{k}: {json.dumps(v)}" for k, v in restorer.params().items())
 
 
+def presets_table(method: str) -> str:
+    """A markdown table of every preset's resolved options for ``method`` (``fdem presets``)."""
+    from fdem.presets import PRESETS, resolve
+
+    rows = [resolve(method, name).options(full=True) for name in PRESETS]
+    lines = ["| option | " + " | ".join(r["preset"] for r in rows) + " |", "|---" * (len(rows) + 1) + "|"]
+    lines += ["| " + name + " | " + " | ".join("—" if r[name] is None else str(r[name]) for r in rows) + " |"
+              for name in list(rows[0])[1:]]
+    return "\n".join(lines)
+
+
 def cmd_presets(args: argparse.Namespace) -> None:
     """Print every preset's one-line summary and the table of their resolved options for ``--method``."""
-    from fdem.presets import PRESETS, presets_table
+    from fdem.presets import PRESETS
 
     table = presets_table(args.method)  # a bad method fails here, before anything is printed
     for name, value in PRESETS.items():
