@@ -26,11 +26,12 @@ EDGE = 4  # a clipped component must leave this many pixels of the kernel's box 
 _EIGHT = np.ones((3, 3), dtype=int)
 
 
-def streak_kernel(y: Tensor, kernel_size: int, level: float = STREAK_LEVEL) -> tuple[Tensor, Tensor]:
+def streak_kernel(y: Tensor, kernel_size: int, level: float | None = None) -> tuple[Tensor, Tensor]:
     """``(kernels (B, 1, k, k), found (B,))``: per image of ``y (B, C, H, W)`` in ``[0, 1]``, the mean of its
-    light streaks as a kernel, and whether it had any (else its kernel is a zero array)."""
+    light streaks as a kernel, and whether it had any (else its kernel is a zero array); ``level`` the
+    saturation level (None: :data:`STREAK_LEVEL`)."""
     grey = y.mean(dim=1).double().cpu().numpy()
-    clipped = (y >= level).any(dim=1).cpu().numpy()
+    clipped = (y >= (level or STREAK_LEVEL)).any(dim=1).cpu().numpy()
     kernels = torch.zeros(y.shape[0], 1, kernel_size, kernel_size, dtype=torch.float64)
     found = torch.zeros(y.shape[0], dtype=torch.bool)
     for b in range(y.shape[0]):
@@ -42,22 +43,32 @@ def streak_kernel(y: Tensor, kernel_size: int, level: float = STREAK_LEVEL) -> t
     return kernels.to(y), found.to(y.device)
 
 
-def _streaks(grey: np.ndarray, clipped: np.ndarray, size: int) -> list[np.ndarray]:
-    """The ``size × size`` boxes of every isolated clipped component that fits, its halo kept."""
-    labels, count = ndimage.label(clipped, structure=_EIGHT)
-    half, out = size // 2, []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if max(s.stop - s.start for s in box) > size - 2 * EDGE:
-            continue
+def lamp_boxes(clipped: np.ndarray, size: int) -> tuple[np.ndarray, list[tuple[int, tuple[slice, slice], bool, bool]]]:
+    """The clipped components of a ``(H, W)`` mask (their labels) and, for each, ``(label, box, alone, inside)``:
+    its ``size × size`` box around its centre of mass (cut to the image), whether it is a lamp alone in that
+    box (it fits with :data:`EDGE` px to spare and no other component is there) and whether the box lies
+    inside the image."""
+    labels, _ = ndimage.label(clipped, structure=_EIGHT)
+    half, boxes = size // 2, []
+    for index, extent in enumerate(ndimage.find_objects(labels), start=1):
         r, c = (int(round(v)) for v in ndimage.center_of_mass(labels == index))
-        if r < half or c < half or r + half >= grey.shape[0] or c + half >= grey.shape[1]:
+        box = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))
+        inside = half <= r < clipped.shape[0] - half and half <= c < clipped.shape[1] - half
+        alone = max(s.stop - s.start for s in extent) <= size - 2 * EDGE and bool(np.isin(labels[box], (0, index)).all())
+        boxes.append((index, box, alone, inside))
+    return labels, boxes
+
+
+def _streaks(grey: np.ndarray, clipped: np.ndarray, size: int) -> list[np.ndarray]:
+    """The ``size × size`` boxes of every lamp alone in a box inside the image (:func:`lamp_boxes`), its halo kept."""
+    labels, boxes = lamp_boxes(clipped, size)
+    out = []
+    for index, box, alone, inside in boxes:
+        if not (alone and inside):
             continue
-        window = (slice(r - half, r + half + 1), slice(c - half, c + half + 1))
-        if not np.isin(labels[window], (0, index)).all():  # another lamp's light in the box
-            continue
-        patch = np.clip(grey[window] - np.median(grey[window]), 0, None)
+        patch = np.clip(grey[box] - np.median(grey[box]), 0, None)
         patch[patch < FAINT * patch.max()] = 0
         pieces, _ = ndimage.label(patch > 0, structure=_EIGHT)
-        core = np.unique(pieces[labels[window] == index])
+        core = np.unique(pieces[labels[box] == index])
         out.append(np.where(np.isin(pieces, core[core > 0]), patch, 0.0))
     return out

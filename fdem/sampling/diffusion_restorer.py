@@ -145,11 +145,11 @@ class DiffusionRestorer(Restorer):
     def _streak_start(self, y: Tensor) -> Tensor | None:
         """With the ``streak`` kernel start, the light streaks of the *whole* frame (the window of most detail
         avoids clipped lamps) when every image has some; else None (the window's own start)."""
-        from fdem.light_streaks import STREAK_LEVEL, streak_kernel
+        from fdem.light_streaks import streak_kernel
 
         if self.spec.em.kernel_init != "streak":
             return None
-        kernel, found = streak_kernel(y, self.kernel_size, self.spec.canvas.saturation or STREAK_LEVEL)
+        kernel, found = streak_kernel(y, self.kernel_size, self.spec.canvas.saturation)
         return kernel if bool(found.all()) else None
 
     def _run(self, spec: RunSpec, y: Tensor, sigma, kernel: Tensor | None, seed, callback) -> Restoration:

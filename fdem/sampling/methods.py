@@ -29,7 +29,7 @@ from fdem.devices import synchronize
 from fdem.diffusion import Schedule, start_schedule_steps, variance_kind
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel
-from fdem.light_streaks import STREAK_LEVEL, streak_kernel
+from fdem.light_streaks import streak_kernel
 from fdem.padding import network_multiple
 from fdem.physics import check_kernel_fits
 from fdem.presets import RunSpec
@@ -71,11 +71,9 @@ def l0_kernel(problem: BlurProblem, spec: RunSpec) -> Tensor:
 
 
 def streak_start(problem: BlurProblem, spec: RunSpec) -> Tensor:
-    """The ``(B, 1, k, k)`` mean of the clipped light streaks of ``y`` (at the saturation level, or
-    :data:`~fdem.light_streaks.STREAK_LEVEL`; :mod:`fdem.light_streaks`); the alternation's kernel for an
-    image without any: the ``"streak"`` kernel start."""
-    level = spec.canvas.saturation or STREAK_LEVEL
-    kernel, found = streak_kernel(problem.measured, spec.em.mstep.kernel_size, level)
+    """The ``(B, 1, k, k)`` mean of the clipped light streaks of ``y`` at the saturation level
+    (:mod:`fdem.light_streaks`); the alternation's kernel for an image without any: the ``"streak"`` kernel start."""
+    kernel, found = streak_kernel(problem.measured, spec.em.mstep.kernel_size, spec.canvas.saturation)
     if bool(found.all()):
         return kernel
     return torch.where(found[:, None, None, None], kernel, alternation_kernel(problem, spec))

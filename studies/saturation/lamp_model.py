@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import Tensor
 
 from studies.common import mstep_alone, mstep_arguments, print_against_first, protocol_samples, run_script
@@ -29,27 +28,22 @@ LEVEL = 0.98
 
 
 def lamps(y: Tensor, kernel_size: int) -> tuple[list[tuple[int, int]], Tensor]:
-    """The isolated lamps of ``y (1, C, H, W)``: their positions, and a mask (1: data) that leaves out the
-    clipped pixels, and the kernel box around lamps that are not isolated."""
-    from fdem.light_streaks import EDGE
+    """The lamps of ``y (1, C, H, W)`` alone in their box (:func:`fdem.light_streaks.lamp_boxes`): their positions (the
+    intensity centroid of the box in ``y`` less its median), and a mask (1: data) that leaves out the clipped
+    pixels and the box of every other clipped component."""
+    from fdem.light_streaks import lamp_boxes
 
     grey = y.mean(dim=1)[0].double().numpy()
     clipped = (y >= LEVEL).any(dim=1)[0].numpy()
-    labels, _ = ndimage.label(clipped, structure=np.ones((3, 3), dtype=int))
-    half, found = kernel_size // 2, []
-    crowded = np.zeros_like(clipped)
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        r, c = (int(round(v)) for v in ndimage.center_of_mass(labels == index))
-        window = (slice(max(r - half, 0), r + half + 1), slice(max(c - half, 0), c + half + 1))
-        fits = max(s.stop - s.start for s in box) <= kernel_size - 2 * EDGE
-        if fits and np.isin(labels[window], (0, index)).all():
-            patch = np.clip(grey[window] - np.median(grey[window]), 0, None)
-            rows, cols = np.indices(patch.shape)
-            mass = patch.sum()
-            found.append((window[0].start + int(round((rows * patch).sum() / mass)),
-                          window[1].start + int(round((cols * patch).sum() / mass))))
-        else:
-            crowded[window] = True
+    found, crowded = [], np.zeros_like(clipped)
+    for _, box, alone, _ in lamp_boxes(clipped, kernel_size)[1]:
+        if not alone:
+            crowded[box] = True
+            continue
+        patch = np.clip(grey[box] - np.median(grey[box]), 0, None)
+        rows, cols = np.indices(patch.shape)
+        found.append((box[0].start + int(round((rows * patch).sum() / patch.sum())),
+                      box[1].start + int(round((cols * patch).sum() / patch.sum()))))
     mask = torch.from_numpy(~(clipped | crowded)).to(y)[None, None]
     return found, mask
 
