@@ -379,6 +379,9 @@ def test_blind_cells_prints_four_blurs(tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["one kernel", "roll 6-16 px", "roll 16-24 px", "4 independent kernels"]
     assert rows[1][5].startswith("0.00")  # one kernel everywhere: the true cells do not differ
     assert float(rows[4][5].split()[0]) > 0  # independent kernels do
+    blind_cells.main(["--photos", str(photos), "--side", "256"])
+    row = _table_rows(capsys.readouterr().out, "a.png")[0]
+    assert row[1] == "2x2" and float(row[2]) >= 0
 
 
 def test_lamp_model_compares_four_data_terms(tmp_path, capsys):

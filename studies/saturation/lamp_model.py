@@ -11,7 +11,8 @@ component's intensity centroid in ``y``; its energy refitted every round by leas
 box's unclipped pixels, with the current kernel) added to the image as points, only the clipped
 pixels masked (lamps whose box holds another lamp's light: their box masked); the true scene with its
 lamps, only the clipped pixels masked (the bound). Printed: mean and median kernel MSE and the ratio
-to every pixel as data.
+to every pixel as data; then the kernel read from the streaks alone
+(:func:`fdem.light_streaks.streak_kernel`, no M-step) on the crops that have one.
 
     python -m studies.saturation.lamp_model --images ../shared/data/bsds500/val --count 12
 """
@@ -68,6 +69,7 @@ def with_lamps(x: Tensor, y: Tensor, kernel: Tensor, found: list[tuple[int, int]
 
 def main(argv: list[str] | None = None) -> None:
     from fdem.kernel_ops import kernel_mse
+    from fdem.light_streaks import streak_kernel
     from fdem.saturation import observed_mask
 
     args = mstep_arguments(__doc__.splitlines()[0]).parse_args(argv)
@@ -75,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     names = ("every pixel data", "mask (kernel box)", "lamps from the streaks, clipped pixels masked",
              "true scene with its lamps, clipped pixels masked")
     errors: dict[str, list[float]] = {name: [] for name in names}
+    streaks: list[float] = []
     for sample in protocol_samples(args.images, args.count, [5], args.size, k, lights=4):
         y, sharp, truth = sample["y"][None], sample["sharp"][None], sample["kernel"][None]
         bounded = sharp.clamp(0, 1)
@@ -85,7 +88,12 @@ def main(argv: list[str] | None = None) -> None:
                 names[3]: (sharp, clipped_only, None)}
         for name, (image, seen, shown) in runs.items():
             errors[name].append(float(kernel_mse(mstep_alone(y, image, seen, k, args.rounds, shown), truth)[0]))
+        read, found = streak_kernel(y, k, LEVEL)
+        if bool(found[0]):
+            streaks.append(float(kernel_mse(read, truth)[0]))
     print_against_first("the M-step's image and data", errors)
+    mean = f", mean kernel MSE {sum(streaks) / len(streaks):.3g} there" if streaks else ""
+    print(f"\nthe streaks' kernel alone (no M-step): found on {len(streaks)} of {len(errors[names[0]])} crops{mean}")
 
 
 if __name__ == "__main__":

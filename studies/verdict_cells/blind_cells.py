@@ -12,6 +12,9 @@ error against the truth relative to a Dirac's. A statistic that separates the ca
 that do not overlap.
 
     python -m studies.verdict_cells.blind_cells --images ../shared/data/bsds500/val --count 16
+
+With ``--photos DIR`` it scores real blurred photographs instead (resized to ``--side``), one row each:
+the pairwise statistic of their cells' kernels.
 """
 
 from __future__ import annotations
@@ -95,25 +98,56 @@ def cases(index: int, frame: tuple[int, int]) -> dict[str, tuple[Tensor, tuple[i
     }
 
 
+def resized(path, side: int) -> Tensor:
+    """The photograph at ``path`` as ``(1, 3, H, W)`` with its long side resized to ``side``."""
+    import torch.nn.functional as F
+
+    from fdem.imageio import load_image
+
+    x = load_image(path)[None]
+    return F.interpolate(x, scale_factor=side / max(x.shape[-2:]), mode="bilinear", antialias=True).clamp(0, 1)
+
+
+def cell_grid(frame: tuple[int, int]) -> tuple[int, int]:
+    """Cells of at least :data:`MIN_CELL` px, at most 3 a side."""
+    return tuple(max(1, min(3, side // MIN_CELL)) for side in frame)
+
+
+def score_photos(folder: str, side: int) -> None:
+    """One table row per photograph of ``folder``: its grid and the pairwise statistic of its cells' kernels."""
+    from fdem.imageio import list_images
+
+    print("| photo | cells | pair / Dirac's |")
+    print("|---|---|---|")
+    for path in list_images(folder):
+        y = resized(path, side)
+        grid = cell_grid(tuple(y.shape[-2:]))
+        print(f"| {path.name} | {grid[0]}x{grid[1]} | {pair_distance(cell_kernels(y, grid)):.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch.nn.functional as F
 
-    from fdem.imageio import list_images, load_image
+    from fdem.imageio import list_images
     from fdem.kernel_field import scene_field_blur
     from fdem.kernel_ops import dirac, kernel_mse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", required=True)
+    p.add_argument("--images", help="sharp photographs to blur four ways (or --photos)")
     p.add_argument("--count", type=int, default=16)
     p.add_argument("--side", type=int, default=384, help="long side the photographs are resized to")
+    p.add_argument("--photos", help="score these photographs instead (no ground truth): the pairwise statistic per photo")
     args = p.parse_args(argv)
+    if not (args.images or args.photos):
+        p.error("give --images (sharp photographs) or --photos (blurred ones)")
+    if args.photos:
+        return score_photos(args.photos, args.side)
     pad = KERNEL // 2
     found: dict[str, dict[str, list[float]]] = {}
     for index, path in enumerate(list_images(args.images)[:args.count]):
-        x = load_image(path)[None]
-        x = F.interpolate(x, scale_factor=args.side / max(x.shape[-2:]), mode="bilinear", antialias=True).clamp(0, 1)
+        x = resized(path, args.side)
         frame = tuple(x.shape[-2:])
-        grid = tuple(max(1, min(3, side // MIN_CELL)) for side in frame)
+        grid = cell_grid(frame)
         scene = F.pad(x, (pad,) * 4, mode="reflect")
         noise = torch.Generator().manual_seed(index)
         for name, (field, field_grid) in cases(index, frame).items():
