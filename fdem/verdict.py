@@ -64,6 +64,12 @@ class Verdict:
     def trusted(self) -> bool:
         return not self.warnings
 
+    @property
+    def blur_varies(self) -> bool:
+        """Some cell's own kernel explains it better than the image's kernel by more than :data:`GAIN_WARN`
+        (``fdem deblur --kernel-grid auto`` then estimates a kernel field)."""
+        return largest_gain(self.cell_gain) > GAIN_WARN
+
     def summary(self, name: str) -> str:
         """One line for the console (the warnings follow on their own lines)."""
         state = "no warning" if self.trusted else f"{len(self.warnings)} warning(s)"
@@ -76,6 +82,11 @@ class Verdict:
     def record(self) -> dict:
         """Everything, for ``<stem>_verdict.json``."""
         return {**asdict(self), "trusted": self.trusted}
+
+
+def largest_gain(gains: tuple[float | None, ...]) -> float:
+    """The largest cell gain (cells left out, None, ignored; 0 without any)."""
+    return max((g for g in gains if g is not None), default=0.0)
 
 
 def dirac_mass(kernel: Tensor) -> Tensor:
@@ -197,10 +208,10 @@ def judge(y: Tensor, x: Tensor, kernel: Tensor, sigma: float, sigma_source: str,
         spread = _rounded(kernel_spread(found, detail)[0])
         gains = _rounded(gain[0].masked_fill(~detailed(detail)[0], float("nan")))
         cells = found[0]
-        known = [g for g in gains if g is not None]
-        if known and max(known) > GAIN_WARN:
+        if largest_gain(gains) > GAIN_WARN:
             warnings.append(f"kernels estimated on a {grid[0]}x{grid[1]} grid explain parts of the photo better than one "
-                            f"kernel (residual gain up to {max(known):.2f} sigma^2): the blur varies across the photo")
+                            f"kernel (residual gain up to {largest_gain(gains):.2f} sigma^2): the "
+                            "blur varies across the photo (--kernel-grid auto restores it with a kernel field)")
     verdict = Verdict(round(255 * sigma, 3), sigma_source, round(255 * model_sigma, 3), round(ratio, 4), round(peak, 4), round(edge, 4), grid,
                       spread, gains, tuple(warnings))
     return verdict, cells

@@ -109,3 +109,28 @@ def test_a_field_benchmark_runs_every_row_and_scores_the_fields(files, tmp_path)
     rows = pd.read_csv(tmp_path / "out" / "rows.csv").set_index("method")
     assert set(rows.index) == {"blurry", "true field", "field", "per cell"}
     assert rows.loc[["field", "per cell"], "kernel_mse"].gt(0).all() and rows.loc[["field", "per cell"], "reblur"].notna().all()
+
+
+@pytest.mark.parametrize("varies", [True, False])
+def test_deblur_kernel_grid_auto_redoes_an_image_whose_verdict_finds_the_blur_varying(files, sharp_png, tmp_path,
+                                                                                    capsys, monkeypatch, varies):  # noqa: F811
+    """``--kernel-grid auto``: one kernel first; the field preset's grid only where the verdict's cell gain
+    exceeds its threshold (made certain here by moving the threshold)."""
+    import fdem.verdict
+
+    monkeypatch.setattr(fdem.verdict, "GAIN_WARN", -1e9 if varies else 1e9)
+    out = tmp_path / "auto"
+    code, printed, err = run_cli(["deblur", sharp_png, "--kernel-grid", "auto", "--steps", "2", "--kernel-size", "5",
+                                  "--prior", files / "prior.pt", "--prior-config", files / "prior.yaml",
+                                  "--kernel-denoiser", files / "denoiser.pt", "--sigma", "1", "--out", out], capsys)
+    assert code == 0, err
+    kernel = np.load(out / "sharp_kernel.npy")
+    assert kernel.shape == ((3, 3, 5, 5) if varies else (5, 5))
+    assert ("restoring it again with a 3x3 kernel field" in printed) == varies
+    assert (out / "sharp_verdict.json").is_file() and (out / "sharp_restored.png").is_file()
+
+
+def test_deblur_kernel_grid_auto_needs_a_blind_diffusion_method(sharp_png, tmp_path, capsys):  # noqa: F811
+    code, _, err = run_cli(["deblur", sharp_png, "--method", "l0-anger", "--kernel-grid", "auto", "--out", tmp_path / "o"],
+                           capsys)
+    assert code == 2 and "--kernel-grid auto needs a blind diffusion method" in err and not (tmp_path / "o").exists()

@@ -22,6 +22,7 @@ from fdem.method_table import lookup, method_names
 if TYPE_CHECKING:
     from torch import Tensor
 
+AUTO_GRID = "auto"  # --kernel-grid auto: one kernel, then the field preset where the verdict finds the blur varying
 # Command-line flags that become method options (``--step-rule`` → ``step_rule``), parsed once into the
 # method's objects: a diffusion method's preset fields (:mod:`fdem.presets`), any method's own options.
 OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", "restarts", "combine", "steps", "lam", "lam_rule",
@@ -34,7 +35,9 @@ OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", 
 @dataclass(frozen=True)
 class Job:
     """What every image of one ``deblur_files`` call shares; ``sigma`` None: estimated per image
-    (:func:`fdem.noise_level.estimate_noise`); ``max_side``: larger images are downscaled to it first."""
+    (:func:`fdem.noise_level.estimate_noise`); ``max_side``: larger images are downscaled to it first;
+    ``field``: under ``--kernel-grid auto``, the kernel-field restorer that redoes an image whose verdict
+    finds the blur varying (:attr:`fdem.verdict.Verdict.blur_varies`)."""
 
     method: str
     sigma: float | None
@@ -43,6 +46,7 @@ class Job:
     trace_format: str
     progress: bool
     max_side: int | None = None
+    field: object | None = None
 
 
 def restore_one(restorer, obs: Observation, job: Job, j: int):
@@ -125,12 +129,14 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
             if result.kernel is not None and result.kernel.shape[1] > 1:
                 print(f"  {path.name}: no verdict for a kernel field (the verdict judges one kernel)")
             elif result.kernel is not None:
-                save_verdict(obs, result, sigma, "given" if job.sigma is not None else "estimated", restorer,
-                             folder.folder(), files)
+                verdict = save_verdict(obs, result, sigma, "given" if job.sigma is not None else "estimated", restorer,
+                                       folder.folder(), files)
+                if job.field is not None and verdict.blur_varies:
+                    result = refit_with_field(obs, job, j, folder.folder(), files)
         except BaseException:
             folder.discard(files)
             raise
-        written += files
+        written += dict.fromkeys(files)
         note = f", kernel MSE {kernel_mse(result.kernel.cpu(), truth).item():.3g}" if result.kernel is not None and truth is not None else ""
         print(f"{path.name}: {job.method} in {result.seconds:.1f} s{note}")
     if not written:
@@ -138,6 +144,17 @@ def restore_all(restorer, inputs, skipped: list[tuple[str, str]], folder, job: J
     if skipped:
         print(f"skipped {len(skipped)} unreadable input(s): see {write_skipped(folder.folder(), skipped)}")
     return written
+
+
+def refit_with_field(obs: Observation, job: Job, j: int, out: Path, files: list[Path]):
+    """``--kernel-grid auto`` on an image whose one-kernel verdict finds the blur varying: restore it again
+    with the kernel field, whose image and field replace the one kernel's (its verdict files stay, they say
+    why); returns the field's result."""
+    grid = "x".join(map(str, job.field.spec.canvas.kernel_grid))
+    print(f"  {obs.path.name}: the blur varies across the photo: restoring it again with a {grid} kernel field")
+    result, _, _ = restore_one(job.field, obs, job, j)
+    save_outputs(obs, result, out, job.trace_format, files)
+    return result
 
 
 def deblur_files(images: list[str], out: str | Path, restorer, job: Job, *, device,
@@ -159,7 +176,8 @@ def deblur_files(images: list[str], out: str | Path, restorer, job: Job, *, devi
         h, w = fitted_size(h, w, job.max_side)
         if min(h, w) < size:
             raise InputError(f"image {path} downscaled to {h}x{w} (--max-side) is smaller than the {size}x{size} kernel")
-        check_plan(restorer_plan(restorer, h, w, restorer.channels or 3), limit, f"image {path}")
+        for planned in (restorer,) if job.field is None else (restorer, job.field):
+            check_plan(restorer_plan(planned, h, w, planned.channels or 3), limit, f"image {path}")
     return restore_all(restorer, inputs, skipped, OutputFolder(out), job)
 
 
@@ -206,6 +224,21 @@ def build_deblur_restorer(method: str, device, preset_name: str | None, options:
     return build_restorer(method, device, **options)
 
 
+def without_grid(options: dict) -> dict:
+    """``options`` less ``kernel_grid`` and ``field_shrink`` (the one-kernel run of ``--kernel-grid auto``)."""
+    return {k: v for k, v in options.items() if k not in ("kernel_grid", "field_shrink")}
+
+
+def auto_field_restorer(method: str, device, uniform, options: dict):
+    """``--kernel-grid auto``'s second restorer: ``method`` under the field preset (its grid, the other
+    flags as given), run on the images whose one-kernel verdict finds the blur varying."""
+    from fdem.presets import FIELD_PRESET
+
+    if not (uniform.blind and lookup(method).guidance is not None):
+        raise InputError(f"--kernel-grid auto needs a blind diffusion method (fastem-*, diffem-*), not {method}")
+    return build_deblur_restorer(method, device, FIELD_PRESET, {k: v for k, v in options.items() if k != "kernel_grid"})
+
+
 def cmd_deblur(args: argparse.Namespace) -> None:
     """Deblur your images with any method (default: Fast EM ΠGDM under the photo preset, shipped prior)."""
     from fdem.devices import resolve_device
@@ -219,7 +252,10 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     max_pixels = None if args.max_pixels is None else check_int(args.max_pixels, "--max-pixels", 1)
     seed = check_int(args.seed, "--seed", 0)
     device = resolve_device(args.device)
-    restorer = build_deblur_restorer(args.method, device, args.preset, command_options(args))
+    options = command_options(args)
+    auto = options.get("kernel_grid") == AUTO_GRID
+    restorer = build_deblur_restorer(args.method, device, args.preset, without_grid(options) if auto else options)
+    field = auto_field_restorer(args.method, device, restorer, options) if auto else None
     if args.show:
         print(show_line(restorer))
         return
@@ -230,7 +266,7 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     if not restorer.blind and truths is None:
         raise InputError(f"method {args.method} is non-blind: give the true kernel (--true-kernel FILE)")
     max_side = None if args.max_side is None else check_int(args.max_side, "--max-side", 16)
-    job = Job(args.method, sigma, seed, truths, args.trace_format, progress=True, max_side=max_side)
+    job = Job(args.method, sigma, seed, truths, args.trace_format, progress=True, max_side=max_side, field=field)
     deblur_files(args.images, args.out, restorer, job, device=device, max_memory=max_memory, max_pixels=max_pixels)
 
 
@@ -320,7 +356,8 @@ def add_parsers(sub) -> None:
                    "(0, 1] or off (default: the preset's; docs/design.md §15)")
     p.add_argument("--kernel-grid", help="diffusion methods: the blur varies across the frame, estimate a field of GxH "
                    "kernels blended by smooth windows (e.g. 3x3; 1x1: one kernel; given without --preset, the field "
-                   "preset; docs/design.md §19)")
+                   "preset; auto: one kernel first, then the field preset's grid for the photos whose verdict finds "
+                   "the blur varying; docs/design.md §19)")
     p.add_argument("--field-shrink", type=float, help="with --kernel-grid: each cell's kernel is pulled this fraction "
                    "towards the cells' mean at every step, in [0, 1) (default: the preset's)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
@@ -342,7 +379,7 @@ def add_parsers(sub) -> None:
                    "run the sampler again, non-blind, with the blind run's last kernel (twice the calls; default: the preset's)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default: the preset's)")
     p.add_argument("--r2-rule", help="PiGDM's r^2: official (the authors' code) or paper (the paper's 1 - abar)")
-    p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta) or paper (Eqs. 24, 33)")
+    p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta), paper (Eqs. 24, 33) or tweedie (x0-hat's error spectrum in the denominator)")
     p.add_argument("--recenter", help="Fast EM's kernel re-centring: spline (the authors'), bilinear (fdem's) or none")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: the kernel denoiser's own)")
     p.add_argument("--lam-rule", help="fixed (lambda as given) or noise (Fast EM: lambda x3, x2 from sigma = 20/255)")

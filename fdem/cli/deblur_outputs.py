@@ -42,9 +42,10 @@ def save_outputs(obs: Observation, result, out: Path, trace_format: str = "gif",
     return written
 
 
-def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, out: Path, written: list[Path]) -> None:
+def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, out: Path, written: list[Path]):
     """Judge the result without ground truth (:mod:`fdem.verdict`), print the summary and its warnings,
-    and write ``<stem>_verdict.json`` and ``<stem>_verdict.png`` (input | restored | kernel | cell kernels)."""
+    write ``<stem>_verdict.json`` and ``<stem>_verdict.png`` (input | restored | kernel | cell kernels)
+    and return the :class:`~fdem.verdict.Verdict`."""
     import json
 
     from fdem.imageio import convert_channels, save_image
@@ -71,3 +72,4 @@ def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, 
         Path(tmp).write_text(json.dumps({"input": str(obs.path), **verdict.record()}, indent=2))
     written.append(Path(f"{stem}_verdict.png"))
     save_image(written[-1], verdict_picture(y, x, kernel, cells, verdict.cells))
+    return verdict
