@@ -17,12 +17,7 @@ The ``weighting`` of the data step (:func:`data_term`, the one place both equati
 * ``"official"`` (the authors' code): ``α = σ²β``, ``extra = 0``;
 * ``"paper"``: Eq. 24's ``α = nβσ²`` and Eq. 33's expected likelihood
   ``Σ_p E‖y − x ⊛ z‖²`` over ``x ~ N(x_p, r²I)``, which adds ``extra = n·N·r²`` (``N = H·W``, ``r²``
-  the particles' posterior variance in ``[0, 1]`` units);
-* ``"tweedie"``: the official ``α`` with the same expectation taken per frequency: x̂0 is Tweedie's
-  estimate from ``x_t``, whose error at frequency ω has the variance ``V(ω) = P(ω)s/(P(ω) + s)`` of a
-  Gaussian prior ``P(ω) = A/|ω|²`` seen through white noise of power ``s = N·r²`` (``r²`` the
-  per-pixel variance of that noise, :func:`tweedie_noise`), so ``extra = n·V(ω)``: the frequencies x̂0
-  has not recovered yet stop pulling the kernel towards a Dirac (docs/design.md §20).
+  the particles' posterior variance in ``[0, 1]`` units).
 
 :class:`MStepConfig` holds the choices (validated once, when it is built); :func:`estimate_kernel`
 is the functional form. ``y``'s FFT comes from the run's :class:`~fdem.problem.BlurProblem`, the
@@ -48,8 +43,7 @@ from fdem.validate import check_float
 
 REGULARISERS = ("pnp", "l1", "l2")
 MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, studies/fastem/NOTES.md)
-WEIGHTINGS = ("official", "paper", "tweedie")
-POWER_LAW_BAND = (1.0, 4.0)  # |ω| in cycles per canvas where y's power fixes the prior's 1/|ω|² amplitude
+WEIGHTINGS = ("official", "paper")
 
 
 def check_weighting(weighting: str) -> None:
@@ -81,8 +75,7 @@ def default_lambda(kernel_size: int, denoiser=None) -> float:
 
 
 class KernelDataTerm:
-    """Precomputed Fourier terms of ``Σ_p ||y − x_p ⊛ z||² + α||z − k||² + Σ_ω extra(ω)|Z(ω)|²``
-    (``extra``: a float, or a tensor broadcasting to ``(B, C, H, W')``).
+    """Precomputed Fourier terms of ``Σ_p ||y − x_p ⊛ z||² + α||z − k||² + extra·||z||²``.
 
     ``solve(k)`` returns the minimiser ``z`` (solved per channel, averaged over channels, cropped
     to the kernel window), before any projection. The channel average is linear, so it is taken
@@ -94,6 +87,7 @@ class KernelDataTerm:
         self.shape = problem.shape
         fx = torch.fft.rfft2(x)  # (B, n, C, H, W')
         alpha = alpha.reshape(-1, 1, 1, 1)
+        extra = extra.reshape(-1, 1, 1, 1) if torch.is_tensor(extra) else extra
         numerator = (fx.conj() * problem.y_hat.unsqueeze(1)).sum(dim=1)
         inv_denominator = 1.0 / ((fx.abs() ** 2).sum(dim=1) + alpha + extra + 1e-12)
         self.offset = (numerator * inv_denominator).mean(dim=1, keepdim=True)
@@ -201,45 +195,18 @@ def data_term(
     problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0
 ) -> KernelDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
-    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, ``n·V(ω)`` in tweedie weighting,
-    plus ``2σ²·l2`` for ℓ2)."""
+    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2)."""
     particles = x.shape[1]
     sig2 = problem.sigma**2
-    alpha = sig2 * beta * (particles if weighting == "paper" else 1)  # Eq. 24: α = nβσ² (paper), σ²β (official)
+    paper = weighting == "paper"
+    alpha = sig2 * beta * (particles if paper else 1)  # Eq. 24: α = nβσ² (paper), σ²β (official)
     extra = 0.0
-    if weighting != "official":
+    if paper:  # Eq. 33: Σ_p E‖y − x ⊛ z‖², x ~ N(x_p, r²I), adds n·N·r²·‖z‖²
         r2 = torch.as_tensor(r2, dtype=problem.y.dtype, device=problem.y.device)
-        if weighting == "paper":  # Eq. 33: Σ_p E‖y − x ⊛ z‖², x ~ N(x_p, r²I), adds n·N·r²·‖z‖²
-            extra = (particles * problem.shape[0] * problem.shape[1] * r2).reshape(-1, 1, 1, 1)
-        else:
-            extra = particles * tweedie_spread(problem, r2)
+        extra = particles * problem.shape[0] * problem.shape[1] * r2
     if l2:
-        extra = extra + torch.as_tensor(2 * sig2 * l2).reshape(-1, 1, 1, 1)
+        extra = extra + 2 * sig2 * l2
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
-
-
-def tweedie_spread(problem: BlurProblem, r2: Tensor) -> Tensor:
-    """``V(ω) = s / (1 + s|ω|²/A)`` ``(B, 1, H, W')``: the error spectrum of Tweedie's x̂0 under a Gaussian
-    prior ``A/|ω|²`` and white noise of power ``s = N·r²`` (``r²`` per pixel, ``[0, 1]`` units; scalar or
-    ``(B,)``). ``A`` is the median of ``|Y(ω)|²|ω|²`` over :data:`POWER_LAW_BAND`, frequencies a camera
-    kernel barely attenuates, so the prior's scale is the image's own (docs/design.md §20)."""
-    height, width = problem.shape
-    fy = torch.fft.fftfreq(height, 1.0 / height, device=problem.y.device, dtype=problem.y.dtype)
-    fx = torch.fft.rfftfreq(width, 1.0 / width, device=problem.y.device, dtype=problem.y.dtype)
-    f2 = fy[:, None] ** 2 + fx[None, :] ** 2
-    low, high = POWER_LAW_BAND
-    band = (f2 >= low**2) & (f2 <= high**2)
-    power = (problem.y_hat.abs() ** 2).mean(dim=1)  # (B, H, W')
-    amplitude = (power * f2)[:, band].median(dim=1).values.clamp_min(1e-12).reshape(-1, 1, 1, 1)
-    s = (height * width * r2).reshape(-1, 1, 1, 1)
-    return s / (1 + s * f2 / amplitude)
-
-
-def tweedie_noise(schedule) -> list[float]:
-    """The per-pixel variance ``(1 − ᾱ_i)/(4ᾱ_i)`` of the noise in ``x_i/√ᾱ_i = x0 + noise`` at every
-    respaced step, in ``[0, 1]`` image units (host floats): what :func:`tweedie_spread` takes as ``r²``."""
-    abar = schedule.alphas_cumprod.double()
-    return ((1 - abar) / (4 * abar)).tolist()
 
 
 def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser, scale: Tensor | None = None) -> Tensor:

@@ -5,7 +5,7 @@ import torch
 
 from fdem.errors import InputError
 from fdem.kernel_ops import kernel_mse, normalize_kernel
-from fdem.mstep import KernelDataTerm, estimate_kernel, tweedie_spread
+from fdem.mstep import KernelDataTerm, estimate_kernel
 from fdem.nets.kernel_denoiser import KernelDenoiser
 from fdem.physics import add_noise, blur
 from fdem.problem import BlurProblem
@@ -247,54 +247,3 @@ def test_fast_em_relaxes_every_m_step_but_the_last():
     run = dict(init=start, weighting="official", r2=0.0, recenter=True)
     assert torch.equal(hooks[2.0](x, start, 1), mstep.update(problem, x, **run, relax=2.0))
     assert torch.equal(hooks[2.0](x, start, 0), mstep.update(problem, x, **run))
-
-
-def test_tweedie_weighting_without_noise_is_the_official_one():
-    g = torch.Generator().manual_seed(5)
-    x = torch.rand(2, 1, 3, 32, 32, generator=g, dtype=torch.float64)
-    y = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
-    off = estimate_kernel(y, x, 0.02, 7, reg="l1", lam=1.0)
-    tw = estimate_kernel(y, x, 0.02, 7, reg="l1", lam=1.0, weighting="tweedie", r2=0.0)
-    assert torch.allclose(off, tw, atol=1e-12)
-
-
-def test_tweedie_spread_follows_the_image_power_law():
-    """y built with the spectrum |Y|² = A/|ω|²: V(ω) = s/(1 + s|ω|²/A), s = N·r² at the DC term."""
-    side, amplitude, r2 = 64, 3.0e4, 0.05
-    g = torch.Generator().manual_seed(6)
-    fy = torch.fft.fftfreq(side, 1 / side, dtype=torch.float64)
-    fx = torch.fft.rfftfreq(side, 1 / side, dtype=torch.float64)
-    f2 = fy[:, None] ** 2 + fx[None, :] ** 2
-    phase = torch.rand(side, fx.numel(), generator=g, dtype=torch.float64) * 6.283185307179586
-    spectrum = (amplitude / f2.clamp_min(1)).sqrt() * torch.exp(1j * phase)
-    y = torch.fft.irfft2(spectrum, s=(side, side)).expand(1, 3, side, side)
-    spread = tweedie_spread(BlurProblem(y, 0.01), torch.tensor(r2, dtype=torch.float64))[0, 0]
-    s = side * side * r2
-    band = (f2 >= 1) & (f2 <= 16) & (fx[None, :] > 0) & (fx[None, :] < side // 2)
-    assert spread[0, 0] == pytest.approx(s)
-    assert torch.allclose(spread[band], s / (1 + s * f2[band] / amplitude), rtol=0.02)
-
-
-def test_tweedie_weighting_widens_the_kernel_of_a_smooth_estimate():
-    """x̂ = the blurry image smoothed, as Tweedie's estimate is early in a chain started from y: the
-    official data step explains y with a kernel narrower than the truth, the tweedie weighting's is wider."""
-    side = 64
-    g = torch.Generator().manual_seed(7)
-    fy = torch.fft.fftfreq(side, 1 / side, dtype=torch.float64)
-    fx = torch.fft.rfftfreq(side, 1 / side, dtype=torch.float64)
-    phase = torch.rand(side, fx.numel(), generator=g, dtype=torch.float64) * 6.283185307179586
-    sharp = torch.fft.irfft2(torch.exp(1j * phase) / (fy[:, None] ** 2 + fx[None, :] ** 2).clamp_min(1).sqrt(), s=(side, side))
-    sharp = ((sharp - sharp.min()) / (sharp.max() - sharp.min())).reshape(1, 1, side, side)
-    truth = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
-    truth[0, 0, 4, 1:8] = 1
-    truth = normalize_kernel(truth)
-    y = blur(sharp, truth)
-    t = torch.arange(5, dtype=torch.float64) - 2
-    smooth = normalize_kernel(torch.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / 2).reshape(1, 1, 5, 5))
-
-    def spread(k):
-        return (k[0, 0].sum(0) * (torch.arange(9, dtype=torch.float64) - 4) ** 2).sum()
-
-    off = estimate_kernel(y, blur(y, smooth).unsqueeze(1), 0.01, 9, reg="l2", lam=0.0)
-    tw = estimate_kernel(y, blur(y, smooth).unsqueeze(1), 0.01, 9, reg="l2", lam=0.0, weighting="tweedie", r2=0.01)
-    assert spread(off) < 0.8 * spread(truth) < spread(tw)

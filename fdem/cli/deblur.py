@@ -379,7 +379,7 @@ def add_parsers(sub) -> None:
                    "run the sampler again, non-blind, with the blind run's last kernel (twice the calls; default: the preset's)")
     p.add_argument("--eta", type=float, help="ddim: noise level in [0, 1] (1: ancestral variance, 0: deterministic; default: the preset's)")
     p.add_argument("--r2-rule", help="PiGDM's r^2: official (the authors' code) or paper (the paper's 1 - abar)")
-    p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta), paper (Eqs. 24, 33) or tweedie (x0-hat's error spectrum in the denominator)")
+    p.add_argument("--weighting", help="M-step data weight: official (the authors' alpha = sigma^2 beta) or paper (Eqs. 24, 33)")
     p.add_argument("--recenter", help="Fast EM's kernel re-centring: spline (the authors'), bilinear (fdem's) or none")
     p.add_argument("--lam", type=float, help="M-step PnP weight, >= 0 (default: the kernel denoiser's own)")
     p.add_argument("--lam-rule", help="fixed (lambda as given) or noise (Fast EM: lambda x3, x2 from sigma = 20/255)")

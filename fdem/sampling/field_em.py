@@ -19,7 +19,7 @@ from fdem.diffusion import Schedule
 from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import center_of_mass, shift_bilinear
 from fdem.problem import BlurProblem
-from fdem.sampling.guidance import mstep_r2
+from fdem.sampling.guidance import r2_schedule
 from fdem.sampling.loop import MStepHook
 from fdem.spline_shift import spline_shift, spline_target
 
@@ -62,7 +62,7 @@ def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Te
     image and over-relaxation, plain at ``i = 0``), the cells pulled towards their mean by the spec's
     ``field_shrink``, then one common re-centring."""
     em, cells = spec.em, problem.cells
-    r2 = mstep_r2(schedule, spec)
+    r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = None if lam_scale is None else lam_scale.repeat_interleave(cells)
 
     def hook(u: Tensor, field: Tensor, i: int) -> Tensor:

@@ -36,7 +36,6 @@ from torch import Tensor
 
 from fdem.diffusion import Schedule
 from fdem.errors import InputError
-from fdem.mstep import tweedie_noise
 from fdem.problem import BlurProblem
 from fdem.sampling.kernel_uncertainty import kernel_error_variance
 
@@ -50,15 +49,6 @@ def r2_schedule(schedule: Schedule, rule: str) -> list[float]:
         v = schedule.posterior_variance.double()
         return (v / (1 + v)).tolist()
     return (1 - schedule.alphas_cumprod.double()).tolist()
-
-
-def mstep_r2(schedule: Schedule, spec) -> list[float]:
-    """The ``r²`` that Fast EM's M-step takes at every respaced step under a :class:`~fdem.presets.RunSpec`:
-    the ΠGDM rule's (the ``paper`` weighting's Eq. 33) or, for the ``tweedie`` weighting, the noise of
-    ``x_i/√ᾱ_i`` (:func:`fdem.mstep.tweedie_noise`)."""
-    if spec.em.weighting == "tweedie":
-        return tweedie_noise(schedule)
-    return r2_schedule(schedule, spec.sampler.r2_rule)
 
 
 def pigdm_weights(schedule: Schedule, r2: list[float], step_rule: str = "ddpm", eta: float = 1.0) -> list[float]:
