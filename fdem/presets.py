@@ -93,7 +93,10 @@ class EMSpec:
     side with the most detail, and one chain of the method's non-blind sampler restores the whole
     image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`);
     ``field_shrink`` ∈ [0, 1): with a kernel field, each cell's new kernel is moved that fraction of the
-    way to the cells' mean (:func:`fdem.sampling.field_em.shrink_to_mean`)."""
+    way to the cells' mean (:func:`fdem.sampling.field_em.shrink_to_mean`); ``field_gate`` ≥ 0: before that,
+    each cell keeps the share ``g/(g + field_gate)`` of its kernel's difference from the mean, ``g`` how much
+    better its own kernel explains its window's data (σ² per pixel; 0: off,
+    :func:`fdem.sampling.field_em.gate_to_mean`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"
@@ -109,9 +112,11 @@ class EMSpec:
     refine: bool = False
     kernel_window: int | None = None
     field_shrink: float = 0.0
+    field_gate: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_shrink", check_float(self.field_shrink, "field_shrink", 0, 1))
+        object.__setattr__(self, "field_gate", check_float(self.field_gate, "field_gate", 0))
         if self.field_shrink == 1:
             raise InputError("field_shrink must be in [0, 1): at 1 every cell gets the mean kernel (use kernel_grid 1x1)")
         if self.kernel_window is not None:
@@ -349,7 +354,7 @@ class RunSpec:
     def options(self, full: bool = False) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
         for it), with the preset's name first: what rows, manifests and ``--show`` record. The field options
-        (``kernel_grid``, ``field_shrink``) appear only for a field and ``combine`` only when it is not ``best``,
+        (``kernel_grid``, ``field_shrink``) appear only for a field, ``field_gate`` and ``combine`` only when not off or ``best``,
         unless ``full`` (``fdem presets``' table): records of runs made before these options existed stay valid."""
         em = {k: v for k, v in asdict(self.em).items() if k != "mstep"}
         mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
@@ -364,6 +369,8 @@ class RunSpec:
         if not (self.field or full):  # a uniform run's record stays as it was before fields existed
             em.pop("field_shrink")
             canvas.pop("kernel_grid")
+        if self.em.field_gate == 0 and not full:
+            em.pop("field_gate")
         if self.em.combine == "best" and not full:
             em.pop("combine")
         if not self.blind:

@@ -12,7 +12,7 @@ from fdem.presets import resolve
 from fdem.priors import Prior
 from fdem.problem import BlurProblem
 from fdem.restorers import build_restorer
-from fdem.sampling.field_em import recenter_field
+from fdem.sampling.field_em import cell_gains, gate_to_mean, recenter_field
 from tests.test_sampling import tiny_unet
 
 
@@ -116,3 +116,46 @@ def test_non_blind_sampling_takes_a_true_field(tiny_prior):
     assert restorer.restore(y, 0.05, kernel=field, seed=0).image.shape == y.shape
     with pytest.raises(InputError, match=r"\(B, 4, k, k\)"):
         restorer.restore(y, 0.05, kernel=field[:, :3], seed=0)
+
+
+def test_cell_gains_are_zero_under_one_kernel_and_large_where_the_blur_varies():
+    x = seeded(1, 3, 48, 48)
+    one, varied = torch.zeros(1, 4, 5, 5, dtype=torch.float64), torch.zeros(1, 4, 5, 5, dtype=torch.float64)
+    one[..., 2, :] = 0.2
+    varied[0, :2, 2, :] = 0.2  # the top cells blur horizontally, the bottom ones vertically
+    varied[0, 2:, :, 2] = 0.2
+    windows = field_windows((48, 48), (2, 2), like=x)
+    uniform = FieldProblem(field_blur(x, one, windows), 0.01, grid=(2, 2))
+    torch.testing.assert_close(cell_gains(uniform, x.unsqueeze(1), one), torch.zeros(1, 4, dtype=torch.float64),
+                               rtol=0, atol=1e-9)
+    varying = FieldProblem(field_blur(x, varied, windows), 0.01, grid=(2, 2))
+    assert (cell_gains(varying, x.unsqueeze(1), varied) > 10).all()
+
+
+def test_the_gate_pulls_cells_without_evidence_to_the_mean_and_leaves_the_others():
+    field = normalize_kernel(seeded(2, 4, 5, 5, seed=8))
+    mean = field.mean(dim=1, keepdim=True).expand_as(field)
+    assert gate_to_mean(field, torch.zeros(2, 4), 0.0) is field
+    torch.testing.assert_close(gate_to_mean(field, torch.zeros(2, 4, dtype=torch.float64), 0.5), mean)
+    torch.testing.assert_close(gate_to_mean(field, torch.full((2, 4), -3.0, dtype=torch.float64), 0.5), mean)
+    gains = torch.tensor([[1e9, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    gated = gate_to_mean(field, gains, 0.5)
+    gated_mean = field[0].mean(dim=0)
+    torch.testing.assert_close(gated[0, 0], gated_mean + (field[0, 0] - gated_mean) * (1e9 / (1e9 + 0.5)))
+    torch.testing.assert_close(gated[0, 2], gated_mean + 0.5 * (field[0, 2] - gated_mean))
+    torch.testing.assert_close(gated.sum(dim=(-2, -1)), torch.ones(2, 4, dtype=torch.float64))
+
+
+def test_the_field_gate_is_checked_and_recorded_only_when_on():
+    assert "field_gate" not in resolve("fastem-pigdm", "field").options()
+    assert resolve("fastem-pigdm", "field", field_gate=0.5).options()["field_gate"] == 0.5
+    with pytest.raises(InputError, match="field_gate"):
+        resolve("fastem-pigdm", "field", field_gate=-1)
+
+
+def test_fast_em_with_the_gate_on_keeps_each_field_on_the_simplex(tiny_prior):
+    restorer = build_restorer("fastem-pigdm", "cpu", prior=tiny_prior, preset="field", kernel_size=5, lam=0, steps=3,
+                              kernel_grid="2x2", field_gate=0.5)
+    result = restorer.restore(torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(2)), 0.05, seed=3)
+    assert result.kernel.shape == (1, 4, 5, 5) and (result.kernel >= 0).all()
+    torch.testing.assert_close(result.kernel.sum(dim=(-2, -1)), torch.ones(1, 4))

@@ -393,3 +393,15 @@ def test_lamp_model_compares_four_data_terms(tmp_path, capsys):
     assert [r[0] for r in rows[1:]] == ["every pixel data", "mask (kernel box)", "lamps from the streaks, clipped pixels masked",
                                         "true scene with its lamps, clipped pixels masked"]
     assert rows[1][3] == "1.00×" and all(float(r[1]) > 0 for r in rows[1:])
+
+
+def test_oracle_start_prints_both_starts_per_crop(tmp_path, capsys):
+    from studies.fastem import oracle_start
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(300, 300))
+    oracle_start.main(["--images", str(photos), "--count", "1", "--kernel-size", "9", "--steps", "2", "--mstep",
+                       "--rounds", "2"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows[1:]] == ["0", "mean"]
+    values = [float(c) for c in rows[1][1:]]
+    assert len(values) == 7 and all(math.isfinite(v) and v > 0 for v in values) and values[2] != values[4]

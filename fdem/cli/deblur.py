@@ -29,7 +29,7 @@ OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", 
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
            "kernel_uncertainty", "passes", "refine", "saturation", "kernel_window", "linear_light", "sigma_floor",
-           "kernel_grid", "field_shrink")
+           "kernel_grid", "field_shrink", "field_gate")
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,8 @@ def build_deblur_restorer(method: str, device, preset_name: str | None, options:
 
 
 def without_grid(options: dict) -> dict:
-    """``options`` less ``kernel_grid`` and ``field_shrink`` (the one-kernel run of ``--kernel-grid auto``)."""
-    return {k: v for k, v in options.items() if k not in ("kernel_grid", "field_shrink")}
+    """``options`` less the field's (the one-kernel run of ``--kernel-grid auto``)."""
+    return {k: v for k, v in options.items() if k not in ("kernel_grid", "field_shrink", "field_gate")}
 
 
 def auto_field_restorer(method: str, device, uniform, options: dict):
@@ -360,6 +360,9 @@ def add_parsers(sub) -> None:
                    "the blur varying; docs/design.md §19)")
     p.add_argument("--field-shrink", type=float, help="with --kernel-grid: each cell's kernel is pulled this fraction "
                    "towards the cells' mean at every step, in [0, 1) (default: the preset's)")
+    p.add_argument("--field-gate", type=float, help="with --kernel-grid: a cell keeps the share g/(g + GATE) of its "
+                   "kernel's difference from the cells' mean, g how much better it explains its window's data "
+                   "(sigma^2 per pixel); >= 0, 0 off (default: the preset's)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")
