@@ -27,7 +27,7 @@ from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, SIGMA255_MAX, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
-COMBINES = ("best", "mean")  # several chains per image: the one of best data fit, or their mean (fdem.sampling.restarts)
+COMBINES = ("best", "mean", "natural")  # several chains per image: the best data fit, their mean, or the most natural image
 KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # the paper's Dirac, the prior-free alternation's, ℓ0's,
 # Fast EM's at half size, or the clipped light streaks' (the alternation's where an image has none)
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
@@ -83,7 +83,8 @@ class EMSpec:
     ``weighting``: the M-step's α and Eq. 33 term, ``official`` or ``paper``; ``kernel_init``: the
     kernel's start; ``kernel_relax`` γ ∈ (0, 4): the over-relaxed update (1: the paper's);
     ``particles`` n per image; ``restarts``: chains per image; ``combine``: what is kept of them, ``best``
-    (the chain of smallest data misfit) or ``mean`` (the chains' mean image and kernel, a posterior mean);
+    (the chain of smallest data misfit), ``mean`` (the chains' mean image and kernel, a posterior mean) or
+    ``natural`` (the chain whose image has the prior's smallest denoising loss);
     ``em_iters``: Diffusion EM's rounds L; ``kernel_uncertainty`` κ ≥ 0: ΠGDM's noise includes the
     kernel's error, scaled by κ (0: the kernel taken as exact, the paper's; DPS methods ignore it,
     :mod:`fdem.sampling.kernel_uncertainty`); ``passes``: Fast EM runs per image, each started from the
@@ -94,9 +95,9 @@ class EMSpec:
     image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`);
     ``field_shrink`` ∈ [0, 1): with a kernel field, each cell's new kernel is moved that fraction of the
     way to the cells' mean (:func:`fdem.sampling.field_em.shrink_to_mean`); ``field_gate`` ≥ 0: before that,
-    each cell keeps the share ``g/(g + field_gate)`` of its kernel's difference from the mean, ``g`` how much
-    better its own kernel explains its window's data (σ² per pixel; 0: off,
-    :func:`fdem.sampling.field_em.gate_to_mean`)."""
+    each cell keeps the share ``g/(g + field_gate)`` of its kernel's difference from the whole image's
+    kernel (one uniform M-step on all the data), ``g`` how much better its own kernel explains its window's
+    data (σ² per pixel; 0: off, :func:`fdem.sampling.field_em.gate_to_anchor`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"

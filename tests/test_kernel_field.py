@@ -12,7 +12,7 @@ from fdem.presets import resolve
 from fdem.priors import Prior
 from fdem.problem import BlurProblem
 from fdem.restorers import build_restorer
-from fdem.sampling.field_em import cell_gains, gate_to_mean, recenter_field
+from fdem.sampling.field_em import cell_gains, gate_to_anchor, recenter_field
 from tests.test_sampling import tiny_unet
 
 
@@ -126,23 +126,23 @@ def test_cell_gains_are_zero_under_one_kernel_and_large_where_the_blur_varies():
     varied[0, 2:, :, 2] = 0.2
     windows = field_windows((48, 48), (2, 2), like=x)
     uniform = FieldProblem(field_blur(x, one, windows), 0.01, grid=(2, 2))
-    torch.testing.assert_close(cell_gains(uniform, x.unsqueeze(1), one), torch.zeros(1, 4, dtype=torch.float64),
+    torch.testing.assert_close(cell_gains(uniform, x.unsqueeze(1), one, one[:, :1]), torch.zeros(1, 4, dtype=torch.float64),
                                rtol=0, atol=1e-9)
     varying = FieldProblem(field_blur(x, varied, windows), 0.01, grid=(2, 2))
-    assert (cell_gains(varying, x.unsqueeze(1), varied) > 10).all()
+    gains = cell_gains(varying, x.unsqueeze(1), varied, one[:, :1])  # the anchor is the top cells' kernel
+    assert gains[0, :2].abs().max() < 1e-9 and (gains[0, 2:] > 10).all()
 
 
-def test_the_gate_pulls_cells_without_evidence_to_the_mean_and_leaves_the_others():
-    field = normalize_kernel(seeded(2, 4, 5, 5, seed=8))
-    mean = field.mean(dim=1, keepdim=True).expand_as(field)
-    assert gate_to_mean(field, torch.zeros(2, 4), 0.0) is field
-    torch.testing.assert_close(gate_to_mean(field, torch.zeros(2, 4, dtype=torch.float64), 0.5), mean)
-    torch.testing.assert_close(gate_to_mean(field, torch.full((2, 4), -3.0, dtype=torch.float64), 0.5), mean)
+def test_the_gate_pulls_cells_without_evidence_to_the_anchor_and_leaves_the_others():
+    field, anchor = normalize_kernel(seeded(2, 4, 5, 5, seed=8)), normalize_kernel(seeded(2, 1, 5, 5, seed=9))
+    torch.testing.assert_close(gate_to_anchor(field, torch.zeros(2, 4, dtype=torch.float64), 0.5, anchor),
+                               anchor.expand_as(field))
+    torch.testing.assert_close(gate_to_anchor(field, torch.full((2, 4), -3.0, dtype=torch.float64), 0.5, anchor),
+                               anchor.expand_as(field))
     gains = torch.tensor([[1e9, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
-    gated = gate_to_mean(field, gains, 0.5)
-    gated_mean = field[0].mean(dim=0)
-    torch.testing.assert_close(gated[0, 0], gated_mean + (field[0, 0] - gated_mean) * (1e9 / (1e9 + 0.5)))
-    torch.testing.assert_close(gated[0, 2], gated_mean + 0.5 * (field[0, 2] - gated_mean))
+    gated = gate_to_anchor(field, gains, 0.5, anchor)
+    torch.testing.assert_close(gated[0, 0], anchor[0, 0] + (field[0, 0] - anchor[0, 0]) * (1e9 / (1e9 + 0.5)))
+    torch.testing.assert_close(gated[0, 2], anchor[0, 0] + 0.5 * (field[0, 2] - anchor[0, 0]))
     torch.testing.assert_close(gated.sum(dim=(-2, -1)), torch.ones(2, 4, dtype=torch.float64))
 
 

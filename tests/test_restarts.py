@@ -104,7 +104,7 @@ def test_combine_mean_keeps_the_chains_mean_image_and_kernel(method):
 def test_a_bad_combine_is_refused_and_only_a_mean_is_recorded():
     from fdem.presets import resolve
 
-    with pytest.raises(InputError, match="unknown combine 'median': choose one of best, mean"):
+    with pytest.raises(InputError, match="unknown combine 'median': choose one of best, mean, natural"):
         resolve("fastem-pigdm", "photo", combine="median")
     assert "combine" not in resolve("fastem-pigdm", "photo").options()
     assert resolve("pigdm", "photo", combine="mean").options()["combine"] == "mean"
@@ -128,7 +128,7 @@ def test_deblur_takes_restarts_and_refuses_a_bad_count(files, tmp_path, capsys):
     assert code == 2 and "restarts must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     code, err = _run(common + ["--restarts", "2", "--combine", "median", "--out", str(tmp_path / "bad")], capsys)
-    assert code == 2 and "unknown combine 'median': choose one of best, mean" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "unknown combine 'median': choose one of best, mean, natural" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 
@@ -145,3 +145,39 @@ def test_the_memory_and_time_plans_count_every_chain():
     assert build_restorer("fastem-pigdm", "cpu", preset="demo").params()["restarts"] == 3
     assert build_restorer("fastem-pigdm", "cpu", preset="demo").chains == 3
     assert build_restorer("fastem-pigdm", "cpu", steps=2, restarts=3).params()["restarts"] == 3
+
+
+def test_combine_natural_keeps_the_chain_of_smallest_denoising_loss():
+    from fdem.diffusion import ScheduleSpec
+    from fdem.sampling.naturalness import denoising_loss
+
+    net = tiny_unet()
+    y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
+    natural = sample("fastem-pigdm", net, y, 0.05, seed=[3, 8], restarts=2, combine="natural", **OPTIONS)
+    chains = [sample("fastem-pigdm", net, y, 0.05, seed=[3 + j * RESTART_SEED_STRIDE, 8 + j * RESTART_SEED_STRIDE],
+                     **OPTIONS) for j in range(2)]
+    schedule = ScheduleSpec().build()
+    loss = torch.stack([denoising_loss(net, schedule, c.image) for c in chains])  # (K, B)
+    assert not torch.allclose(loss[0], loss[1])
+    for b, j in enumerate(loss.argmin(dim=0).tolist()):
+        assert torch.allclose(natural.image[b], chains[j].image[b], atol=1e-5)
+        assert torch.allclose(natural.kernel[b], chains[j].kernel[b], atol=1e-6)
+
+
+def test_the_denoising_loss_is_per_image_seeded_and_lower_for_a_sample_of_the_prior():
+    """With the exact Gaussian prior's network, a draw of that prior scores lower than white noise of the
+    same pixel variance: the loss measures how natural an image is to the prior."""
+    from fdem.diffusion import ScheduleSpec
+    from fdem.sampling.naturalness import denoising_loss
+    from tests.test_sampling import GaussianPrior
+
+    schedule = ScheduleSpec().build()
+    prior = GaussianPrior(16)
+    g = torch.Generator().manual_seed(9)
+    draw = prior.sample((1, 3, 16, 16), g).float()
+    white = torch.randn(1, 3, 16, 16, generator=g) * draw.std()
+    images = (torch.cat([draw, white]) + 1) / 2
+    loss = denoising_loss(prior, schedule, images)
+    assert loss.shape == (2,) and loss[0] < 0.8 * loss[1]
+    assert torch.allclose(loss[1:], denoising_loss(prior, schedule, images[1:]), atol=1e-6)
+    assert torch.equal(loss, denoising_loss(prior, schedule, images))

@@ -324,8 +324,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--restarts", type=int, help="diffusion methods: run this many chains per image and keep the one that "
                    "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
                    "network calls and memory (default: the preset's)")
-    p.add_argument("--combine", help="with several chains: keep the best fit (best) or the "
-                   "chains' mean image and kernel (mean: a posterior mean, smoother) (default: the preset's)")
+    p.add_argument("--combine", help="with several chains: keep the best fit (best), the chains' mean image and "
+                   "kernel (mean: a posterior mean, smoother) or the image the prior finds most natural (natural: "
+                   "its smallest denoising loss, 4 more network calls per chain) (default: the preset's)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: the preset's)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
                    "HQS iterations of each M-step, >= 0 (default: the preset's)")
@@ -361,7 +362,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--field-shrink", type=float, help="with --kernel-grid: each cell's kernel is pulled this fraction "
                    "towards the cells' mean at every step, in [0, 1) (default: the preset's)")
     p.add_argument("--field-gate", type=float, help="with --kernel-grid: a cell keeps the share g/(g + GATE) of its "
-                   "kernel's difference from the cells' mean, g how much better it explains its window's data "
+                   "kernel's difference from the whole image's kernel, g how much better it explains its window's data "
                    "(sigma^2 per pixel); >= 0, 0 off (default: the preset's)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")

@@ -42,30 +42,27 @@ def shrink_to_mean(field: Tensor, amount: float) -> Tensor:
     return field if amount == 0 else (1 - amount) * field + amount * field.mean(dim=1, keepdim=True)
 
 
-def cell_gains(problem: FieldProblem, u: Tensor, field: Tensor) -> Tensor:
+def cell_gains(problem: FieldProblem, u: Tensor, field: Tensor, anchor: Tensor) -> Tensor:
     """``(B, M)``: how much better each cell's own kernel of ``field (B, M, k, k)`` explains the cell's
-    windowed data than the cells' mean kernel, given the particles' mean of ``u (B, n, C, H, W)``: the drop
-    in the squared residual, per pixel of the cell's weight, in units of σ² (the verdict's cell gain,
-    :mod:`fdem.verdict`, taken inside the chain)."""
+    windowed data than the image's one kernel ``anchor (B, 1, k, k)``, given the particles' mean of
+    ``u (B, n, C, H, W)``: the drop in the squared residual, per pixel of the cell's weight, in units of
+    σ² (the verdict's cell gain, :mod:`fdem.verdict`, taken inside the chain)."""
     batch, cells = field.shape[:2]
     cell = cell_problems(problem)
     image = cell_particles(problem, u).mean(dim=1)
-    mean = field.mean(dim=1, keepdim=True).expand_as(field)
-    own, pooled = (cell.misfit(image, k.flatten(0, 1).unsqueeze(1)) for k in (field, mean))
+    own, pooled = (cell.misfit(image, k.flatten(0, 1).unsqueeze(1)) for k in (field, anchor.expand_as(field)))
     share = (problem.cell_weights**2).mean(dim=(-2, -1)).repeat(batch)  # the cell's weight per canvas pixel
     return ((pooled - own) / (share * cell.sigma**2)).reshape(batch, cells)
 
 
-def gate_to_mean(field: Tensor, gains: Tensor, gate: float) -> Tensor:
+def gate_to_anchor(field: Tensor, gains: Tensor, gate: float, anchor: Tensor) -> Tensor:
     """Each cell's kernel of ``field (B, M, k, k)`` keeps the share ``g/(g + gate)`` of its difference from
-    the cells' mean, ``g`` its gain (:func:`cell_gains`, at least 0): a cell whose own kernel explains its
-    data no better than the mean gets the mean, one with strong evidence keeps its own (``gate`` 0: unchanged)."""
-    if gate == 0:
-        return field
+    ``anchor (B, 1, k, k)`` (the whole image's kernel), ``g`` its gain (:func:`cell_gains`, at least 0): a
+    cell whose own kernel explains its data no better than the anchor gets the anchor, one with strong
+    evidence keeps its own."""
     gains = gains.clamp_min(0)
     keep = (gains / (gains + gate))[..., None, None]
-    mean = field.mean(dim=1, keepdim=True)
-    return mean + keep * (field - mean)
+    return anchor + keep * (field - anchor)
 
 
 def recenter_field(field: Tensor, rule: str) -> Tensor:
@@ -86,18 +83,22 @@ def recenter_field(field: Tensor, rule: str) -> Tensor:
 def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Tensor | None) -> MStepHook:
     """The field's M-step at every step (the uniform hook's rules: the spec's weighting, r², λ scale per
     image and over-relaxation, plain at ``i = 0``), the cells pulled towards their mean by the spec's
-    ``field_shrink`` (after the evidence gate ``field_gate``, when on), then one common re-centring."""
+    ``field_shrink`` (after the evidence gate ``field_gate``, when on: each cell pulled towards the kernel of
+    one uniform M-step on the whole image as far as its data do not support its own), then one common
+    re-centring."""
     em, cells = spec.em, problem.cells
     r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = None if lam_scale is None else lam_scale.repeat_interleave(cells)
 
     def hook(u: Tensor, field: Tensor, i: int) -> Tensor:
+        relax = em.kernel_relax if i > 0 else 1.0
         flat = em.mstep.update(cell_problems(problem), cell_particles(problem, u), init=field.flatten(0, 1).unsqueeze(1),
-                               weighting=em.weighting, r2=r2[i], recenter=False, lam_scale=scale,
-                               relax=em.kernel_relax if i > 0 else 1.0)
+                               weighting=em.weighting, r2=r2[i], recenter=False, lam_scale=scale, relax=relax)
         found = flat.reshape(field.shape)
-        if em.field_gate > 0:
-            found = gate_to_mean(found, cell_gains(problem, u, found), em.field_gate)
+        if em.field_gate > 0:  # the whole image's kernel, from all its data: what a cell without evidence gets
+            anchor = em.mstep.update(problem, u, init=field.mean(dim=1, keepdim=True), weighting=em.weighting,
+                                     r2=r2[i], recenter=False, lam_scale=lam_scale, relax=relax)
+            found = gate_to_anchor(found, cell_gains(problem, u, found, anchor), em.field_gate, anchor)
         return recenter_field(shrink_to_mean(found, em.field_shrink), em.mstep.recenter)
 
     return hook

@@ -39,6 +39,7 @@ from fdem.sampling.diffusion_em import run_diffusion_em
 from fdem.sampling.fast_em import fast_em_hook
 from fdem.sampling.guidance import make_guidance
 from fdem.sampling.loop import NoiseSource, StepCallback, generator_noise, run_loop
+from fdem.sampling.naturalness import denoising_loss
 from fdem.sampling.restarts import average_chains, chain_seeds, keep_best, repeat_problem
 from fdem.sampling.result import SamplingResult, TraceRecorder
 
@@ -175,5 +176,8 @@ def run_method(
     if em.restarts > 1 and em.combine == "mean":
         result = average_chains(result, em.restarts)
     elif em.restarts > 1:
-        result = keep_best(result, problem.misfit(result.image, kernel), em.restarts)
+        natural = em.combine == "natural"
+        cost = (denoising_loss(prior.net, prior.schedule.build(None, device), result.image) if natural
+                else problem.misfit(result.image, kernel))
+        result = keep_best(result, cost, em.restarts)
     return replace(result, seconds=time.perf_counter() - began)

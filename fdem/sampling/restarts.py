@@ -10,7 +10,9 @@ the network calls (the chains run as one batch).
 When the misfit cannot tell the chains apart (with the margin imputed it picks at chance level,
 docs/design.md §10), ``combine = mean`` keeps their mean instead: the image averaged over the chains (a
 Monte-Carlo posterior mean, whose squared error is below a single sample's by the chains' spread) and
-the kernels averaged (all centred alike, so they add without shifting).
+the kernels averaged (all centred alike, so they add without shifting). ``combine = natural`` keeps
+the chain whose image the prior finds most natural (the smallest denoising loss,
+:mod:`fdem.sampling.naturalness`).
 
 Chain ``j`` of an image with seed ``s`` uses seed ``s + j·RESTART_SEED_STRIDE``: chain 0 is the
 run without restarts, so ``restarts = 1`` changes nothing and a batch still gives the same results
@@ -40,11 +42,11 @@ def repeat_problem(problem: BlurProblem, restarts: int) -> BlurProblem:
     return problem.repeat(restarts)
 
 
-def keep_best(result: SamplingResult, misfit: Tensor, restarts: int) -> SamplingResult:
-    """From a result of ``K·B`` chains (chain-major) and their ``misfit (K·B,)``, the ``B`` chains of
-    smallest misfit."""
-    batch = misfit.shape[0] // restarts
-    chosen = misfit.reshape(restarts, batch).argmin(dim=0)
+def keep_best(result: SamplingResult, cost: Tensor, restarts: int) -> SamplingResult:
+    """From a result of ``K·B`` chains (chain-major) and their ``cost (K·B,)`` (the misfit, or with
+    ``combine = natural`` the prior's denoising loss), the ``B`` chains of smallest cost."""
+    batch = cost.shape[0] // restarts
+    chosen = cost.reshape(restarts, batch).argmin(dim=0)
     index = chosen * batch + torch.arange(batch, device=chosen.device)
 
     def pick(t: Tensor | None, dim: int = 0) -> Tensor | None:
