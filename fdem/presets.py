@@ -241,8 +241,10 @@ PHOTO = FEW_STEP.derive(
 FIELD = PHOTO.derive(
     "field", "photo with a 3x3 kernel field (blur that varies across the frame, docs/design.md §19): one chain "
     "on the whole image, each cell's kernel from its window's data pulled half-way to the cells' mean, the "
-    "field re-centred by one common shift",
-    em={"restarts": 1, "kernel_uncertainty": 0.0, "kernel_window": None, "field_shrink": 0.5}, canvas={"kernel_grid": (3, 3)},
+    "field re-centred by one common shift; each cell kept apart from the whole image's kernel only as far as its "
+    "data support it (field_gate 3)",
+    em={"restarts": 1, "kernel_uncertainty": 0.0, "kernel_window": None, "field_shrink": 0.5, "field_gate": 3.0},
+    canvas={"kernel_grid": (3, 3)},
 )
 DEMO = FEW_STEP.derive("demo", "few-step, best of 3 chains by data fit (the demo's Fast EM ΠGDM row)", em={"restarts": 3})
 RELAXED = FEW_STEP.derive("relaxed", "few-step with the over-relaxed M-step, γ = 2", em={"kernel_relax": 2.0})

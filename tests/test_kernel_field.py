@@ -147,8 +147,8 @@ def test_the_gate_pulls_cells_without_evidence_to_the_anchor_and_leaves_the_othe
 
 
 def test_the_field_gate_is_checked_and_recorded_only_when_on():
-    assert "field_gate" not in resolve("fastem-pigdm", "field").options()
-    assert resolve("fastem-pigdm", "field", field_gate=0.5).options()["field_gate"] == 0.5
+    assert "field_gate" not in resolve("fastem-pigdm", "field", field_gate=0).options()
+    assert resolve("fastem-pigdm", "field").options()["field_gate"] == 3.0
     with pytest.raises(InputError, match="field_gate"):
         resolve("fastem-pigdm", "field", field_gate=-1)
 

@@ -7,7 +7,7 @@ import torch
 from fdem.diffusion import ScheduleSpec
 from fdem.errors import InputError
 from fdem.kernel_ops import normalize_kernel
-from fdem.mstep import MStepConfig, default_lambda
+from fdem.mstep import MStepConfig
 from fdem.presets import resolve
 from fdem.priors import DEFAULT_PRIORS, SHIPPED_PRIORS
 from fdem.sampling.blind_dps import KERNEL_FLOOR, SHIPPED_KERNEL_PRIORS, BlindDPSRestorer, kernel_from_x0
