@@ -208,9 +208,10 @@ def judge(y: Tensor, x: Tensor, kernel: Tensor, sigma: float, sigma_source: str,
         spread = _rounded(kernel_spread(found, detail)[0])
         gains = _rounded(gain[0].masked_fill(~detailed(detail)[0], float("nan")))
         cells = found[0]
-        if largest_gain(gains) > GAIN_WARN:
+        largest = largest_gain(gains)
+        if largest > GAIN_WARN:
             warnings.append(f"kernels estimated on a {grid[0]}x{grid[1]} grid explain parts of the photo better than one "
-                            f"kernel (residual gain up to {largest_gain(gains):.2f} sigma^2): the "
+                            f"kernel (residual gain up to {largest:.2f} sigma^2): the "
                             "blur varies across the photo (--kernel-grid auto restores it with a kernel field)")
     verdict = Verdict(round(255 * sigma, 3), sigma_source, round(255 * model_sigma, 3), round(ratio, 4), round(peak, 4), round(edge, 4), grid,
                       spread, gains, tuple(warnings))

@@ -12,7 +12,7 @@ from fdem.presets import resolve
 from fdem.priors import Prior
 from fdem.problem import BlurProblem
 from fdem.restorers import build_restorer
-from fdem.sampling.field_em import cell_gains, gate_to_anchor, recenter_field
+from fdem.sampling.field_em import cell_gains, cell_particles, cell_problems, gate_to_anchor, recenter_field
 from tests.test_sampling import tiny_unet
 
 
@@ -126,10 +126,11 @@ def test_cell_gains_are_zero_under_one_kernel_and_large_where_the_blur_varies():
     varied[0, 2:, :, 2] = 0.2
     windows = field_windows((48, 48), (2, 2), like=x)
     uniform = FieldProblem(field_blur(x, one, windows), 0.01, grid=(2, 2))
-    torch.testing.assert_close(cell_gains(uniform, x.unsqueeze(1), one, one[:, :1]), torch.zeros(1, 4, dtype=torch.float64),
+    torch.testing.assert_close(cell_gains(uniform, cell_problems(uniform), cell_particles(uniform, x.unsqueeze(1)), one, one[:, :1]), torch.zeros(1, 4, dtype=torch.float64),
                                rtol=0, atol=1e-9)
     varying = FieldProblem(field_blur(x, varied, windows), 0.01, grid=(2, 2))
-    gains = cell_gains(varying, x.unsqueeze(1), varied, one[:, :1])  # the anchor is the top cells' kernel
+    gains = cell_gains(varying, cell_problems(varying), cell_particles(varying, x.unsqueeze(1)), varied,
+                       one[:, :1])  # the anchor is the top cells' kernel
     assert gains[0, :2].abs().max() < 1e-9 and (gains[0, 2:] > 10).all()
 
 

@@ -229,12 +229,12 @@ def without_grid(options: dict) -> dict:
     return {k: v for k, v in options.items() if k not in ("kernel_grid", "field_shrink", "field_gate")}
 
 
-def auto_field_restorer(method: str, device, uniform, options: dict):
+def auto_field_restorer(method: str, device, options: dict):
     """``--kernel-grid auto``'s second restorer: ``method`` under the field preset (its grid, the other
     flags as given), run on the images whose one-kernel verdict finds the blur varying."""
     from fdem.presets import FIELD_PRESET
 
-    if not (uniform.blind and lookup(method).guidance is not None):
+    if not (lookup(method).blind and lookup(method).guidance is not None):
         raise InputError(f"--kernel-grid auto needs a blind diffusion method (fastem-*, diffem-*), not {method}")
     return build_deblur_restorer(method, device, FIELD_PRESET, {k: v for k, v in options.items() if k != "kernel_grid"})
 
@@ -255,7 +255,7 @@ def cmd_deblur(args: argparse.Namespace) -> None:
     options = command_options(args)
     auto = options.get("kernel_grid") == AUTO_GRID
     restorer = build_deblur_restorer(args.method, device, args.preset, without_grid(options) if auto else options)
-    field = auto_field_restorer(args.method, device, restorer, options) if auto else None
+    field = auto_field_restorer(args.method, device, options) if auto else None
     if args.show:
         print(show_line(restorer))
         return

@@ -42,14 +42,14 @@ def shrink_to_mean(field: Tensor, amount: float) -> Tensor:
     return field if amount == 0 else (1 - amount) * field + amount * field.mean(dim=1, keepdim=True)
 
 
-def cell_gains(problem: FieldProblem, u: Tensor, field: Tensor, anchor: Tensor) -> Tensor:
+def cell_gains(problem: FieldProblem, cell: BlurProblem, windowed: Tensor, field: Tensor, anchor: Tensor) -> Tensor:
     """``(B, M)``: how much better each cell's own kernel of ``field (B, M, k, k)`` explains the cell's
-    windowed data than the image's one kernel ``anchor (B, 1, k, k)``, given the particles' mean of
-    ``u (B, n, C, H, W)``: the drop in the squared residual, per pixel of the cell's weight, in units of
-    σ² (the verdict's cell gain, :mod:`fdem.verdict`, taken inside the chain)."""
+    windowed data than the image's one kernel ``anchor (B, 1, k, k)``, given ``cell`` (:func:`cell_problems`)
+    and the windowed particles ``windowed (B·M, n, C, H, W)`` (:func:`cell_particles`), whose mean is used:
+    the drop in the squared residual, per pixel of the cell's weight, in units of σ² (the verdict's cell
+    gain, :mod:`fdem.verdict`, taken inside the chain)."""
     batch, cells = field.shape[:2]
-    cell = cell_problems(problem)
-    image = cell_particles(problem, u).mean(dim=1)
+    image = windowed.mean(dim=1)
     own, pooled = (cell.misfit(image, k.flatten(0, 1).unsqueeze(1)) for k in (field, anchor.expand_as(field)))
     share = (problem.cell_weights**2).mean(dim=(-2, -1)).repeat(batch)  # the cell's weight per canvas pixel
     return ((pooled - own) / (share * cell.sigma**2)).reshape(batch, cells)
@@ -92,13 +92,14 @@ def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Te
 
     def hook(u: Tensor, field: Tensor, i: int) -> Tensor:
         relax = em.kernel_relax if i > 0 else 1.0
-        flat = em.mstep.update(cell_problems(problem), cell_particles(problem, u), init=field.flatten(0, 1).unsqueeze(1),
-                               weighting=em.weighting, r2=r2[i], recenter=False, lam_scale=scale, relax=relax)
+        cell, windowed = cell_problems(problem), cell_particles(problem, u)
+        flat = em.mstep.update(cell, windowed, init=field.flatten(0, 1).unsqueeze(1), weighting=em.weighting, r2=r2[i],
+                               recenter=False, lam_scale=scale, relax=relax)
         found = flat.reshape(field.shape)
         if em.field_gate > 0:  # the whole image's kernel, from all its data: what a cell without evidence gets
             anchor = em.mstep.update(problem, u, init=field.mean(dim=1, keepdim=True), weighting=em.weighting,
                                      r2=r2[i], recenter=False, lam_scale=lam_scale, relax=relax)
-            found = gate_to_anchor(found, cell_gains(problem, u, found, anchor), em.field_gate, anchor)
+            found = gate_to_anchor(found, cell_gains(problem, cell, windowed, found, anchor), em.field_gate, anchor)
         return recenter_field(shrink_to_mean(found, em.field_shrink), em.mstep.recenter)
 
     return hook

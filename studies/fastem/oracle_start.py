@@ -31,14 +31,12 @@ def restore_from(restorer, y, sigma: float, start, seed: int):
 
 
 def build(method: str, args) -> object:
-    """``method`` under ``args.preset`` with the flags' networks and step count."""
+    """``method`` under ``args.preset`` (the shipped networks) with the flags' kernel size and step count."""
     from fdem.restorers import build_restorer
 
     options = {"preset": args.preset, "kernel_size": args.kernel_size}
     if args.steps is not None:
         options["steps"] = args.steps
-    if args.networks:
-        options.update(prior=args.networks[0], prior_config=args.networks[1], kernel_denoiser=args.networks[2])
     return build_restorer(method, "cpu", **options)
 
 
@@ -66,8 +64,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mstep", action="store_true", help="also the M-step alone on the sharp image and on ΠGDM's")
     p.add_argument("--rounds", type=int, default=8, help="margin refills and M-steps of the M-step alone")
     p.add_argument("--steps", type=int, help="override the preset's step count (tests)")
-    p.add_argument("--networks", nargs=3, metavar=("PRIOR", "PRIOR_CONFIG", "DENOISER"),
-                   help="other networks than the shipped ones (tests)")
     p.add_argument("--kernel-size", type=int, default=33)
     args = p.parse_args(argv)
     blind, sighted = build("fastem-pigdm", args), build("pigdm", args) if args.mstep else None
