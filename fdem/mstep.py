@@ -36,6 +36,7 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel, recenter as recenter_bilinear
+from fdem.masked_mstep import MaskedKernelDataTerm
 from fdem.spline_shift import recenter_spline
 from fdem.physics import check_kernel_fits, full_to_kernel, psf2otf
 from fdem.problem import BlurProblem
@@ -44,6 +45,7 @@ from fdem.validate import check_float
 REGULARISERS = ("pnp", "l1", "l2")
 MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, studies/fastem/NOTES.md)
 WEIGHTINGS = ("official", "paper")
+MISSING = ("impute", "exclude")  # unobserved pixels in the data step: refilled by the model, or left out
 
 
 def check_weighting(weighting: str) -> None:
@@ -118,7 +120,9 @@ class MStepConfig:
     does, as in the authors' code): ``"spline"`` (the authors': ``scipy.ndimage.shift``'s cubic
     spline with constant boundary, to ``k//2 + 0.5·(1 − k mod 2)``, mass leaving the window lost;
     :mod:`fdem.spline_shift`), ``"bilinear"`` (fdem's: sub-pixel bilinear shift to ``(k//2, k//2)``,
-    clipped and renormalised) or ``"none"``.
+    clipped and renormalised) or ``"none"``. ``missing`` is what the data step does with a problem's
+    unobserved pixels: ``"impute"`` uses ``y`` as refilled by the loop (EM on them), ``"exclude"`` leaves
+    them out (:mod:`fdem.masked_mstep`; docs/design.md §15).
     """
 
     kernel_size: int = 33
@@ -127,9 +131,12 @@ class MStepConfig:
     beta: float = 1e5
     iters: int = 10
     recenter: str = "spline"
+    missing: str = "impute"
     denoiser: Callable | None = None
 
     def __post_init__(self):
+        if self.missing not in MISSING:
+            raise InputError(f"unknown treatment of missing pixels {self.missing!r}: choose one of {', '.join(MISSING)}")
         if self.recenter not in RECENTER_RULES:
             raise InputError(f"unknown recenter rule {self.recenter!r}: choose one of {', '.join(RECENTER_RULES)}")
         if self.reg not in REGULARISERS:
@@ -170,7 +177,8 @@ class MStepConfig:
         y, lam = problem.y, self.resolved_lam
         if lam_scale is not None and self.reg != "pnp":
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
-        data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0)
+        data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0,
+                         exclude=self.missing == "exclude")
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
             denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
@@ -192,10 +200,12 @@ def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
 
 
 def data_term(
-    problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0
-) -> KernelDataTerm:
+    problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0,
+    exclude: bool = False,
+) -> KernelDataTerm | MaskedKernelDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
-    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2)."""
+    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2); with
+    ``exclude`` and unobserved pixels, on the observed ones only (:mod:`fdem.masked_mstep`)."""
     particles = x.shape[1]
     sig2 = problem.sigma**2
     paper = weighting == "paper"
@@ -206,6 +216,8 @@ def data_term(
         extra = particles * problem.shape[0] * problem.shape[1] * r2
     if l2:
         extra = extra + 2 * sig2 * l2
+    if exclude and problem.observed is not None:
+        return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
 
 

@@ -149,8 +149,8 @@ class CanvasSpec:
     smoothly periodised, taken as data) or ``impute`` (that margin as missing data, refilled every
     step); ``tiled``: the network on ``tile``-sized windows (None: its native size, at least 128)
     overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images;
-    ``saturation``: pixels at or above it in any channel, and the kernel's reach around them, are
-    missing data (None: every pixel is data; :mod:`fdem.saturation`); ``linear_light``: the sampler
+    ``saturation``: pixels at or above it in any channel, and a ``saturation_reach`` box around them
+    (1: those pixels alone), are missing data (None: every pixel is data; :mod:`fdem.saturation`); ``linear_light``: the sampler
     works on the sRGB-decoded image and its result is encoded back (:mod:`fdem.linear_light`);
     ``kernel_grid`` ``(G, H)``: the blur is a field of ``G·H`` kernels blended by smooth windows
     (:mod:`fdem.kernel_field`; ``(1, 1)``: one kernel for the whole image, the paper's model)."""
@@ -161,6 +161,7 @@ class CanvasSpec:
     overlap: int | None = None
     max_batch: int = 2
     saturation: float | None = None
+    saturation_reach: int = 1
     linear_light: bool = False
     kernel_grid: tuple[int, int] = (1, 1)
 
@@ -173,6 +174,7 @@ class CanvasSpec:
             object.__setattr__(self, "saturation", check_float(self.saturation, "saturation", 0, 1))
             if self.saturation == 0:
                 raise InputError("saturation must be in (0, 1]: the level from which a pixel counts as clipped, got 0")
+        check_int(self.saturation_reach, "saturation_reach", 1)
         if not isinstance(self.tiled, bool):
             raise InputError(f"tiled must be true or false, got {self.tiled!r}")
         if self.tile is not None:
@@ -239,10 +241,9 @@ PHOTO = FEW_STEP.derive(
     canvas={"border": "impute", "tiled": True},
 )
 FIELD = PHOTO.derive(
-    "field", "photo with a 3x3 kernel field (blur that varies across the frame, docs/design.md §19): one chain "
-    "on the whole image, each cell's kernel from its window's data pulled half-way to the cells' mean, the "
-    "field re-centred by one common shift; each cell kept apart from the whole image's kernel only as far as its "
-    "data support it (field_gate 3)",
+    "field", "photo with a 3x3 kernel field (blur that varies across the frame, docs/design.md §19): one chain on the "
+    "whole image, each cell's kernel from its window's data pulled half-way to the cells' mean, kept apart from the "
+    "whole image's kernel only as far as its data support it (field_gate 3), re-centred by one common shift",
     em={"restarts": 1, "kernel_uncertainty": 0.0, "kernel_window": None, "field_shrink": 0.5, "field_gate": 3.0},
     canvas={"kernel_grid": (3, 3)},
 )
@@ -259,6 +260,8 @@ EM_FIELDS = tuple(f.name for f in fields(EMSpec) if f.name != "mstep")
 MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser")
 CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
 OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
+# options added after runs were recorded, and the value that leaves them out of a record (RunSpec.options)
+OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute"}
 
 
 def preset(name: str) -> Preset:
@@ -357,7 +360,7 @@ class RunSpec:
     def options(self, full: bool = False) -> dict:
         """Every resolved option by field name (the EM's only for blind methods, Diffusion EM's rounds only
         for it), with the preset's name first: what rows, manifests and ``--show`` record. The field options
-        (``kernel_grid``, ``field_shrink``) appear only for a field, ``field_gate`` and ``combine`` only when not off or ``best``,
+        (``kernel_grid``, ``field_shrink``) appear only for a field, those of :data:`OFF` only when set,
         unless ``full`` (``fdem presets``' table): records of runs made before these options existed stay valid."""
         em = {k: v for k, v in asdict(self.em).items() if k != "mstep"}
         mstep = {k: v for k, v in asdict(self.em.mstep).items() if k != "denoiser"}
@@ -372,13 +375,10 @@ class RunSpec:
         if not (self.field or full):  # a uniform run's record stays as it was before fields existed
             em.pop("field_shrink")
             canvas.pop("kernel_grid")
-        if self.em.field_gate == 0 and not full:
-            em.pop("field_gate")
-        if self.em.combine == "best" and not full:
-            em.pop("combine")
         if not self.blind:
             em, mstep = {k: em[k] for k in ("particles", "restarts", "combine") if k in em}, {}
-        return {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **canvas}
+        record = {"preset": self.preset, **asdict(self.sampler), **em, **mstep, **canvas}
+        return record if full else {k: v for k, v in record.items() if k not in OFF or OFF[k] != v}
 
 
 def resolve(method: str, preset_name: str = DEFAULT_PRESET, **overrides) -> RunSpec:

@@ -19,17 +19,22 @@ from torch.nn.functional import max_pool2d
 from fdem.errors import InputError
 
 
-def observed_mask(y: Tensor, threshold: float, kernel_size: int, name: str = "the image") -> Tensor:
-    """``(B, 1, H, W)``: 0 within a ``kernel_size`` box of a pixel of ``y (B, C, H, W)`` at or above
+def observed_mask(y: Tensor, threshold: float, reach: int, name: str = "the image") -> Tensor:
+    """``(B, 1, H, W)``: 0 within a ``reach`` box of a pixel of ``y (B, C, H, W)`` at or above
     ``threshold`` in any channel, 1 elsewhere. An image left with no observed pixel is an
     :class:`InputError` naming ``name``."""
     clipped = (y >= threshold).any(dim=1, keepdim=True).float()
-    reach = max_pool2d(clipped, kernel_size, stride=1, padding=kernel_size // 2)[..., : y.shape[-2], : y.shape[-1]]
-    mask = 1 - reach
+    mask = 1 - max_pool2d(clipped, reach, stride=1, padding=reach // 2)[..., : y.shape[-2], : y.shape[-1]]
     if bool((mask.flatten(1).sum(dim=1) == 0).any()):
         raise InputError(f"{name}: every pixel is saturated (>= {threshold:g}) or within the kernel's reach of "
                          "one: nothing is left to estimate from; lower the exposure or pass --saturation off")
     return mask.to(y.dtype)
+
+
+def saturation_mask(canvas, y: Tensor, name: str = "the image") -> Tensor | None:
+    """The observed mask of ``y (B, C, H, W)`` under a :class:`~fdem.presets.CanvasSpec`'s ``saturation`` level
+    and ``saturation_reach`` box (None: saturation off, every pixel is data)."""
+    return None if canvas.saturation is None else observed_mask(y, canvas.saturation, canvas.saturation_reach, name)
 
 
 def add_point_lights(scene: Tensor, count: int, margin: int, generator: torch.Generator,

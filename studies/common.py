@@ -86,15 +86,16 @@ def mstep_arguments(description: str, count: int = 12):
     return p
 
 
-def mstep_alone(y, image, seen, kernel_size: int, rounds: int, shown=None):
+def mstep_alone(y, image, seen, kernel_size: int, rounds: int, shown=None, missing: str = "impute"):
     """The ``(1, 1, k, k)`` kernel of ``rounds`` margin refills and M-steps (σ = 5/255, from a Dirac) with
     ``image`` as x̂ and ``seen`` the observed mask (None: every pixel); ``shown(kernel)`` replaces ``image``
-    by what the M-step should see given the current kernel."""
+    by what the M-step should see given the current kernel; ``missing``: the M-step's treatment of the
+    unobserved pixels (:class:`fdem.mstep.MStepConfig`)."""
     from fdem.kernel_ops import dirac
     from fdem.mstep import MStepConfig
     from fdem.verdict import edge_pad, margin_problem
 
-    mstep = MStepConfig(kernel_size=kernel_size, recenter="bilinear")
+    mstep = MStepConfig(kernel_size=kernel_size, recenter="bilinear", missing=missing)
     problem, kernel = margin_problem(y, torch.tensor([5 / 255]), kernel_size, seen), dirac(1, kernel_size)
     for _ in range(rounds):
         particles = edge_pad(image if shown is None else shown(kernel), kernel_size // 2)[:, None]

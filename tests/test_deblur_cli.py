@@ -173,6 +173,8 @@ def test_reflect_padding_reaches_the_multiple_and_crops_back():
         ({"--kernel-relax": "0"}, "kernel_relax must be a number in \\(0, 4\\)"),
         ({"--kernel-relax": "4"}, "kernel_relax must be"),
         ({"--kernel-relax": "nan"}, "kernel_relax must be"),
+        ({"--missing": "drop"}, "unknown treatment of missing pixels 'drop'"),
+        ({"--saturation": "0.98", "--saturation-reach": "0"}, "saturation_reach must be"),
     ],
 )
 def test_bad_input_gives_one_error_line_and_exit_code_2(files, tmp_path, capsys, change, message):

@@ -7,6 +7,7 @@ import torch
 from fdem.priors import Prior
 from fdem.presets import resolve
 from fdem.restorers import build_restorer
+from fdem.saturation import observed_mask
 from fdem.sampling.kernel_window import best_windows, crop_windows, window_size
 from tests.test_sampling import tiny_unet
 
@@ -16,11 +17,11 @@ def test_the_window_of_most_detail_is_chosen_on_observed_pixels():
     y = torch.full((2, 3, 64, 96), 0.5)
     y[0, :, 10:42, 50:82] += 0.2 * torch.rand(3, 32, 32, generator=g)  # texture at (10, 50)
     y[1, :, 30:62, 4:36] += 0.2 * torch.rand(3, 32, 32, generator=g)
-    assert best_windows(y, (32, 32), None, 5) == [(10, 50), (30, 4)]
+    assert best_windows(y, (32, 32)) == [(10, 50), (30, 4)]
     y[0, :, 30:62, 4:36] += 0.1 * torch.rand(3, 32, 32, generator=g)  # weaker texture elsewhere
-    assert best_windows(y, (32, 32), None, 5)[0] == (10, 50)
+    assert best_windows(y, (32, 32))[0] == (10, 50)
     y[0, :, 26, 66] = 1.0  # a clipped lamp in the middle of the strong texture: its reach is not data
-    assert best_windows(y, (32, 32), 0.98, 31)[0] == (30, 4)
+    assert best_windows(y, (32, 32), observed_mask(y, 0.98, 31))[0] == (30, 4)
     crops = crop_windows(y, [(10, 50), (30, 4)], (32, 32))
     assert crops.shape == (2, 3, 32, 32) and torch.equal(crops[1], y[1, :, 30:62, 4:36])
     assert window_size(160, 100, 300) == (100, 160)

@@ -161,6 +161,7 @@ def test_bad_arguments(kwargs, match):
         (dict(iters=-1), "iters"),
         (dict(kernel_size=True), "kernel_size"),
         (dict(recenter="cubic"), "unknown recenter rule 'cubic'"),
+        (dict(missing="drop"), "missing pixels 'drop'"),
     ],
 )
 def test_mstep_config_is_validated_when_built(kwargs, match):

@@ -6,7 +6,7 @@ import torch
 
 from fdem.errors import InputError
 from fdem.presets import CanvasSpec
-from fdem.saturation import add_point_lights, observed_mask
+from fdem.saturation import add_point_lights, observed_mask, saturation_mask
 from fdem.sampling.padded import padded_problem
 
 
@@ -29,6 +29,16 @@ def test_the_level_is_checked_where_the_canvas_spec_is_built():
     with pytest.raises(InputError, match="saturation"):
         CanvasSpec(saturation=1.5)
     assert CanvasSpec(saturation=1).saturation == 1.0
+    with pytest.raises(InputError, match="saturation_reach"):
+        CanvasSpec(saturation=0.98, saturation_reach=0)
+
+
+def test_the_canvas_mask_is_the_clipped_pixels_alone_by_default_and_its_box_when_set():
+    y = torch.full((1, 3, 20, 20), 0.5)
+    y[0, 0, 8, 8] = 1.0
+    assert saturation_mask(CanvasSpec(), y) is None
+    assert saturation_mask(CanvasSpec(saturation=0.98), y).sum() == 20 * 20 - 1
+    assert saturation_mask(CanvasSpec(saturation=0.98, saturation_reach=5), y)[0, 0, 6:11, 6:11].sum() == 0
 
 
 def test_point_lights_are_far_above_one_and_inside_the_margin():
@@ -43,7 +53,7 @@ def test_point_lights_are_far_above_one_and_inside_the_margin():
 def test_the_problem_marks_clipped_pixels_and_the_margin_unobserved(border):
     y = torch.full((2, 3, 32, 32), 0.4)
     y[1, :, 5, 5] = 1.0
-    problem, offset = padded_problem(y, 0.02, border, 5, 8, saturation=0.98)
+    problem, offset = padded_problem(y, 0.02, border, 5, 8, observed_mask(y, 0.98, 5))
     window = problem.observed[..., offset[0]:offset[0] + 32, offset[1]:offset[1] + 32]
     assert window[0].min() == 1 and window[1, 0, 3:8, 3:8].sum() == 0 and window[1].sum() == 32 * 32 - 25
     if border == "impute":

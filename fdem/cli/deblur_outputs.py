@@ -51,7 +51,7 @@ def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, 
     from fdem.imageio import convert_channels, save_image
     from fdem.io_utils import atomic_path
     from fdem.mstep import MStepConfig
-    from fdem.saturation import observed_mask
+    from fdem.saturation import saturation_mask
     from fdem.verdict import judge, verdict_picture
 
     kernel = result.kernel[:1].detach().float().cpu()
@@ -59,8 +59,7 @@ def save_verdict(obs: Observation, result, sigma: float, source: str, restorer, 
     y = obs.image[None].clamp(0, 1)
     spec = getattr(restorer, "spec", None)
     mstep = spec.em.mstep if spec is not None and spec.blind else MStepConfig(kernel_size=kernel.shape[-1])
-    level = spec.canvas.saturation if spec is not None else None
-    observed = None if level is None else observed_mask(y, level, kernel.shape[-1], str(obs.path))
+    observed = None if spec is None else saturation_mask(spec.canvas, y, str(obs.path))
     floor = spec.sampler.sigma_floor / 255 if spec is not None else 0.0
     verdict, cells = judge(y, x, kernel, sigma, source, mstep, observed, floor)
     print(verdict.summary(obs.path.name))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import argparse
 
 from fdem.cli import LIGHTNING_SUBCOMMANDS
-from fdem.cli import bench, bench_data, deblur, kernels, metrics, models
+from fdem.cli import bench, bench_data, deblur_parser, kernels, metrics, models
 from fdem.cli.args import FdemParser
 
-GROUPS = (kernels, bench, deblur, metrics, bench_data, models)  # each has add_parsers(subparsers)
+GROUPS = (kernels, bench, deblur_parser, metrics, bench_data, models)  # each has add_parsers(subparsers)
 LIGHTNING_HELP = {
     "fit": "train a model (LightningCLI): fdem fit --config X.yaml",
     "validate": "validate a model on a data module (LightningCLI): fdem validate --config X.yaml --ckpt_path C",

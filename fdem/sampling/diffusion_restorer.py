@@ -13,6 +13,7 @@ from fdem.errors import InputError
 from fdem.padding import network_multiple
 from fdem.presets import DEFAULT_PRESET, OVERRIDES, RunSpec, resolve
 from fdem.priors import Prior, load_prior
+from fdem.saturation import saturation_mask
 from fdem.restorer_base import Restoration, Restorer
 from fdem.sampling.network_speed import SpeedOptions
 from fdem.sampling.tiled import Tiling
@@ -137,7 +138,7 @@ class DiffusionRestorer(Restorer):
         if not self.spec.windowed(*y.shape[-2:]):
             return self._run(self.spec, y, sigma, None if self.spec.blind else kernel, seed, callback)
         size = window_size(self.spec.em.kernel_window, *y.shape[-2:])
-        corners = best_windows(y, size, self.spec.canvas.saturation, self.kernel_size)
+        corners = best_windows(y, size, saturation_mask(self.spec.canvas, y))
         found = self._run(self.spec, crop_windows(y, corners, size), sigma, self._streak_start(y), seed, callback).kernel
         whole = self._run(self.spec.whole_image_pass(), y, sigma, found, seed, callback)
         return replace(whole, kernel=found, extras={**whole.extras, "kernel_window": (corners, size)})
@@ -162,8 +163,8 @@ class DiffusionRestorer(Restorer):
         if spec.sampler.sigma_floor > 0:
             sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).clamp_min(spec.sampler.sigma_floor / 255)
         canvas = spec.canvas
-        problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net), canvas.saturation,
-                                        canvas.kernel_grid)
+        problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net),
+                                         saturation_mask(canvas, y), canvas.kernel_grid)
         prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))
         result = run_method(spec, prior, problem, kernel=kernel, seed=seed,
                             callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)

@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 from torch.nn.functional import avg_pool2d
 
-from fdem.saturation import observed_mask
 
 
 def window_size(side: int, height: int, width: int) -> tuple[int, int]:
@@ -30,11 +29,12 @@ def gradient_energy(y: Tensor) -> Tensor:
     return energy
 
 
-def best_windows(y: Tensor, size: tuple[int, int], saturation: float | None, kernel_size: int) -> list[tuple[int, int]]:
-    """The ``(top, left)`` of each image's ``size`` window of most gradient energy on observed pixels."""
+def best_windows(y: Tensor, size: tuple[int, int], seen: Tensor | None = None) -> list[tuple[int, int]]:
+    """The ``(top, left)`` of each image's ``size`` window of most gradient energy on observed pixels
+    (``seen``: the saturation mask, :func:`fdem.saturation.saturation_mask`; None: every pixel)."""
     energy = gradient_energy(y)
-    if saturation is not None:
-        energy = energy * observed_mask(y, saturation, kernel_size)
+    if seen is not None:
+        energy = energy * seen
     score = avg_pool2d(energy, size, stride=1)  # (B, 1, H - h + 1, W - w + 1)
     flat = score.flatten(1).argmax(dim=1).tolist()
     columns = score.shape[-1]

@@ -17,7 +17,6 @@ from torch import Tensor
 from fdem.field_problem import FieldProblem
 from fdem.padding import border_pad, crop, smooth_pad
 from fdem.problem import BlurProblem
-from fdem.saturation import observed_mask
 from fdem.sampling.result import SamplingResult
 
 PADDINGS = {"circular": border_pad, "reflect": border_pad, "smooth": smooth_pad, "impute": smooth_pad}
@@ -29,17 +28,17 @@ def canvas_margin(border: str, kernel_size: int) -> int:
 
 
 def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int,
-                   saturation: float | None = None, grid: tuple[int, int] = (1, 1)) -> tuple[BlurProblem, tuple[int, int]]:
+                   seen: Tensor | None = None, grid: tuple[int, int] = (1, 1)) -> tuple[BlurProblem, tuple[int, int]]:
     """The :class:`~fdem.problem.BlurProblem` on ``y (B, C, H, W)``'s canvas and ``y``'s offset in it;
-    unobserved: the margin (``impute``) and, with ``saturation``, the clipped pixels and their kernel's reach.
+    unobserved: the margin (``impute``) and where ``seen`` (``(B, 1, H, W)``, :func:`fdem.saturation.saturation_mask`) is 0.
     A ``grid`` of more than one cell gives a :class:`~fdem.field_problem.FieldProblem` laid on ``y``'s place."""
     padded, offset = PADDINGS[border](y, canvas_margin(border, kernel_size), multiple)
     size = tuple(y.shape[-2:])
     observed = crop_mask(padded, offset, size) if border == "impute" else None
-    if saturation is not None:
+    if seen is not None:
         observed = padded.new_ones((1, 1) + tuple(padded.shape[-2:])) if observed is None else observed
         observed = observed.repeat(y.shape[0], 1, 1, 1)
-        crop(observed, offset, size).mul_(observed_mask(y, saturation, kernel_size))
+        crop(observed, offset, size).mul_(seen)
     if grid != (1, 1):
         return FieldProblem(padded, sigma, observed, grid=grid, region=(offset, size)), offset
     return BlurProblem(padded, sigma, observed), offset

@@ -17,13 +17,15 @@ def main(argv: list[str] | None = None) -> None:
     args = mstep_arguments(__doc__.splitlines()[0]).parse_args(argv)
     k = args.kernel_size
     samples = protocol_samples(args.images, args.count, [5], args.size, k, lights=4)
-    masks = {"every pixel data": None, "mask (kernel box)": k, "clipped pixels only": 1}
+    masks = {"every pixel data": (None, "impute"), "mask (kernel box)": (k, "impute"), "clipped pixels only": (1, "impute"),
+             "mask (kernel box), left out": (k, "exclude"), "clipped pixels only, left out": (1, "exclude")}
     errors: dict[str, list[float]] = {name: [] for name in masks}
     for sample in samples:
         y, x, truth = sample["y"][None], sample["sharp"][None], sample["kernel"][None]
-        for name, reach in masks.items():
+        for name, (reach, missing) in masks.items():
             seen = None if reach is None else observed_mask(y, 0.98, reach)
-            errors[name].append(float(kernel_mse(mstep_alone(y, x, seen, k, args.rounds), truth)[0]))
+            kernel = mstep_alone(y, x, seen, k, args.rounds, missing=missing)
+            errors[name].append(float(kernel_mse(kernel, truth)[0]))
     print_against_first("data term", errors)
 
 
