@@ -180,7 +180,7 @@ def test_diffusion_restorer_takes_and_records_the_switches(tmp_path, monkeypatch
     assert restorer.params() == {"preset": "paper", "steps": 3, "step_rule": "ddpm", "eta": 1.0, "start": 1.0,
                                  "r2_rule": "official", "sigma_floor": 0.0, "particles": 1, "restarts": 1,
                                  "border": "circular", "tiled": False, "tile": None, "overlap": None, "max_batch": 2,
-                                 "saturation": None, "linear_light": False,
+                                 "saturation": None, "saturation_reach": 1, "linear_light": False,
                                  "prior": files["prior"], "prior_config": files["prior_config"],
                                  "precision": "fp32", "channels_last": True, "compiled": False}
     result = restorer.restore(torch.rand(1, 3, 16, 16), 0.02, kernel=torch.ones(1, 1, 3, 3))

@@ -326,13 +326,14 @@ def test_floor_check_prints_a_row_per_crop(tmp_path, capsys):
     assert len(row) == 4 and all(float(c) > 0 for c in row[1:])
 
 
-def test_saturation_mstep_check_compares_three_data_terms(tmp_path, capsys):
+def test_saturation_mstep_check_compares_five_data_terms(tmp_path, capsys):
     from studies.saturation import mstep_check
 
     photos = _noise_photos(tmp_path / "photos", count=1, shape=(200, 200))
     mstep_check.main(["--images", str(photos), "--count", "1", "--size", "64", "--kernel-size", "9", "--rounds", "2"])
     rows = _table_rows(capsys.readouterr().out, "")
-    assert [r[0] for r in rows[1:]] == ["every pixel data", "mask (kernel box)", "clipped pixels only"]
+    assert [r[0] for r in rows[1:]] == ["every pixel data", "mask (kernel box)", "clipped pixels only",
+                                        "mask (kernel box), left out", "clipped pixels only, left out"]
     assert rows[1][3] == "1.00×"
 
 
