@@ -59,22 +59,28 @@ class MaskedKernelDataTerm:
         return full_to_kernel(torch.fft.irfft2(psf2otf(r, self.shape) * self.inv_circulant, s=self.shape), r.shape[-2:])
 
     def solve(self, kernel: Tensor) -> Tensor:
-        z = kernel
-        r = full_to_kernel(self.data, kernel.shape[-2:]) + self.shift * kernel - self._normal(z)
-        p = s = self._precondition(r)
-        rs = _dot(r, s)
-        for _ in range(self.iters):
-            ap = self._normal(p)
-            pap = _dot(p, ap)
-            step = torch.where(pap > 0, rs / pap.clamp_min(1e-30), torch.zeros_like(pap))
-            z, r = z + step * p, r - step * ap
-            s = self._precondition(r)
-            rs_next = _dot(r, s)
-            p = s + torch.where(rs > 0, rs_next / rs.clamp_min(1e-30), torch.zeros_like(rs)) * p
-            rs = rs_next
-        return z
+        rhs = full_to_kernel(self.data, kernel.shape[-2:]) + self.shift * kernel
+        return conjugate_gradients(self._normal, self._precondition, rhs, kernel, self.iters)
+
+
+def conjugate_gradients(normal, precondition, rhs: Tensor, start: Tensor, iters: int) -> Tensor:
+    """``iters`` preconditioned conjugate-gradient iterations on ``normal(z) = rhs`` from ``start``, one
+    system per leading index (kernels ``(B, ..., k, k)``), without reading anything back to the host."""
+    z, r = start, rhs - normal(start)
+    s = precondition(r)
+    p, rs = s, _dot(r, s)
+    for _ in range(iters):
+        ap = normal(p)
+        pap = _dot(p, ap)
+        step = torch.where(pap > 0, rs / pap.clamp_min(1e-30), torch.zeros_like(pap))
+        z, r = z + step * p, r - step * ap
+        s = precondition(r)
+        rs_next = _dot(r, s)
+        p = s + torch.where(rs > 0, rs_next / rs.clamp_min(1e-30), torch.zeros_like(rs)) * p
+        rs = rs_next
+    return z
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image inner product of ``(B, 1, k, k)`` tensors, shaped ``(B, 1, 1, 1)`` to broadcast."""
-    return (a * b).sum(dim=(1, 2, 3), keepdim=True)
+    """Per-system inner product of ``(B, ..., k, k)`` tensors, shaped to broadcast against them."""
+    return (a * b).flatten(1).sum(dim=1).reshape((-1,) + (1,) * (a.dim() - 1))

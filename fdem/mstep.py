@@ -36,6 +36,7 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel, recenter as recenter_bilinear
+from fdem.field_mstep import JointFieldDataTerm
 from fdem.masked_mstep import MaskedKernelDataTerm
 from fdem.spline_shift import recenter_spline
 from fdem.physics import check_kernel_fits, full_to_kernel, psf2otf
@@ -177,8 +178,9 @@ class MStepConfig:
         y, lam = problem.y, self.resolved_lam
         if lam_scale is not None and self.reg != "pnp":
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
+        cells = 1 if init is None else init.shape[1]  # more than one: a kernel field, solved jointly
         data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0,
-                         exclude=self.missing == "exclude")
+                         exclude=self.missing == "exclude", field=cells > 1)
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
             denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
@@ -186,8 +188,9 @@ class MStepConfig:
         kernel = start
         for _ in range(self.iters):
             z = normalize_kernel(data.solve(kernel))
-            kernel = normalize_kernel(_prior_step(z, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser,
-                                                  scale=lam_scale))
+            flat = z.reshape(-1, 1, *z.shape[-2:])  # the prior acts on each kernel of a field alone
+            kernel = normalize_kernel(_prior_step(flat, reg=self.reg, lam=lam, beta=self.beta, denoiser=denoiser,
+                                                  scale=lam_scale).reshape(z.shape))
         align = RECENTER_RULES[self.recenter if recenter else "none"]
         kernel = align(kernel)
         return kernel if relax == 1 else align(relaxed(start, kernel, relax))  # extrapolate centred kernels
@@ -201,11 +204,12 @@ def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
 
 def data_term(
     problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0,
-    exclude: bool = False,
-) -> KernelDataTerm | MaskedKernelDataTerm:
+    exclude: bool = False, field: bool = False,
+) -> KernelDataTerm | MaskedKernelDataTerm | JointFieldDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
     Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2); with
-    ``exclude`` and unobserved pixels, on the observed ones only (:mod:`fdem.masked_mstep`)."""
+    ``exclude`` and unobserved pixels, on the observed ones only (:mod:`fdem.masked_mstep`); for a ``field``
+    problem's ``(B, M, k, k)`` kernels, all cells at once (:mod:`fdem.field_mstep`)."""
     particles = x.shape[1]
     sig2 = problem.sigma**2
     paper = weighting == "paper"
@@ -216,6 +220,8 @@ def data_term(
         extra = particles * problem.shape[0] * problem.shape[1] * r2
     if l2:
         extra = extra + 2 * sig2 * l2
+    if field:
+        return JointFieldDataTerm(problem, x, alpha=alpha, extra=extra)
     if exclude and problem.observed is not None:
         return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)

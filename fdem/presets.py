@@ -11,8 +11,7 @@ A :class:`Preset` names one choice of all three; :func:`resolve` applies it to a
 single fields by name, giving a :class:`RunSpec`: what a benchmark row, a manifest and the plan
 line of ``fdem deblur`` record. Every front end (library, ``fdem deblur``, ``fdem demo``, bench
 configs, the speed grid) starts from a preset here; no default of these options lives anywhere else.
-Field names are unique across the three specs, so an override is named by its field alone
-(``steps=25``, ``restarts=3``, ``border="impute"``).
+Field names are unique across the specs: an override is named by its field alone (``steps=25``).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ COMBINES = ("best", "mean", "natural")  # several chains per image: the best dat
 KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # the paper's Dirac, the prior-free alternation's, ℓ0's,
 # Fast EM's at half size, or the clipped light streaks' (the alternation's where an image has none)
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
+FIELD_SOLVES = ("windowed", "joint")  # a kernel field's data step: each cell on its window, or all cells exactly
 MAX_KERNEL_UNCERTAINTY = 1e4  # κ beyond this ignores the data wherever the image has energy
 
 
@@ -93,11 +93,11 @@ class EMSpec:
     ``kernel_window``: on an image with a side over it, the blind run sees only the window of that
     side with the most detail, and one chain of the method's non-blind sampler restores the whole
     image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`);
-    ``field_shrink`` ∈ [0, 1): with a kernel field, each cell's new kernel is moved that fraction of the
-    way to the cells' mean (:func:`fdem.sampling.field_em.shrink_to_mean`); ``field_gate`` ≥ 0: before that,
-    each cell keeps the share ``g/(g + field_gate)`` of its kernel's difference from the whole image's
-    kernel (one uniform M-step on all the data), ``g`` how much better its own kernel explains its window's
-    data (σ² per pixel; 0: off, :func:`fdem.sampling.field_em.gate_to_anchor`)."""
+    ``field_shrink`` ∈ [0, 1): each cell's new kernel moved that fraction of the way to the cells' mean;
+    ``field_gate`` ≥ 0: before that, each cell keeps the share ``g/(g + field_gate)`` of its kernel's
+    difference from the whole image's kernel, ``g`` how much better its own kernel explains its window's
+    data (σ² per pixel; 0: off); ``field_solve``: the cells' data step, each on its window (``windowed``) or
+    all at once (``joint``, :mod:`fdem.field_mstep`) (:mod:`fdem.sampling.field_em`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"
@@ -114,6 +114,7 @@ class EMSpec:
     kernel_window: int | None = None
     field_shrink: float = 0.0
     field_gate: float = 0.0
+    field_solve: str = "windowed"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_shrink", check_float(self.field_shrink, "field_shrink", 0, 1))
@@ -123,6 +124,7 @@ class EMSpec:
         if self.kernel_window is not None:
             check_int(self.kernel_window, "kernel_window", 2 * self.mstep.kernel_size)
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
+        _choice(self.field_solve, "field_solve", FIELD_SOLVES)
         _choice(self.combine, "combine", COMBINES)
         object.__setattr__(self, "kernel_uncertainty",
                            check_float(self.kernel_uncertainty, "kernel_uncertainty", 0, MAX_KERNEL_UNCERTAINTY))
@@ -233,10 +235,9 @@ FEW_STEP = TUNED.derive(
     dps_sampler=SamplerSpec(),
 )
 PHOTO = FEW_STEP.derive(
-    "photo", "few-step on photographs: the margin as missing data (imputed border), two chains whose kernels' "
-    "spread widens ΠGDM's noise (κ = 4), the better fit kept; on images over 160 px the kernel from the "
-    "160² window of most detail, then one non-blind chain on the whole image, tiled where attention "
-    "would dominate; σ taken as at least 5/255 (fdem deblur's default)",
+    "photo", "few-step on photographs: the margin as missing data (imputed border), two chains whose kernels' spread "
+    "widens ΠGDM's noise (κ = 4), the better fit kept; on images over 160 px the kernel from the 160² window of most "
+    "detail, then one non-blind chain on the whole image, tiled where attention would dominate; σ at least 5/255",
     sampler={"sigma_floor": 5.0}, em={"restarts": 2, "kernel_uncertainty": 4.0, "kernel_window": 160},
     canvas={"border": "impute", "tiled": True},
 )
@@ -261,7 +262,7 @@ MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser"
 CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
 OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
 # options added after runs were recorded, and the value that leaves them out of a record (RunSpec.options)
-OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute"}
+OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed"}
 
 
 def preset(name: str) -> Preset:

@@ -160,3 +160,16 @@ def test_fast_em_with_the_gate_on_keeps_each_field_on_the_simplex(tiny_prior):
     result = restorer.restore(torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(2)), 0.05, seed=3)
     assert result.kernel.shape == (1, 4, 5, 5) and (result.kernel >= 0).all()
     torch.testing.assert_close(result.kernel.sum(dim=(-2, -1)), torch.ones(1, 4))
+
+
+@pytest.mark.parametrize("gate", [0.0, 0.5])
+def test_the_joint_field_solve_runs_with_the_prior_and_stays_on_the_simplex(tiny_prior, gate):
+    restorer = build_restorer("fastem-pigdm", "cpu", prior=tiny_prior, preset="field", kernel_size=5, steps=3,
+                              kernel_grid="2x2", field_gate=gate, field_solve="joint")
+    result = restorer.restore(torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(2)), 0.05, seed=3)
+    assert result.kernel.shape == (1, 4, 5, 5) and (result.kernel >= 0).all()
+    torch.testing.assert_close(result.kernel.sum(dim=(-2, -1)), torch.ones(1, 4))
+    assert resolve("fastem-pigdm", "field", field_solve="joint").options()["field_solve"] == "joint"
+    assert "field_solve" not in resolve("fastem-pigdm", "field").options()
+    with pytest.raises(InputError, match="field_solve"):
+        resolve("fastem-pigdm", "field", field_solve="exact")

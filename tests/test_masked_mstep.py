@@ -1,8 +1,10 @@
-"""The M-step's data step on observed pixels only (fdem/masked_mstep.py): exact against dense least
-squares, and faster than refilling the gaps when many pixels are missing."""
+"""The M-step's exact data steps: on observed pixels only (fdem/masked_mstep.py) and a kernel field's joint
+normal equations (fdem/field_mstep.py), against dense least squares; leaving gaps out against refilling them."""
 
 import torch
 
+from fdem.field_mstep import JointFieldDataTerm
+from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import kernel_mse, normalize_kernel
 from fdem.masked_mstep import MaskedKernelDataTerm
 from fdem.mstep import MStepConfig
@@ -54,3 +56,25 @@ def test_leaving_gaps_out_recovers_the_kernel_in_one_m_step_where_refilling_them
         kernel = mstep.update(problem, x[:, None], init=start, weighting="official", r2=0.0, recenter=False)
         errors[missing] = float(kernel_mse(kernel, truth)[0])
     assert errors["exclude"] < 0.2 * errors["impute"]
+
+
+def test_joint_field_data_step_equals_dense_least_squares_of_product_convolution():
+    """argmin Σ_p Σ_c ‖o ⊙ (y_c − Σ_m z_m ⊛ (w_m ⊙ x_pc))‖² + C·α Σ_m ‖z_m − k_m‖², all cells' kernels together."""
+    g = torch.Generator().manual_seed(1)
+    n, c, h, w, k, cells = 2, 2, 20, 16, 3, 4
+    x = torch.rand(1, n, c, h, w, generator=g, dtype=torch.float64)
+    y = torch.rand(1, c, h, w, generator=g, dtype=torch.float64)
+    seen = (torch.rand(1, 1, h, w, generator=g) > 0.3).double()
+    problem = FieldProblem(y, 0.05, seen, grid=(2, 2))
+    start = torch.rand(1, cells, k, k, generator=g, dtype=torch.float64)
+    alpha = torch.tensor([0.7], dtype=torch.float64)
+    ours = JointFieldDataTerm(problem, x, alpha=alpha, iters=60).solve(start)
+    columns = []
+    for j in range(cells * k * k):
+        unit = torch.zeros(1, cells * k * k, dtype=torch.float64)
+        unit[0, j] = 1
+        columns.append((problem.forward(x, unit.reshape(1, cells, k, k)) * seen[:, None]).reshape(-1))
+    columns = torch.stack(columns, dim=1)
+    gram = columns.T @ columns + c * alpha * torch.eye(cells * k * k, dtype=torch.float64)
+    rhs = columns.T @ (y[:, None].expand(1, n, c, h, w) * seen[:, None]).reshape(-1) + c * alpha * start.reshape(-1)
+    torch.testing.assert_close(ours.reshape(-1), torch.linalg.solve(gram, rhs), rtol=1e-8, atol=1e-10)

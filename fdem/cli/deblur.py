@@ -29,7 +29,7 @@ OPTIONS = ("prior", "prior_config", "prior_prefix", "kernel_size", "particles", 
            "em_iters", "kernel_denoiser", "iters", "weights", "kernel_prior", "step_rule", "eta", "start", "r2_rule",
            "weighting", "recenter", "border", "tile", "overlap", "max_batch", "kernel_init", "kernel_relax",
            "kernel_uncertainty", "passes", "refine", "saturation", "saturation_reach", "missing", "kernel_window", "linear_light", "sigma_floor",
-           "kernel_grid", "field_shrink", "field_gate")
+           "kernel_grid", "field_shrink", "field_gate", "field_solve")
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--field-gate", type=float, help="with --kernel-grid: a cell keeps the share g/(g + GATE) of its "
                    "kernel's difference from the whole image's kernel, g how much better it explains its window's data "
                    "(sigma^2 per pixel); >= 0, 0 off (default: the preset's)")
+    p.add_argument("--field-solve", help="with --kernel-grid: the cells' M-step data step, windowed (each cell on its "
+                   "window's data) or joint (all cells at once, the exact product-convolution least squares; "
+                   "docs/design.md §19) (default: the preset's)")
     p.add_argument("--max-batch", type=int, help="tiles per network call, >= 1 (default: the preset's); bounds the peak memory")
     p.add_argument("--out", help="output folder (made when the first image is done; required)")
     p.add_argument("--true-kernel", help="kernel .npy or bank: required by dps/pigdm; blind methods only report the kernel MSE")

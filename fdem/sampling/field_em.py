@@ -92,10 +92,15 @@ def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Te
 
     def hook(u: Tensor, field: Tensor, i: int) -> Tensor:
         relax = em.kernel_relax if i > 0 else 1.0
-        cell, windowed = cell_problems(problem), cell_particles(problem, u)
-        flat = em.mstep.update(cell, windowed, init=field.flatten(0, 1).unsqueeze(1), weighting=em.weighting, r2=r2[i],
-                               recenter=False, lam_scale=scale, relax=relax)
-        found = flat.reshape(field.shape)
+        windowed_data = em.field_solve == "windowed" or em.field_gate > 0
+        cell, windowed = (cell_problems(problem), cell_particles(problem, u)) if windowed_data else (None, None)
+        if em.field_solve == "joint":  # the product-convolution model's normal equations, all cells at once
+            found = em.mstep.update(problem, u, init=field, weighting=em.weighting, r2=r2[i], recenter=False,
+                                    lam_scale=scale, relax=relax)
+        else:
+            flat = em.mstep.update(cell, windowed, init=field.flatten(0, 1).unsqueeze(1), weighting=em.weighting,
+                                   r2=r2[i], recenter=False, lam_scale=scale, relax=relax)
+            found = flat.reshape(field.shape)
         if em.field_gate > 0:  # the whole image's kernel, from all its data: what a cell without evidence gets
             anchor = em.mstep.update(problem, u, init=field.mean(dim=1, keepdim=True), weighting=em.weighting,
                                      r2=r2[i], recenter=False, lam_scale=lam_scale, relax=relax)
