@@ -17,13 +17,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fdem.masked_mstep import CG_ITERS, conjugate_gradients
+from fdem.masked_mstep import CG_ITERS, MaskedKernelDataTerm
 from fdem.physics import full_to_kernel, psf2otf
 
 
-class JointFieldDataTerm:
+class JointFieldDataTerm(MaskedKernelDataTerm):
     """``solve(field)``: the minimiser above for particles ``x (B, n, C, H, W)`` of a field ``problem``,
-    fields ``(B, M, k, k)`` in and out (the interface of :class:`fdem.mstep.KernelDataTerm`)."""
+    fields ``(B, M, k, k)`` in and out; the conjugate gradients and the preconditioner's application are
+    the masked uniform step's, with one kernel and one circulant per cell."""
 
     def __init__(self, problem, x: Tensor, *, alpha: Tensor, extra: Tensor | float = 0.0, iters: int = CG_ITERS):
         self.shape, self.iters = problem.shape, iters
@@ -47,10 +48,3 @@ class JointFieldDataTerm:
     def _normal(self, z: Tensor) -> Tensor:
         blurred = torch.fft.irfft2((self.fx * psf2otf(z, self.shape)[:, None, :, None]).sum(dim=2), s=self.shape)
         return full_to_kernel(self._correlate(torch.fft.rfft2(blurred * self.mask)), z.shape[-2:]) + self.ridge * z
-
-    def _precondition(self, r: Tensor) -> Tensor:
-        return full_to_kernel(torch.fft.irfft2(psf2otf(r, self.shape) * self.inv_circulant, s=self.shape), r.shape[-2:])
-
-    def solve(self, field: Tensor) -> Tensor:
-        rhs = full_to_kernel(self.data, field.shape[-2:]) + self.shift * field
-        return conjugate_gradients(self._normal, self._precondition, rhs, field, self.iters)
