@@ -36,7 +36,6 @@ from torch import Tensor
 
 from fdem.errors import InputError
 from fdem.kernel_ops import dirac, normalize_kernel, recenter as recenter_bilinear
-from fdem.field_mstep import JointFieldDataTerm
 from fdem.masked_mstep import MaskedKernelDataTerm
 from fdem.spline_shift import recenter_spline
 from fdem.physics import check_kernel_fits, full_to_kernel, psf2otf
@@ -205,11 +204,11 @@ def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
 def data_term(
     problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0,
     exclude: bool = False, field: bool = False,
-) -> KernelDataTerm | MaskedKernelDataTerm | JointFieldDataTerm:
+) -> KernelDataTerm | MaskedKernelDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
     Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2); with
     ``exclude`` and unobserved pixels, on the observed ones only (:mod:`fdem.masked_mstep`); for a ``field``
-    problem's ``(B, M, k, k)`` kernels, all cells at once (:mod:`fdem.field_mstep`)."""
+    problem's ``(B, M, k, k)`` kernels, all cells at once (the same module)."""
     particles = x.shape[1]
     sig2 = problem.sigma**2
     paper = weighting == "paper"
@@ -221,7 +220,7 @@ def data_term(
     if l2:
         extra = extra + 2 * sig2 * l2
     if field:
-        return JointFieldDataTerm(problem, x, alpha=alpha, extra=extra)
+        return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra, windows=problem.windows)
     if exclude and problem.observed is not None:
         return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)

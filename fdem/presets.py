@@ -97,7 +97,7 @@ class EMSpec:
     ``field_gate`` ≥ 0: before that, each cell keeps the share ``g/(g + field_gate)`` of its kernel's
     difference from the whole image's kernel, ``g`` how much better its own kernel explains its window's
     data (σ² per pixel; 0: off); ``field_solve``: the cells' data step, each on its window (``windowed``) or
-    all at once (``joint``, :mod:`fdem.field_mstep`) (:mod:`fdem.sampling.field_em`)."""
+    all at once (``joint``, :mod:`fdem.masked_mstep`) (:mod:`fdem.sampling.field_em`)."""
 
     mstep: MStepConfig = field(default_factory=MStepConfig)
     lam_rule: str = "fixed"

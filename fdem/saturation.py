@@ -3,8 +3,9 @@
 A lamp brighter than the sensor's range is clipped at 1 after the blur: the streak it draws is the
 best trace of the kernel in a night photograph, but clipped it no longer equals ``k ⊛ x``, and no
 ``x`` in ``[0, 1]`` (the prior's range) explains the unclipped halo around it either. So a pixel at
-or above ``threshold`` in any channel, and every pixel within the kernel's reach of one (a box of
-the kernel's size), is missing data: :func:`observed_mask` marks them 0 and
+or above ``threshold`` in any channel, and every pixel within a box of ``reach`` around one (1: the
+clipped pixels alone, chosen on val: a box of the kernel's size costs the image more than its halo
+misleads the kernel), is missing data: :func:`observed_mask` marks them 0 and
 :class:`~fdem.problem.BlurProblem` treats them as it treats an imputed margin (refilled with
 ``k ⊛ x̂`` every step, left out of the M-step's and the guidance's data term: one mask for all
 unobserved pixels, docs/design.md §15). :func:`add_point_lights` makes such scenes for the benchmark.
@@ -26,7 +27,7 @@ def observed_mask(y: Tensor, threshold: float, reach: int, name: str = "the imag
     clipped = (y >= threshold).any(dim=1, keepdim=True).float()
     mask = 1 - max_pool2d(clipped, reach, stride=1, padding=reach // 2)[..., : y.shape[-2], : y.shape[-1]]
     if bool((mask.flatten(1).sum(dim=1) == 0).any()):
-        raise InputError(f"{name}: every pixel is saturated (>= {threshold:g}) or within the kernel's reach of "
+        raise InputError(f"{name}: every pixel is saturated (>= {threshold:g}) or within the mask's box around "
                          "one: nothing is left to estimate from; lower the exposure or pass --saturation off")
     return mask.to(y.dtype)
 

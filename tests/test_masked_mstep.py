@@ -1,9 +1,8 @@
 """The M-step's exact data steps: on observed pixels only (fdem/masked_mstep.py) and a kernel field's joint
-normal equations (fdem/field_mstep.py), against dense least squares; leaving gaps out against refilling them."""
+normal equations (the same step with the field's windows), against dense least squares; leaving gaps out against refilling them."""
 
 import torch
 
-from fdem.field_mstep import JointFieldDataTerm
 from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import kernel_mse, normalize_kernel
 from fdem.masked_mstep import MaskedKernelDataTerm
@@ -68,7 +67,7 @@ def test_joint_field_data_step_equals_dense_least_squares_of_product_convolution
     problem = FieldProblem(y, 0.05, seen, grid=(2, 2))
     start = torch.rand(1, cells, k, k, generator=g, dtype=torch.float64)
     alpha = torch.tensor([0.7], dtype=torch.float64)
-    ours = JointFieldDataTerm(problem, x, alpha=alpha, iters=60).solve(start)
+    ours = MaskedKernelDataTerm(problem, x, alpha=alpha, windows=problem.windows, iters=60).solve(start)
     columns = []
     for j in range(cells * k * k):
         unit = torch.zeros(1, cells * k * k, dtype=torch.float64)

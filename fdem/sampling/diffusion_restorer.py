@@ -13,10 +13,10 @@ from fdem.errors import InputError
 from fdem.padding import network_multiple
 from fdem.presets import DEFAULT_PRESET, OVERRIDES, RunSpec, resolve
 from fdem.priors import Prior, load_prior
-from fdem.saturation import saturation_mask
 from fdem.restorer_base import Restoration, Restorer
 from fdem.sampling.network_speed import SpeedOptions
 from fdem.sampling.tiled import Tiling
+from fdem.saturation import saturation_mask
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from torch import Tensor
 from torch.nn.functional import avg_pool2d
 
 
-
 def window_size(side: int, height: int, width: int) -> tuple[int, int]:
     """The window of ``side`` on a ``height × width`` image (the short side kept where it is shorter)."""
     return min(side, height), min(side, width)
