@@ -107,6 +107,14 @@ def done_keys(out: Path) -> set[tuple[str, int]]:
     return {row_key(r) for r in all_rows(out)}
 
 
+def recorded_params(out: Path) -> dict[str, set[str]]:
+    """Each label's ``params`` records (the resolved options its rows were made with) found under ``out``."""
+    found: dict[str, set[str]] = {}
+    for row in all_rows(out):
+        found.setdefault(str(row["method"]), set()).add(row["params"])
+    return found
+
+
 def merge_rows(out: Path, method_order: Iterable[str]) -> Path:
     """Write ``out/rows.csv``: all rows, sorted by the config's method order then sample index."""
     order = {m: i for i, m in enumerate(method_order)}

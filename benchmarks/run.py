@@ -18,7 +18,7 @@ Every process appends its rows to ``out/rows/rank<r>.csv``; rank 0 then merges t
 (:mod:`fdem.benchmarks.figures`, from the few samples' restorations the processes stored) and
 ``manifest.json``. Rerunning the same command skips finished rows; changing ``data`` for an
 existing ``out`` is refused (the sample indices would mean different things), and so are a label's
-new options when its rows are on disk.
+new options when its rows are on disk, unless they resolve to the run its rows record (a default pinned).
 """
 
 from __future__ import annotations
@@ -103,6 +103,7 @@ def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
     (:data:`~fdem.benchmarks.module.SEEDING`), or a label with rows on disk that were made by another
     method or options (a rerun would skip them). Then record this run's settings in ``bench_data.json``."""
     from fdem.benchmarks.module import SEEDING
+    from fdem.benchmarks.rows import recorded_params
 
     record = out / "bench_data.json"
     methods = {s.label: {"method": s.method, "options": s.options, **({} if s.sigma == "given" else {"sigma": s.sigma})}
@@ -115,13 +116,26 @@ def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
     if previous.get("data") != current["data"]:
         raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
     made_before = previous.get("methods", {})
+    recorded = recorded_params(out)
     for label in {label for label, _ in done} & set(made_before) & set(methods):
         made, asked = made_before[label], current["methods"][label]
-        if made != asked:
+        if made != asked and not _same_run(made, asked, recorded.get(label, set())):
             raise InputError(f"{out}: the rows of {label!r} were made with {made['method']} {made['options']}, "
                              f"the config asks for {asked['method']} {asked['options']}"
                              f"{' sigma ' + asked['sigma'] if 'sigma' in asked else ''}; use another --out or another label")
     atomic_write_text(record, json.dumps({**current, "methods": {**made_before, **current["methods"]}}, indent=2, sort_keys=True))
+
+
+def _same_run(made: dict, asked: dict, params: set[str]) -> bool:
+    """Whether options spelled otherwise than those a label's rows were made with resolve to the very run the
+    rows record (a preset's default pinned in the config, say): same method and σ rule, and the restorer the
+    asked options build writes the one ``params`` record every row of the label holds."""
+    from fdem.restorers import build_restorer
+
+    if made.get("method") != asked["method"] or made.get("sigma") != asked.get("sigma") or len(params) != 1:
+        return False
+    resolved = build_restorer(asked["method"], "cpu", **asked["options"]).params()
+    return json.dumps(resolved, sort_keys=True) == next(iter(params))
 
 
 def _versions() -> dict:

@@ -196,6 +196,25 @@ def test_resuming_under_other_settings_is_refused(setup, tmp_path, capsys, chang
     assert (out / "rows.csv").read_text() == before
 
 
+def test_resuming_with_a_default_pinned_is_accepted(setup, tmp_path, capsys):
+    """Options that spell out a default resolve to the run the rows record: the rows are resumed, not refused;
+    a pinned value that is not the default still is refused."""
+    out = tmp_path / "out"
+    config = _config(setup, out, sigmas=[5])
+    main(["bench", "--config", str(config), "--no-progress", "--methods", "alternation"])
+    cfg = yaml.safe_load(config.read_text())
+    argv = ["bench", "--config", str(config), "--no-progress", "--methods", "alternation"]
+    cfg["methods"][1]["options"]["rounds"] = 30  # alternation's default
+    config.write_text(yaml.safe_dump(cfg))
+    capsys.readouterr()
+    main(argv)
+    assert "resuming: 3 of 3 rows already in" in capsys.readouterr().out
+    cfg["methods"][1]["options"]["rounds"] = 29
+    config.write_text(yaml.safe_dump(cfg))
+    code, err = _run(argv, capsys)
+    assert code == 2 and "were made with alternation" in err
+
+
 @pytest.mark.parametrize("problem, message", [
     ("missing folder", "image folder not found"),
     ("unknown method", "unknown method 'nope'"),
