@@ -26,8 +26,9 @@ from fdem.mstep import MStepConfig, check_relax, check_weighting
 from fdem.validate import MAX_STEPS, SIGMA255_MAX, check_float, check_int
 LAMBDA_RULES = ("fixed", "noise")  # λ as resolved, or fdem's multiple of it that falls with σ (Fast EM only)
 R2_RULES = ("official", "paper")  # ΠGDM's r²: the authors' code v/(1 + v), or the paper's 1 − ᾱ (guidance.r2_schedule)
-COMBINES = ("best", "mean", "natural", "consensus")  # chains per image: best fit, mean, most natural image, medoid kernel
-KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # Dirac, alternation, ℓ0, half size, light streaks (§11, §15)
+COMBINES = ("best", "mean", "natural")  # several chains per image: the best data fit, their mean, or the most natural image
+KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # the paper's Dirac, the prior-free alternation's, ℓ0's,
+# Fast EM's at half size, or the clipped light streaks' (the alternation's where an image has none)
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
 FIELD_SOLVES = ("windowed", "joint")  # a kernel field's data step: each cell on its window, or all cells exactly
 MAX_KERNEL_UNCERTAINTY = 1e4  # κ beyond this ignores the data wherever the image has energy
@@ -81,8 +82,9 @@ class EMSpec:
     an explicit ``lam`` is used as given);
     ``weighting``: the M-step's α and Eq. 33 term, ``official`` or ``paper``; ``kernel_init``: the
     kernel's start; ``kernel_relax`` γ ∈ (0, 4): the over-relaxed update (1: the paper's);
-    ``particles`` n per image; ``restarts``: chains per image; ``combine``: what is kept of them (``best``
-    data fit, ``mean`` image and kernel, the most ``natural`` image, the ``consensus`` kernel: restarts.py);
+    ``particles`` n per image; ``restarts``: chains per image; ``combine``: what is kept of them, ``best``
+    (the chain of smallest data misfit), ``mean`` (the chains' mean image and kernel, a posterior mean) or
+    ``natural`` (the chain whose image has the prior's smallest denoising loss);
     ``em_iters``: Diffusion EM's rounds L; ``kernel_uncertainty`` κ ≥ 0: ΠGDM's noise includes the
     kernel's error, scaled by κ (0: the kernel taken as exact, the paper's; DPS methods ignore it,
     :mod:`fdem.sampling.kernel_uncertainty`); ``passes``: Fast EM runs per image, each started from the
@@ -133,8 +135,6 @@ class EMSpec:
         object.__setattr__(self, "kernel_relax", check_relax(self.kernel_relax, "kernel_relax"))
         for name in ("particles", "restarts", "em_iters", "passes"):
             check_int(getattr(self, name), name, 1)
-        if self.combine == "consensus" and self.restarts < 3:
-            raise InputError(f"combine 'consensus' takes the kernel most chains agree with: it needs restarts >= 3, got {self.restarts}")
         if self.lam_rule == "noise" and self.mstep.reg != "pnp":
             raise InputError(f"lam rule 'noise' scales the PnP weight: it needs the pnp regulariser, not {self.mstep.reg}")
 

@@ -104,7 +104,7 @@ def test_combine_mean_keeps_the_chains_mean_image_and_kernel(method):
 def test_a_bad_combine_is_refused_and_only_a_mean_is_recorded():
     from fdem.presets import resolve
 
-    with pytest.raises(InputError, match="unknown combine 'median': choose one of best, mean, natural, consensus"):
+    with pytest.raises(InputError, match="unknown combine 'median': choose one of best, mean, natural"):
         resolve("fastem-pigdm", "photo", combine="median")
     assert "combine" not in resolve("fastem-pigdm", "photo").options()
     assert resolve("pigdm", "photo", combine="mean").options()["combine"] == "mean"
@@ -128,7 +128,7 @@ def test_deblur_takes_restarts_and_refuses_a_bad_count(files, tmp_path, capsys):
     assert code == 2 and "restarts must be an integer >= 1, got 0" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     code, err = _run(common + ["--restarts", "2", "--combine", "median", "--out", str(tmp_path / "bad")], capsys)
-    assert code == 2 and "unknown combine 'median': choose one of best, mean, natural, consensus" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "unknown combine 'median': choose one of best, mean, natural" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 
@@ -162,29 +162,6 @@ def test_combine_natural_keeps_the_chain_of_smallest_denoising_loss():
     for b, j in enumerate(loss.argmin(dim=0).tolist()):
         assert torch.allclose(natural.image[b], chains[j].image[b], atol=1e-5)
         assert torch.allclose(natural.kernel[b], chains[j].kernel[b], atol=1e-6)
-
-
-def test_combine_consensus_keeps_the_medoid_kernel_and_needs_three_chains():
-    from fdem.presets import resolve
-    from fdem.sampling.restarts import kernel_disagreement
-
-    near = torch.zeros(1, 1, 5, 5)
-    near[..., 2, 2] = 1
-    apart = near.roll(2, dims=-1)
-    kernels = torch.cat([apart, near, 0.9 * near + 0.1 * apart, near.flip(-1).roll(1, -2)])  # chain-major, B = 1
-    cost = kernel_disagreement(kernels, 4)
-    assert cost.shape == (4,) and int(cost.argmin()) == 2  # the kernel between the two that agree
-    net = tiny_unet()
-    y = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(7))
-    kept = sample("fastem-pigdm", net, y, 0.05, seed=[3, 8], restarts=3, combine="consensus", **OPTIONS)
-    chains = [sample("fastem-pigdm", net, y, 0.05, seed=[3 + j * RESTART_SEED_STRIDE, 8 + j * RESTART_SEED_STRIDE],
-                     **OPTIONS) for j in range(3)]
-    stacked = torch.stack([c.kernel for c in chains])  # (K, B, 1, k, k)
-    for b, j in enumerate(kernel_disagreement(stacked.flatten(0, 1), 3).reshape(3, 2).argmin(dim=0).tolist()):
-        assert torch.allclose(kept.kernel[b], chains[j].kernel[b], atol=1e-6)
-        assert torch.allclose(kept.image[b], chains[j].image[b], atol=1e-5)
-    with pytest.raises(InputError, match="consensus.*needs restarts >= 3, got 2"):
-        resolve("fastem-pigdm", "photo", combine="consensus")
 
 
 def test_the_denoising_loss_is_per_image_seeded_and_lower_for_a_sample_of_the_prior():

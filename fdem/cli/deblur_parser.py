@@ -34,9 +34,8 @@ def add_parsers(sub) -> None:
                    "explains the blurry image best (smallest residual |y - k*x|^2), >= 1; costs that many times the "
                    "network calls and memory (default: the preset's)")
     p.add_argument("--combine", help="with several chains: keep the best fit (best), the chains' mean image and "
-                   "kernel (mean: a posterior mean, smoother), the image the prior finds most natural (natural: "
-                   "its smallest denoising loss, 4 more network calls per chain) or the chain whose kernel the others "
-                   "agree with most (consensus: >= 3 chains) (default: the preset's)")
+                   "kernel (mean: a posterior mean, smoother) or the image the prior finds most natural (natural: "
+                   "its smallest denoising loss, 4 more network calls per chain) (default: the preset's)")
     p.add_argument("--steps", type=int, help="network calls (diffusion steps), >= 2 (default: the preset's)")
     p.add_argument("--iters", type=int, help="selfdeblur: optimisation iterations, >= 1 (default 5000); diffusion methods: "
                    "HQS iterations of each M-step, >= 0 (default: the preset's)")

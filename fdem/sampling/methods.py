@@ -40,7 +40,7 @@ from fdem.sampling.fast_em import fast_em_hook
 from fdem.sampling.guidance import make_guidance
 from fdem.sampling.loop import NoiseSource, StepCallback, generator_noise, run_loop
 from fdem.sampling.naturalness import denoising_loss
-from fdem.sampling.restarts import average_chains, chain_seeds, keep_best, kernel_disagreement, repeat_problem
+from fdem.sampling.restarts import average_chains, chain_seeds, keep_best, repeat_problem
 from fdem.sampling.result import SamplingResult, TraceRecorder
 
 
@@ -133,8 +133,8 @@ def run_method(
     ``callback(u, kernel)`` runs after every step (e.g. a progress bar); ``trace_every > 0`` records
     a :class:`~fdem.sampling.result.Trace`. ``noise`` replaces the per-image generators (a test's
     injected noise, :data:`~fdem.sampling.loop.NoiseSource`). With ``restarts`` = K, K chains per
-    image run as one batch and the one of smallest data misfit is kept, or with ``combine`` their mean, the most
-    natural image or the consensus kernel (:mod:`fdem.sampling.restarts`).
+    image run as one batch and the one of smallest data misfit is kept, or with ``combine = mean`` their
+    mean (:mod:`fdem.sampling.restarts`).
     Fast EM runs ``passes`` times, each pass from the last kernel; with ``refine`` a blind run is followed
     by a non-blind one with its last kernel (fresh draws).
     """
@@ -176,8 +176,8 @@ def run_method(
     if em.restarts > 1 and em.combine == "mean":
         result = average_chains(result, em.restarts)
     elif em.restarts > 1:
-        cost = (denoising_loss(prior.net, prior.schedule.build(None, device), result.image) if em.combine == "natural"
-                else kernel_disagreement(kernel, em.restarts) if em.combine == "consensus"
+        natural = em.combine == "natural"
+        cost = (denoising_loss(prior.net, prior.schedule.build(None, device), result.image) if natural
                 else problem.misfit(result.image, kernel))
         result = keep_best(result, cost, em.restarts)
     return replace(result, seconds=time.perf_counter() - began)

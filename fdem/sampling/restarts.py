@@ -12,10 +12,7 @@ docs/design.md §10), ``combine = mean`` keeps their mean instead: the image ave
 Monte-Carlo posterior mean, whose squared error is below a single sample's by the chains' spread) and
 the kernels averaged (all centred alike, so they add without shifting). ``combine = natural`` keeps
 the chain whose image the prior finds most natural (the smallest denoising loss,
-:mod:`fdem.sampling.naturalness`). ``combine = consensus`` keeps the chain whose kernel is the medoid of
-the image's chains (the smallest summed squared distance to the others): a chain locked into a wrong
-kernel lands somewhere of its own, chains that find the blur land near each other, so with three
-or more chains the kernel most of them agree with is kept.
+:mod:`fdem.sampling.naturalness`).
 
 Chain ``j`` of an image with seed ``s`` uses seed ``s + j·RESTART_SEED_STRIDE``: chain 0 is the
 run without restarts, so ``restarts = 1`` changes nothing and a batch still gives the same results
@@ -58,13 +55,6 @@ def keep_best(result: SamplingResult, cost: Tensor, restarts: int) -> SamplingRe
     trace = result.trace and replace(result.trace, x0=pick(result.trace.x0, 1), kernel=pick(result.trace.kernel, 1))
     return replace(result, image=pick(result.image), particles=pick(result.particles), kernel=pick(result.kernel),
                    trace=trace)
-
-
-def kernel_disagreement(kernel: Tensor, restarts: int) -> Tensor:
-    """``(K·B,)``: each chain's summed squared distance from its image's other chains' kernels, for kernels
-    ``(K·B, M, k, k)`` chain-major (the cost of ``combine = consensus``)."""
-    per_image = kernel.flatten(1).unflatten(0, (restarts, -1)).transpose(0, 1)  # (B, K, M·k·k)
-    return torch.cdist(per_image, per_image).square().sum(dim=-1).transpose(0, 1).flatten()
 
 
 def average_chains(result: SamplingResult, restarts: int) -> SamplingResult:
