@@ -17,10 +17,7 @@ The ``weighting`` of the data step (:func:`data_term`, the one place both equati
 * ``"official"`` (the authors' code): ``α = σ²β``, ``extra = 0``;
 * ``"paper"``: Eq. 24's ``α = nβσ²`` and Eq. 33's expected likelihood
   ``Σ_p E‖y − x ⊛ z‖²`` over ``x ~ N(x_p, r²I)``, which adds ``extra = n·N·r²`` (``N = H·W``, ``r²``
-  the particles' posterior variance in ``[0, 1]`` units);
-* ``"posterior"``: the official ``α`` with the same expectation per frequency, over the Gaussian
-  posterior of ``x`` given ``x_t`` *and* ``y`` under the current kernel: ``extra = n·V(ω)``,
-  :func:`posterior_spread` (docs/design.md §12).
+  the particles' posterior variance in ``[0, 1]`` units).
 
 :class:`MStepConfig` holds the choices (validated once, when it is built); :func:`estimate_kernel`
 is the functional form. ``y``'s FFT comes from the run's :class:`~fdem.problem.BlurProblem`, the
@@ -47,8 +44,7 @@ from fdem.validate import check_float
 
 REGULARISERS = ("pnp", "l1", "l2")
 MAX_RELAX = 4.0  # the kernel over-relaxation's open upper bound (measured up to 2, studies/fastem/NOTES.md)
-WEIGHTINGS = ("official", "paper", "posterior")
-POWER_LAW_BAND = (1.0, 4.0)  # |ω| in cycles per canvas where y's power fixes the prior's 1/|ω|² amplitude
+WEIGHTINGS = ("official", "paper")
 MISSING = ("impute", "exclude")  # unobserved pixels in the data step: refilled by the model, or left out
 
 
@@ -93,7 +89,7 @@ class KernelDataTerm:
         self.shape = problem.shape
         fx = torch.fft.rfft2(x)  # (B, n, C, H, W')
         alpha = alpha.reshape(-1, 1, 1, 1)
-        extra = extra.reshape(-1, 1, 1, 1) if torch.is_tensor(extra) and extra.dim() < 4 else extra  # or (B, 1, H, W')
+        extra = extra.reshape(-1, 1, 1, 1) if torch.is_tensor(extra) else extra
         numerator = (fx.conj() * problem.y_hat.unsqueeze(1)).sum(dim=1)
         inv_denominator = 1.0 / ((fx.abs() ** 2).sum(dim=1) + alpha + extra + 1e-12)
         self.offset = (numerator * inv_denominator).mean(dim=1, keepdim=True)
@@ -182,12 +178,12 @@ class MStepConfig:
         if lam_scale is not None and self.reg != "pnp":
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
         cells = 1 if init is None else init.shape[1]  # more than one: a kernel field, solved jointly
-        start = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
         data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0,
-                         exclude=self.missing == "exclude", field=cells > 1, kernel=start)
+                         exclude=self.missing == "exclude", field=cells > 1)
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
             denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
+        start = dirac(y.shape[0], self.kernel_size, y.device, y.dtype) if init is None else init.to(y.dtype)
         kernel = start
         for _ in range(self.iters):
             z = normalize_kernel(data.solve(kernel))
@@ -207,24 +203,20 @@ def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
 
 def data_term(
     problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0,
-    exclude: bool = False, field: bool = False, kernel: Tensor | None = None,
+    exclude: bool = False, field: bool = False,
 ) -> KernelDataTerm | MaskedKernelDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
-    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, ``n·V(ω)`` around the current
-    ``kernel`` in posterior weighting, plus ``2σ²·l2`` for ℓ2); with ``exclude`` and unobserved pixels, on the
-    observed ones only (:mod:`fdem.masked_mstep`); for a ``field`` problem's ``(B, M, k, k)`` kernels, all
-    cells at once (the same module)."""
+    Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2); with
+    ``exclude`` and unobserved pixels, on the observed ones only (:mod:`fdem.masked_mstep`); for a ``field``
+    problem's ``(B, M, k, k)`` kernels, all cells at once (the same module)."""
     particles = x.shape[1]
     sig2 = problem.sigma**2
     paper = weighting == "paper"
     alpha = sig2 * beta * (particles if paper else 1)  # Eq. 24: α = nβσ² (paper), σ²β (official)
     extra = 0.0
-    if weighting != "official":
-        r2 = torch.as_tensor(r2, dtype=problem.y.dtype, device=problem.y.device)
     if paper:  # Eq. 33: Σ_p E‖y − x ⊛ z‖², x ~ N(x_p, r²I), adds n·N·r²·‖z‖²
+        r2 = torch.as_tensor(r2, dtype=problem.y.dtype, device=problem.y.device)
         extra = particles * problem.shape[0] * problem.shape[1] * r2
-    elif weighting == "posterior":
-        extra = particles * posterior_spread(problem, kernel, r2)
     if l2:
         extra = extra + 2 * sig2 * l2
     if field:
@@ -232,32 +224,6 @@ def data_term(
     if exclude and problem.observed is not None:
         return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
-
-
-def posterior_spread(problem: BlurProblem, kernel: Tensor, r2: Tensor) -> Tensor:
-    """``V(ω) = 1 / (1/P(ω) + |K(ω)|²/(Nσ²) + 1/(N·r²))``, ``(B, 1, H, W')``: the variance at ω of ``x``
-    given ``x_t`` (white noise of ``r²`` per pixel, :func:`tweedie_noise`) and ``y = k ⊛ x + σn`` under a
-    Gaussian prior ``P(ω) = A/|ω|²``, unnormalised DFT. The M-step's least squares on ``x̂0`` alone is
-    biased where ``x̂0`` is a mean that lacks what the data cannot give (it then returns ``K/W``, a kernel too
-    narrow); ``E‖y − x ⊛ z‖²`` over that posterior adds ``V`` to the denominator. It vanishes as ``r² → 0``
-    and where the data pin ``x`` down. ``A``: the median of ``|Y(ω)|²|ω|²`` over :data:`POWER_LAW_BAND`,
-    frequencies a camera kernel barely attenuates (docs/design.md §12)."""
-    height, width = problem.shape
-    options = {"device": problem.y.device, "dtype": problem.y.dtype}
-    f2 = (torch.fft.fftfreq(height, 1.0 / height, **options)[:, None] ** 2
-          + torch.fft.rfftfreq(width, 1.0 / width, **options)[None, :] ** 2)
-    band = (f2 >= POWER_LAW_BAND[0] ** 2) & (f2 <= POWER_LAW_BAND[1] ** 2)
-    amplitude = ((problem.y_hat.abs() ** 2).mean(dim=1) * f2)[:, band].median(dim=1).values.clamp_min(1e-12)
-    per_image = lambda v: (height * width * v).reshape(-1, 1, 1, 1).clamp_min(1e-30)  # noqa: E731
-    prior = f2 / amplitude.reshape(-1, 1, 1, 1)
-    return 1 / (prior + problem.otf(kernel).abs().square() / per_image(problem.sigma**2) + 1 / per_image(r2))
-
-
-def tweedie_noise(schedule) -> list[float]:
-    """The per-pixel variance ``(1 − ᾱ_i)/(4ᾱ_i)`` of the noise in ``x_i/√ᾱ_i = x0 + noise`` at every
-    respaced step, in ``[0, 1]`` image units (host floats): the ``r²`` of :func:`posterior_spread`."""
-    abar = schedule.alphas_cumprod.double()
-    return ((1 - abar) / (4 * abar)).tolist()
 
 
 def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser, scale: Tensor | None = None) -> Tensor:

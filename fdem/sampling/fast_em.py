@@ -28,10 +28,9 @@ import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
-from fdem.errors import InputError
 from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import dirac
-from fdem.mstep import MStepConfig, tweedie_noise
+from fdem.mstep import MStepConfig
 from fdem.problem import BlurProblem
 from fdem.sampling.field_em import field_em_hook
 from fdem.sampling.guidance import PiGDM, r2_schedule
@@ -67,10 +66,7 @@ def fast_em_hook(problem: BlurProblem, schedule: Schedule, spec) -> MStepHook:
     :func:`fast_em_lambda_scale`, per image (a ``lam`` given explicitly is used as it is). An over-relaxed M-step (``kernel_relax`` ≠ 1, docs/design.md) is
     plain at the last step, ``i = 0``: the last kernel fits the last image, no extrapolation past it."""
     em = spec.em
-    if em.weighting == "posterior" and (isinstance(problem, FieldProblem) or em.mstep.missing == "exclude"):
-        raise InputError("the posterior weighting is a per-frequency term of the Fourier data step: not for a "
-                         "kernel field or missing: exclude")
-    r2 = tweedie_noise(schedule) if em.weighting == "posterior" else r2_schedule(schedule, spec.sampler.r2_rule)
+    r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = fast_em_lambda_scale(problem.sigma) if em.lam_rule == "noise" and em.mstep.lam is None else None
     if isinstance(problem, FieldProblem):  # a kernel per cell (docs/design.md §19)
         return field_em_hook(problem, schedule, spec, scale)
