@@ -197,6 +197,23 @@ def test_penalty_plot_pairs_rows_by_sample_and_scales_the_kernel_error(tmp_path,
     assert "2 crops; below the input: 1" in capsys.readouterr().out and (tmp_path / "p.png").stat().st_size > 0
 
 
+def test_kernel_shapes_runs_the_bench_samples_and_measures_each_kernel(tmp_path, capsys):
+    import yaml
+
+    from studies.deblur_check import kernel_shapes
+
+    photos = _noise_photos(tmp_path / "photos")
+    data = {"images": str(photos), "size": 32, "scale": 0.9, "kernels": "camera-shake", "kernel_size": 7, "sigmas": [5]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"title": "t", "out": str(tmp_path / "o"), "data": data, "methods": []}))
+    kernel_shapes.main(["--config", str(tmp_path / "c.yaml"), "--indices", "1", "--set", "preset=photo", "steps=2",
+                        "kernel_size=7", "--out", str(tmp_path / "k.png")])
+    (cells,) = _table_rows(capsys.readouterr().out, "1")
+    assert float(cells[1]) > 0 and (tmp_path / "k.png").stat().st_size > 0
+    line = torch.zeros(7, 7)
+    line[3, 1:6] = 1
+    assert kernel_shapes.support(line) == 5 and kernel_shapes.rms_radius(line) == pytest.approx(2**0.5)
+
+
 def test_l0_check_scores_one_photo_of_a_split(tmp_path, capsys):
     from studies.l0 import l0_check
 
