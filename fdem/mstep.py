@@ -76,18 +76,8 @@ def default_lambda(kernel_size: int, denoiser=None) -> float:
     return 1.0 if kernel_size <= 48 else 0.2
 
 
-def gradient_weight(shape: tuple[int, int], like: Tensor) -> Tensor:
-    """``(|D_h(ω)|² + |D_v(ω)|²)/4`` on the ``(H, W')`` half-spectrum: the data term on forward-difference
-    gradients, ``‖∇y − z ⊛ ∇x‖² = Σ_ω |D(ω)|²|Y − ZX|²``, scaled to mean 1 so that the data keep their
-    average weight against α (0 at ω = 0: the kernel's sum is the projection's, not the data's)."""
-    rows = torch.fft.fftfreq(shape[0], device=like.device, dtype=like.real.dtype)
-    cols = torch.fft.rfftfreq(shape[1], device=like.device, dtype=like.real.dtype)
-    return (4 - 2 * torch.cos(2 * torch.pi * rows)[:, None] - 2 * torch.cos(2 * torch.pi * cols)[None, :]) / 4
-
-
 class KernelDataTerm:
-    """Precomputed Fourier terms of ``Σ_p ||y − x_p ⊛ z||² + α||z − k||² + extra·||z||²`` (with
-    ``gradients``, the data term on the images' gradients: :func:`gradient_weight`).
+    """Precomputed Fourier terms of ``Σ_p ||y − x_p ⊛ z||² + α||z − k||² + extra·||z||²``.
 
     ``solve(k)`` returns the minimiser ``z`` (solved per channel, averaged over channels, cropped
     to the kernel window), before any projection. The channel average is linear, so it is taken
@@ -95,15 +85,13 @@ class KernelDataTerm:
     costs one kernel FFT and one inverse FFT per image.
     """
 
-    def __init__(self, problem: BlurProblem, x: Tensor, *, alpha: Tensor, extra: Tensor | float = 0.0,
-                 gradients: bool = False):
+    def __init__(self, problem: BlurProblem, x: Tensor, *, alpha: Tensor, extra: Tensor | float = 0.0):
         self.shape = problem.shape
         fx = torch.fft.rfft2(x)  # (B, n, C, H, W')
         alpha = alpha.reshape(-1, 1, 1, 1)
         extra = extra.reshape(-1, 1, 1, 1) if torch.is_tensor(extra) else extra
-        weight = gradient_weight(self.shape, fx) if gradients else 1.0
-        numerator = (fx.conj() * problem.y_hat.unsqueeze(1)).sum(dim=1) * weight
-        inv_denominator = 1.0 / ((fx.abs() ** 2).sum(dim=1) * weight + alpha + extra + 1e-12)
+        numerator = (fx.conj() * problem.y_hat.unsqueeze(1)).sum(dim=1)
+        inv_denominator = 1.0 / ((fx.abs() ** 2).sum(dim=1) + alpha + extra + 1e-12)
         self.offset = (numerator * inv_denominator).mean(dim=1, keepdim=True)
         self.gain = alpha * inv_denominator.mean(dim=1, keepdim=True)
 
@@ -134,8 +122,7 @@ class MStepConfig:
     :mod:`fdem.spline_shift`), ``"bilinear"`` (fdem's: sub-pixel bilinear shift to ``(k//2, k//2)``,
     clipped and renormalised) or ``"none"``. ``missing`` is what the data step does with a problem's
     unobserved pixels: ``"impute"`` uses ``y`` as refilled by the loop (EM on them), ``"exclude"`` leaves
-    them out (:mod:`fdem.masked_mstep`; docs/design.md §15). ``gradients``: the data step fits the
-    images' gradients instead of their pixels (one uniform kernel, every pixel refilled; design §12).
+    them out (:mod:`fdem.masked_mstep`; docs/design.md §15).
     """
 
     kernel_size: int = 33
@@ -145,12 +132,9 @@ class MStepConfig:
     iters: int = 10
     recenter: str = "spline"
     missing: str = "impute"
-    gradients: bool = False
     denoiser: Callable | None = None
 
     def __post_init__(self):
-        if not isinstance(self.gradients, bool) or (self.gradients and self.missing != "impute"):
-            raise InputError(f"gradients must be true or false, and true only with missing: impute; got {self.gradients!r}")
         if self.missing not in MISSING:
             raise InputError(f"unknown treatment of missing pixels {self.missing!r}: choose one of {', '.join(MISSING)}")
         if self.recenter not in RECENTER_RULES:
@@ -195,7 +179,7 @@ class MStepConfig:
             raise InputError(f"a per-image λ scale needs the pnp regulariser, not {self.reg}")
         cells = 1 if init is None else init.shape[1]  # more than one: a kernel field, solved jointly
         data = data_term(problem, x, beta=self.beta, weighting=weighting, r2=r2, l2=lam if self.reg == "l2" else 0.0,
-                         exclude=self.missing == "exclude", field=cells > 1, gradients=self.gradients)
+                         exclude=self.missing == "exclude", field=cells > 1)
         denoiser = self.denoiser
         if self.reg == "pnp" and denoiser is None and lam > 0:
             denoiser = _shipped_denoiser(self.kernel_size, str(y.device))
@@ -219,7 +203,7 @@ def relaxed(start: Tensor, update: Tensor, gamma: float) -> Tensor:
 
 def data_term(
     problem: BlurProblem, x: Tensor, *, beta: float, weighting: str, r2: float | Tensor = 0.0, l2: float = 0.0,
-    exclude: bool = False, field: bool = False, gradients: bool = False,
+    exclude: bool = False, field: bool = False,
 ) -> KernelDataTerm | MaskedKernelDataTerm:
     """The HQS data step of ``x (B, n, C, H, W)`` under ``weighting``: α (Eq. 24) and the extra
     Fourier-denominator term (Eq. 33's ``n·N·r²`` in paper weighting, plus ``2σ²·l2`` for ℓ2); with
@@ -235,11 +219,11 @@ def data_term(
         extra = particles * problem.shape[0] * problem.shape[1] * r2
     if l2:
         extra = extra + 2 * sig2 * l2
-    if field or (exclude and problem.observed is not None):
-        if gradients:
-            raise InputError("the M-step on gradients is a Fourier weighting: one uniform kernel, missing: impute")
-        return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra, windows=problem.windows if field else None)
-    return KernelDataTerm(problem, x, alpha=alpha, extra=extra, gradients=gradients)
+    if field:
+        return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra, windows=problem.windows)
+    if exclude and problem.observed is not None:
+        return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
+    return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
 
 
 def _prior_step(z: Tensor, *, reg: str, lam: float, beta: float, denoiser, scale: Tensor | None = None) -> Tensor:

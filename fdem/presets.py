@@ -262,7 +262,7 @@ MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser"
 CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
 OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
 # options added after runs were recorded, and the value that leaves them out of a record (RunSpec.options)
-OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed", "gradients": False}
+OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed"}
 
 
 def preset(name: str) -> Preset:

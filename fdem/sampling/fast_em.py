@@ -28,7 +28,6 @@ import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
-from fdem.errors import InputError
 from fdem.field_problem import FieldProblem
 from fdem.kernel_ops import dirac
 from fdem.mstep import MStepConfig
@@ -70,8 +69,6 @@ def fast_em_hook(problem: BlurProblem, schedule: Schedule, spec) -> MStepHook:
     r2 = r2_schedule(schedule, spec.sampler.r2_rule)
     scale = fast_em_lambda_scale(problem.sigma) if em.lam_rule == "noise" and em.mstep.lam is None else None
     if isinstance(problem, FieldProblem):  # a kernel per cell (docs/design.md §19)
-        if em.mstep.gradients:
-            raise InputError("the M-step on gradients is for one uniform kernel, not a kernel field")
         return field_em_hook(problem, schedule, spec, scale)
 
     def hook(u: Tensor, kernel: Tensor, i: int) -> Tensor:
