@@ -84,6 +84,23 @@ def test_field_variants_prints_a_row_per_variant(tmp_path, capsys):
     assert all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows[1:])
 
 
+def test_uniform_ceiling_gives_pigdm_the_true_cells_stand_ins(tmp_path, capsys):
+    import yaml
+
+    from studies.kernel_field import uniform_ceiling
+
+    field = torch.rand(4, 5, 5)
+    ins = uniform_ceiling.stand_ins(field)
+    assert torch.allclose(ins["mean of the cells"][0, 0], field.mean(dim=0)) and torch.equal(ins["centre cell"][0, 0], field[2])
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(120, 120))
+    data = {"images": str(photos), "size": 64, "kernels": "camera-shake", "kernel_size": 9, "kernel_grid": "2x2", "sigmas": [5]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"title": "t", "out": str(tmp_path / "o"), "data": data, "methods": []}))
+    uniform_ceiling.main(["--config", str(tmp_path / "c.yaml"), "--count", "1",
+                          "--set", "preset=field", "kernel_grid=1x1", "steps=2", "kernel_size=9"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows] == ["image", "0", "mean"] and all(math.isfinite(float(v)) for v in rows[1][1:])
+
+
 def test_field_picture_draws_three_grids(tmp_path, capsys):
     from PIL import Image
 
