@@ -62,6 +62,32 @@ def field_samples(images: str, count: int, size: int, kernel_size: int, grid: st
     return [dm.dataset[i] for i in range(len(dm.dataset))]
 
 
+def config_samples(config: str):
+    """The samples of a ``fdem bench`` config's ``data`` (the bench's observations and sampler seeds)."""
+    from fdem.configio import load_yaml
+    from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
+
+    data = load_yaml(config, "benchmark config").get("data")
+    if not isinstance(data, dict):
+        raise InputError(f"{config}: a benchmark config needs a data mapping")
+    dm = BlurBenchmarkDataModule(**data)
+    dm.setup("predict")
+    return dm.dataset
+
+
+def key_values(pairs: list[str]) -> dict:
+    """``["preset=photo", "steps=2"]`` as options, each value read as YAML (numbers, null, true)."""
+    import yaml
+
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"bad option {pair!r}: use key=value")
+        found[key] = yaml.safe_load(value)
+    return found
+
+
 def add_crop_arguments(parser, count: int, size: int, kernel_size: int) -> None:
     """The flags of the photo-crop problems (:func:`crops`, seeded camera-shake kernels, noise):
     ``--count``, ``--size``, ``--scale``, ``--kernel-size``, ``--sigma`` (255 scale), with these defaults."""

@@ -19,9 +19,8 @@ import argparse
 import torch
 from torch import Tensor
 
-from fdem.configio import load_yaml
-from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 from fdem.restorers import build_restorer
+from studies.common import config_samples, key_values, run_script
 
 PEAK_SHARE = 0.01  # a pixel above this share of the kernel's peak counts towards its support
 
@@ -39,21 +38,12 @@ def rms_radius(kernel: Tensor) -> float:
     return float((weights * ((rows - centre_r) ** 2 + (cols - centre_c) ** 2)).sum().sqrt())
 
 
-def _options(pairs: list[str]) -> dict:
-    """``key=value`` strings as options, values read as YAML (numbers, null, true)."""
-    import yaml
-
-    return {key: yaml.safe_load(value) for key, _, value in (p.partition("=") for p in pairs)}
-
-
 def probe(config: str, indices: list[int], method: str, options: dict) -> list[dict]:
     """Per crop of ``indices``: the true and estimated kernels and their shape numbers."""
-    data = BlurBenchmarkDataModule(**load_yaml(config, "benchmark config")["data"])
-    data.setup("predict")
-    restorer = build_restorer(method, "cpu", **options)
+    samples, restorer = config_samples(config), build_restorer(method, "cpu", **options)
     found = []
     for index in indices:
-        sample = data.dataset[index]
+        sample = samples[index]
         result = restorer.restore(sample["y"][None], sample["sigma"], seed=sample["seed"])
         true, estimate = sample["kernel"][0].double(), result.kernel.reshape(sample["kernel"].shape)[0].double()
         found.append({"index": index, "true": true, "estimate": estimate, "kernel_mse": float((true - estimate).square().mean()),
@@ -86,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", nargs="*", default=["preset=photo"], metavar="KEY=VALUE", help="the method's options")
     parser.add_argument("--out", help="picture of true | estimated kernels")
     args = parser.parse_args(argv)
-    found = probe(args.config, args.indices, args.method, _options(args.set))
+    found = probe(args.config, args.indices, args.method, key_values(args.set))
     print("| crop | kernel MSE | support, true / estimated (px) | RMS radius, true / estimated (px) |\n|---|---|---|---|")
     for crop in found:
         print(f"| {crop['index']} | {crop['kernel_mse']:.2e} | {crop['support'][0]} / {crop['support'][1]} "
@@ -96,4 +86,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -16,10 +16,9 @@ import argparse
 
 import torch
 
-from fdem.configio import load_yaml
-from fdem.datamodules.blur_benchmark import BlurBenchmarkDataModule
 from fdem.metrics.fidelity import psnr
 from fdem.restorers import build_restorer
+from studies.common import config_samples, key_values, run_script
 
 
 def stand_ins(field: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -28,12 +27,10 @@ def stand_ins(field: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 def run(config: str, count: int, options: dict) -> list[dict]:
-    data = BlurBenchmarkDataModule(**load_yaml(config, "benchmark config")["data"])
-    data.setup("predict")
-    restorer = build_restorer("pigdm", "cpu", **options)
+    samples, restorer = config_samples(config), build_restorer("pigdm", "cpu", **options)
     rows = []
-    for index in range(min(count, len(data.dataset))):
-        sample = data.dataset[index]
+    for index in range(min(count, len(samples))):
+        sample = samples[index]
         sharp, y = sample["sharp"][None], sample["y"][None]
         row = {"index": index, "blurry input": float(psnr(y.clamp(0, 1), sharp))}  # as the bench's blurry row
         for name, kernel in stand_ins(sample["kernel"].reshape(-1, *sample["kernel"].shape[-2:])).items():
@@ -49,10 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--set", nargs="*", default=["preset=field", "kernel_grid=1x1"], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
-    import yaml
-
-    options = {key: yaml.safe_load(value) for key, _, value in (p.partition("=") for p in args.set)}
-    rows = run(args.config, args.count, options)
+    rows = run(args.config, args.count, key_values(args.set))
     names = [k for k in rows[0] if k != "index"]
     print("| image | " + " | ".join(names) + " |\n|" + "---|" * (len(names) + 1))
     for row in rows + [{"index": "mean", **{n: sum(r[n] for r in rows) / len(rows) for n in names}}]:
@@ -60,4 +54,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)
