@@ -1,17 +1,11 @@
 """Presets: one name, one exactly specified sampler, and every default of the diffusion methods in one place.
 
-A diffusion run is described by three small frozen objects, each checked once, when it is built:
-
-* :class:`SamplerSpec` — how the chain steps (steps, step rule, η, start, ΠGDM's r² rule);
-* :class:`EMSpec` — how the kernel is estimated (the M-step's :class:`~fdem.mstep.MStepConfig`, the
-  λ rule, the data weighting, the kernel's start, over-relaxation, particles, restarts, Diffusion EM's rounds);
-* :class:`CanvasSpec` — what the sampler works on (the border model and the network's tiles).
-
-A :class:`Preset` names one choice of all three; :func:`resolve` applies it to a method and overrides
-single fields by name, giving a :class:`RunSpec`: what a benchmark row, a manifest and the plan
-line of ``fdem deblur`` record. Every front end (library, ``fdem deblur``, ``fdem demo``, bench
-configs, the speed grid) starts from a preset here; no default of these options lives anywhere else.
-Field names are unique across the specs: an override is named by its field alone (``steps=25``).
+A diffusion run is three small frozen objects, each checked once, when built: :class:`SamplerSpec` (how the
+chain steps), :class:`EMSpec` (how the kernel is estimated) and :class:`CanvasSpec` (what the sampler works on:
+borders, tiles, masks). A :class:`Preset` names one choice of all three; :func:`resolve` applies it to a method
+and overrides single fields by name (unique across the specs: ``steps=25``), giving a :class:`RunSpec`: what a
+benchmark row, a manifest and ``fdem deblur``'s plan record. Every front end (library, ``fdem deblur``, ``fdem
+demo``, bench configs, the speed grid) starts from a preset here; no default of these options lives anywhere else.
 """
 
 from __future__ import annotations
