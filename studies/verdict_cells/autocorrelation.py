@@ -1,0 +1,112 @@
+"""Can the blurry image's gradient autocorrelation per cell, with no kernel estimated at all, tell blur
+that varies across the frame from one blur? The gradients of a natural image are close to white, so the
+autocorrelation of a blurry cell's gradients is about the kernel's own autocorrelation ``k ⋆ k`` (the
+idea behind spectral blind-kernel estimation); the noise's share (at lags 0 and ±1) is subtracted.
+The same four blurs of BSDS500 photographs as :mod:`studies.verdict_cells.blind_cells` (384 px, σ = 5/255);
+per image, the largest cosine distance between two cells' autocorrelations (``--lag`` px each way), and
+the same of the true kernels' autocorrelations; median and range over images.
+
+    python -m studies.verdict_cells.autocorrelation --images ../shared/data/bsds500/val --count 16
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch import Tensor
+
+from studies.common import run_script
+from studies.verdict_cells.blind_cells import KERNEL, cases, cell_grid, resized
+
+
+def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:
+    """``(N, 2·lag+1, 2·lag+1)``: each grey ``(N, 1, h, w)`` cell's summed autocorrelation of its horizontal
+    and vertical differences (per pixel), less the noise's (``2σ²`` at 0, ``−σ²`` at ±1 along each axis)."""
+    total = 0
+    for axis in (-1, -2):
+        g = torch.diff(cells, dim=axis)
+        g = g - g.mean(dim=(-2, -1), keepdim=True)
+        spectrum = torch.fft.rfft2(g, s=(g.shape[-2] + lag, g.shape[-1] + lag))
+        corr = torch.fft.irfft2(spectrum.abs() ** 2, s=(g.shape[-2] + lag, g.shape[-1] + lag)) / g[0, 0].numel()
+        corr = torch.roll(corr, (lag, lag), dims=(-2, -1))[..., : 2 * lag + 1, : 2 * lag + 1]
+        corr[..., lag, lag] -= 2 * sigma**2
+        if axis == -1:
+            corr[..., lag, lag - 1] += sigma**2
+            corr[..., lag, lag + 1] += sigma**2
+        else:
+            corr[..., lag - 1, lag] += sigma**2
+            corr[..., lag + 1, lag] += sigma**2
+        total = total + corr
+    return total[:, 0]
+
+
+def kernel_autocorrelation(kernels: Tensor, lag: int) -> Tensor:
+    """``(M, 2·lag+1, 2·lag+1)``: each ``(M, k, k)`` kernel's autocorrelation (what a white image's would be)."""
+    k = kernels.shape[-1]
+    size = k + lag
+    spectrum = torch.fft.rfft2(kernels, s=(size, size))
+    corr = torch.fft.irfft2(spectrum.abs() ** 2, s=(size, size))
+    return torch.roll(corr, (lag, lag), dims=(-2, -1))[..., : 2 * lag + 1, : 2 * lag + 1]
+
+
+def cosine_spread(maps: Tensor) -> float:
+    """The largest ``1 − cos`` between two of the ``(N, a, a)`` maps."""
+    flat = maps.flatten(1)
+    flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return float((1 - flat @ flat.T).max())
+
+
+def split(grey: Tensor, grid: tuple[int, int]) -> Tensor:
+    rows, cols = grid
+    h, w = grey.shape[-2] // rows, grey.shape[-1] // cols
+    return torch.cat([grey[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(rows) for j in range(cols)])
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch.nn.functional as F
+
+    from fdem.imageio import list_images
+    from fdem.kernel_field import scene_field_blur
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", help="sharp photographs to blur four ways")
+    p.add_argument("--photos", help="score these blurred photographs instead (σ from --sigma)")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--side", type=int, default=384)
+    p.add_argument("--lag", type=int, default=16)
+    p.add_argument("--sigma", type=float, default=5.0, help="noise level, 255 scale")
+    args = p.parse_args(argv)
+    sigma = args.sigma / 255
+    if args.photos:
+        for path in list_images(args.photos):
+            y = resized(path, args.side)
+            grid = cell_grid(tuple(y.shape[-2:]))
+            print(f"| {path.name} | {grid[0]}x{grid[1]} | "
+                  f"{cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)):.3f} |")
+        return
+    pad = KERNEL // 2
+    found: dict[str, dict[str, list[float]]] = {}
+    for index, path in enumerate(list_images(args.images)[:args.count]):
+        x = resized(path, args.side)
+        frame = tuple(x.shape[-2:])
+        grid = cell_grid(frame)
+        scene = F.pad(x, (pad,) * 4, mode="reflect")
+        noise = torch.Generator().manual_seed(index)
+        for name, (field, field_grid) in cases(index, frame).items():
+            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
+            y = (y + sigma * torch.randn(y.shape, generator=noise)).clamp(0, 1)
+            row = found.setdefault(name, {"cells": [], "true": []})
+            row["cells"].append(cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)))
+            row["true"].append(cosine_spread(kernel_autocorrelation(field[0], args.lag)))
+    print(f"{args.count} images, median [min, max] over images\n")
+    print("| blur | cells' spread | true kernels' spread |")
+    print("|---|---|---|")
+    for name, row in found.items():
+        cells = [f"{torch.tensor(v).median():.3f} [{min(v):.3f}, {max(v):.3f}]" for v in row.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+        print("  ", " ".join(f"{v:.2f}" for v in row["cells"]))
+
+
+if __name__ == "__main__":
+    run_script(main)
