@@ -30,10 +30,9 @@ class FieldProblem(BlurProblem):
     canvas edge (:func:`~fdem.kernel_field.edge_taper`), where a window flat up to the edge would
     otherwise meet the opposite edge's zero across the FFT's wrap and draw a cross into the kernel."""
 
-    def __init__(self, y: Tensor, sigma: float | Tensor, observed: Tensor | None = None,
-                 kernel_observed: Tensor | None = None, *, grid=(1, 1),
+    def __init__(self, y: Tensor, sigma: float | Tensor, observed: Tensor | None = None, *, grid=(1, 1),
                  region: tuple[tuple[int, int], tuple[int, int]] | None = None):
-        super().__init__(y, sigma, observed, kernel_observed)
+        super().__init__(y, sigma, observed)
         self.grid, self.region = parse_grid(grid), region
         self.windows = field_windows(self.shape, self.grid, region, like=y)  # (M, H, W), once per run
         margin = min(region[0]) if region else 0

@@ -33,13 +33,12 @@ CG_ITERS = 12  # per data step; warm-started, preconditioned (tests check conver
 class MaskedKernelDataTerm:
     """``solve(k)``: the minimiser above for particles ``x (B, n, C, H, W)`` of ``problem``, kernels
     ``(B, M, k, k)`` in and out for ``windows (M, H, W)`` (None: one uniform kernel, ``M = 1``); the
-    interface of :class:`fdem.mstep.KernelDataTerm`. ``o`` is ``problem.kernel_observed`` (None: every pixel)."""
+    interface of :class:`fdem.mstep.KernelDataTerm`. ``problem.observed`` None: every pixel observed."""
 
     def __init__(self, problem, x: Tensor, *, alpha: Tensor, extra: Tensor | float = 0.0,
                  windows: Tensor | None = None, iters: int = CG_ITERS):
         self.shape, self.iters = problem.shape, iters
-        seen = problem.kernel_observed
-        seen = seen if seen is not None else x.new_ones((1, 1) + tuple(self.shape))
+        seen = problem.observed if problem.observed is not None else x.new_ones((1, 1) + tuple(self.shape))
         self.mask = seen.unsqueeze(1)  # (B or 1, 1, 1, H, W)
         windowed = x.unsqueeze(2) if windows is None else x.unsqueeze(2) * windows[:, None]
         self.fx = torch.fft.rfft2(windowed)  # (B, n, M, C, H, W')

@@ -221,7 +221,7 @@ def data_term(
         extra = extra + 2 * sig2 * l2
     if field:
         return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra, windows=problem.windows)
-    if exclude and problem.kernel_observed is not None:
+    if exclude and problem.observed is not None:
         return MaskedKernelDataTerm(problem, x, alpha=alpha, extra=extra)
     return KernelDataTerm(problem, x, alpha=alpha, extra=extra)
 

@@ -146,8 +146,7 @@ class CanvasSpec:
     step); ``tiled``: the network on ``tile``-sized windows (None: its native size, at least 128)
     overlapping by ``overlap`` (None: a quarter), ``max_batch`` per call, for large images;
     ``saturation``: pixels at or above it in any channel, and a ``saturation_reach`` box around them
-    (1: those pixels alone), are missing data (None: every pixel is data; :mod:`fdem.saturation`), and for the
-    M-step's exact data step a ``saturation_kernel_reach`` box (None: the same); ``linear_light``: the sampler
+    (1: those pixels alone), are missing data (None: every pixel is data; :mod:`fdem.saturation`); ``linear_light``: the sampler
     works on the sRGB-decoded image and its result is encoded back (:mod:`fdem.linear_light`);
     ``kernel_grid`` ``(G, H)``: the blur is a field of ``G·H`` kernels blended by smooth windows
     (:mod:`fdem.kernel_field`; ``(1, 1)``: one kernel for the whole image, the paper's model)."""
@@ -159,7 +158,6 @@ class CanvasSpec:
     max_batch: int = 2
     saturation: float | None = None
     saturation_reach: int = 1
-    saturation_kernel_reach: int | None = None
     linear_light: bool = False
     kernel_grid: tuple[int, int] = (1, 1)
 
@@ -173,8 +171,6 @@ class CanvasSpec:
             if self.saturation == 0:
                 raise InputError("saturation must be in (0, 1]: the level from which a pixel counts as clipped, got 0")
         check_int(self.saturation_reach, "saturation_reach", 1)
-        if self.saturation_kernel_reach is not None:
-            check_int(self.saturation_kernel_reach, "saturation_kernel_reach", 1)
         if not isinstance(self.tiled, bool):
             raise InputError(f"tiled must be true or false, got {self.tiled!r}")
         if self.tile is not None:
@@ -260,7 +256,7 @@ MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser"
 CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
 OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
 # options added after runs were recorded, and the value that leaves them out of a record (RunSpec.options)
-OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed", "saturation_kernel_reach": None}
+OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed"}
 
 
 def preset(name: str) -> Preset:

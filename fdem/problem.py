@@ -25,13 +25,10 @@ class BlurProblem:
     ``observed`` (``(B or 1, 1, H, W)``, 1 where ``y`` was measured, 0 elsewhere; None: everywhere)
     marks a padded margin as missing data: :meth:`impute` refills it with the current model's
     prediction ``k ⊛ x̂``, so the circular model holds on the whole canvas and the margin's
-    residual is zero (the EM treatment of unknown boundaries, docs/design.md §9). ``kernel_observed``
-    (the same shape, within ``observed``; None: ``observed``) is what the M-step's exact data step reads:
-    around clipped lamps it may leave out more than the guidance does (docs/design.md §15).
+    residual is zero (the EM treatment of unknown boundaries, docs/design.md §9).
     """
 
-    def __init__(self, y: Tensor, sigma: float | Tensor, observed: Tensor | None = None,
-                 kernel_observed: Tensor | None = None):
+    def __init__(self, y: Tensor, sigma: float | Tensor, observed: Tensor | None = None):
         if not torch.is_tensor(y) or y.dim() != 4:
             raise InputError(f"y must be a (B, C, H, W) tensor, got {getattr(y, 'shape', type(y))}")
         if observed is not None and (observed.dim() != 4 or observed.shape[1] != 1 or observed.shape[-2:] != y.shape[-2:]
@@ -39,7 +36,6 @@ class BlurProblem:
             raise InputError(f"observed must be (B or 1, 1, H, W) matching y {tuple(y.shape)}, got {tuple(observed.shape)}")
         self.measured = y
         self.observed = None if observed is None else observed.to(y)
-        self.kernel_observed = self.observed if kernel_observed is None else kernel_observed.to(y)
         self.y = y
         self.sigma = as_batch_sigma(check_sigma(sigma), y.shape[0], y).reshape(-1)  # (B,): checked once, here
         self.shape = tuple(y.shape[-2:])
@@ -69,11 +65,10 @@ class BlurProblem:
 
     def repeat(self, times: int) -> "BlurProblem":
         """The same observation ``times`` over, batch-major blocks (restarts: chain ``j`` of image ``b`` is row ``j·B + b``)."""
-        def repeated(mask: Tensor | None) -> Tensor | None:
-            return mask.repeat(times, 1, 1, 1) if mask is not None and mask.shape[0] > 1 else mask
-
-        return type(self)(self.measured.repeat(times, 1, 1, 1), self.sigma.repeat(times), repeated(self.observed),
-                          repeated(self.kernel_observed), **self.model())
+        observed = self.observed
+        if observed is not None and observed.shape[0] > 1:
+            observed = observed.repeat(times, 1, 1, 1)
+        return type(self)(self.measured.repeat(times, 1, 1, 1), self.sigma.repeat(times), observed, **self.model())
 
     def model(self) -> dict:
         """The blur model's own arguments beyond the observation (none for a uniform kernel)."""

@@ -38,15 +38,6 @@ def saturation_mask(canvas, y: Tensor, name: str = "the image") -> Tensor | None
     return None if canvas.saturation is None else observed_mask(y, canvas.saturation, canvas.saturation_reach, name)
 
 
-def kernel_evidence_mask(canvas, y: Tensor, name: str = "the image") -> Tensor | None:
-    """The M-step's own observed mask of ``y`` under a ``saturation_kernel_reach`` box (None: the same as
-    :func:`saturation_mask`'s). A pixel near a lamp is ``k ⊛ x`` of the image under the lamp, which the
-    prior draws no brighter than white: the kernel fit may leave it out while the guidance still uses it."""
-    if canvas.saturation is None or canvas.saturation_kernel_reach is None:
-        return None
-    return observed_mask(y, canvas.saturation, canvas.saturation_kernel_reach, name)
-
-
 def add_point_lights(scene: Tensor, count: int, margin: int, generator: torch.Generator,
                      gain: tuple[float, float] = (5.0, 20.0)) -> Tensor:
     """``scene (C, H, W)`` with ``count`` small bright lamps added (Gaussian spots of 0.7 px, a peak of

@@ -16,7 +16,7 @@ from fdem.priors import Prior, load_prior
 from fdem.restorer_base import Restoration, Restorer
 from fdem.sampling.network_speed import SpeedOptions
 from fdem.sampling.tiled import Tiling
-from fdem.saturation import kernel_evidence_mask, saturation_mask
+from fdem.saturation import saturation_mask
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class DiffusionRestorer(Restorer):
             sigma = torch.as_tensor(sigma, dtype=y.dtype, device=y.device).reshape(-1).clamp_min(spec.sampler.sigma_floor / 255)
         canvas = spec.canvas
         problem, offset = padded_problem(y, sigma, canvas.border, size, network_multiple(self.net),
-                                         saturation_mask(canvas, y), canvas.kernel_grid, kernel_evidence_mask(canvas, y))
+                                         saturation_mask(canvas, y), canvas.kernel_grid)
         prior = replace(self.prior, net=self.network_for(*problem.shape, spec.em.chains))
         result = run_method(spec, prior, problem, kernel=kernel, seed=seed,
                             callback=callback and (lambda u, k: callback()), trace_every=self.trace_every)

@@ -27,28 +27,21 @@ def canvas_margin(border: str, kernel_size: int) -> int:
     return 0 if border == "circular" else kernel_size // 2
 
 
-def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int, seen: Tensor | None = None,
-                   grid: tuple[int, int] = (1, 1), kernel_seen: Tensor | None = None) -> tuple[BlurProblem, tuple[int, int]]:
+def padded_problem(y: Tensor, sigma, border: str, kernel_size: int, multiple: int,
+                   seen: Tensor | None = None, grid: tuple[int, int] = (1, 1)) -> tuple[BlurProblem, tuple[int, int]]:
     """The :class:`~fdem.problem.BlurProblem` on ``y (B, C, H, W)``'s canvas and ``y``'s offset in it;
-    unobserved: the margin (``impute``) and where ``seen`` (``(B, 1, H, W)``, :func:`fdem.saturation.saturation_mask`) is 0;
-    for the M-step, also where ``kernel_seen`` (the same shape, or None) is 0.
+    unobserved: the margin (``impute``) and where ``seen`` (``(B, 1, H, W)``, :func:`fdem.saturation.saturation_mask`) is 0.
     A ``grid`` of more than one cell gives a :class:`~fdem.field_problem.FieldProblem` laid on ``y``'s place."""
     padded, offset = PADDINGS[border](y, canvas_margin(border, kernel_size), multiple)
     size = tuple(y.shape[-2:])
-    margin = crop_mask(padded, offset, size) if border == "impute" else None
-
-    def on_canvas(mask: Tensor | None) -> Tensor | None:
-        if mask is None:
-            return margin
-        canvas = padded.new_ones((1, 1) + tuple(padded.shape[-2:])) if margin is None else margin
-        canvas = canvas.repeat(y.shape[0], 1, 1, 1)
-        crop(canvas, offset, size).mul_(mask)
-        return canvas
-
-    observed, kernel_observed = on_canvas(seen), None if kernel_seen is None else on_canvas(kernel_seen)
+    observed = crop_mask(padded, offset, size) if border == "impute" else None
+    if seen is not None:
+        observed = padded.new_ones((1, 1) + tuple(padded.shape[-2:])) if observed is None else observed
+        observed = observed.repeat(y.shape[0], 1, 1, 1)
+        crop(observed, offset, size).mul_(seen)
     if grid != (1, 1):
-        return FieldProblem(padded, sigma, observed, kernel_observed, grid=grid, region=(offset, size)), offset
-    return BlurProblem(padded, sigma, observed, kernel_observed), offset
+        return FieldProblem(padded, sigma, observed, grid=grid, region=(offset, size)), offset
+    return BlurProblem(padded, sigma, observed), offset
 
 
 def cropped(result: SamplingResult, offset: tuple[int, int], size: tuple[int, int]) -> SamplingResult:
