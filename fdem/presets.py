@@ -25,7 +25,6 @@ KERNEL_INITS = ("dirac", "alternation", "l0", "coarse", "streak")  # the paper's
 # Fast EM's at half size, or the clipped light streaks' (the alternation's where an image has none)
 BORDERS = ("circular", "reflect", "smooth", "impute")  # docs/design.md §9
 FIELD_SOLVES = ("windowed", "joint")  # a kernel field's data step: each cell on its window, or all cells exactly
-FIELD_PULLS = ("mean", "plane")  # what field_shrink pulls a cell's kernel towards (sampling.field_em.shrink)
 MAX_KERNEL_UNCERTAINTY = 1e4  # κ beyond this ignores the data wherever the image has energy
 
 
@@ -88,8 +87,7 @@ class EMSpec:
     ``kernel_window``: on an image with a side over it, the blind run sees only the window of that
     side with the most detail, and one chain of the method's non-blind sampler restores the whole
     image with its kernel (None: the whole image is the blind run's, :mod:`fdem.sampling.kernel_window`);
-    ``field_shrink`` ∈ [0, 1]: each cell's new kernel moved that fraction of the way to the cells' mean
-    (``field_pull`` ``mean``, below 1) or to the field's fit affine in the cell's position (``plane``);
+    ``field_shrink`` ∈ [0, 1): each cell's new kernel moved that fraction of the way to the cells' mean;
     ``field_gate`` ≥ 0: before that, each cell keeps the share ``g/(g + field_gate)`` of its kernel's
     difference from the whole image's kernel, ``g`` how much better its own kernel explains its window's
     data (σ² per pixel; 0: off); ``field_solve``: the cells' data step, each on its window (``windowed``) or
@@ -109,21 +107,18 @@ class EMSpec:
     refine: bool = False
     kernel_window: int | None = None
     field_shrink: float = 0.0
-    field_pull: str = "mean"
     field_gate: float = 0.0
     field_solve: str = "windowed"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "field_shrink", check_float(self.field_shrink, "field_shrink", 0, 1))
         object.__setattr__(self, "field_gate", check_float(self.field_gate, "field_gate", 0))
-        if self.field_shrink == 1 and _choice(self.field_pull, "field_pull", FIELD_PULLS) == "mean":
-            raise InputError("field_shrink must be below 1 with field_pull mean: at 1 every cell gets the mean kernel "
-                             "(use kernel_grid 1x1)")
+        if self.field_shrink == 1:
+            raise InputError("field_shrink must be in [0, 1): at 1 every cell gets the mean kernel (use kernel_grid 1x1)")
         if self.kernel_window is not None:
             check_int(self.kernel_window, "kernel_window", 2 * self.mstep.kernel_size)
         _choice(self.lam_rule, "lam_rule", LAMBDA_RULES)
         _choice(self.field_solve, "field_solve", FIELD_SOLVES)
-        _choice(self.field_pull, "field_pull", FIELD_PULLS)
         _choice(self.combine, "combine", COMBINES)
         object.__setattr__(self, "kernel_uncertainty",
                            check_float(self.kernel_uncertainty, "kernel_uncertainty", 0, MAX_KERNEL_UNCERTAINTY))
@@ -261,7 +256,7 @@ MSTEP_FIELDS = tuple(f.name for f in fields(MStepConfig) if f.name != "denoiser"
 CANVAS_FIELDS = tuple(f.name for f in fields(CanvasSpec))
 OVERRIDES = SAMPLER_FIELDS + EM_FIELDS + MSTEP_FIELDS + CANVAS_FIELDS  # every field a preset fixes
 # options added after runs were recorded, and the value that leaves them out of a record (RunSpec.options)
-OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed", "field_pull": "mean"}
+OFF = {"field_gate": 0.0, "combine": "best", "missing": "impute", "field_solve": "windowed"}
 
 
 def preset(name: str) -> Preset:

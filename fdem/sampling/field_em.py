@@ -13,12 +13,11 @@ and the image does not tear where the windows meet.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from fdem.diffusion import Schedule
 from fdem.field_problem import FieldProblem
-from fdem.kernel_ops import center_of_mass, normalize_kernel, shift_bilinear
+from fdem.kernel_ops import center_of_mass, shift_bilinear
 from fdem.problem import BlurProblem
 from fdem.sampling.guidance import r2_schedule
 from fdem.sampling.loop import MStepHook
@@ -37,29 +36,10 @@ def cell_particles(problem: FieldProblem, u: Tensor) -> Tensor:
     return (u.unsqueeze(1) * problem.cell_weights[:, None, None]).flatten(0, 1)
 
 
-def plane_fit(field: Tensor, grid: tuple[int, int]) -> Tensor:
-    """The least-squares fit to ``field (B, M, k, k)`` of kernels affine in the cell's position on ``grid``
-    (``k_m = a + r_m·b + c_m·d`` per kernel pixel, three kernels for the whole field): to first order, how
-    a camera's roll changes the blur across the frame (docs/design.md §19)."""
-    rows, cols = grid
-    r = torch.linspace(-1, 1, rows, dtype=field.dtype, device=field.device) if rows > 1 else field.new_zeros(1)
-    c = torch.linspace(-1, 1, cols, dtype=field.dtype, device=field.device) if cols > 1 else field.new_zeros(1)
-    design = torch.stack([torch.ones(rows * cols, dtype=field.dtype, device=field.device),
-                          r.repeat_interleave(cols), c.repeat(rows)], dim=1)  # (M, 3), row-major cells
-    projection = design @ torch.linalg.pinv(design)  # (M, M)
-    return torch.einsum("mn,bnkl->bmkl", projection, field)
-
-
-def shrink(field: Tensor, amount: float, pull: str, grid: tuple[int, int]) -> Tensor:
-    """Each cell's kernel of ``field (B, M, k, k)`` moved ``amount`` of the way to the cells' mean
-    (``pull="mean"``) or to the field's affine fit (``"plane"``, :func:`plane_fit`, then clipped at 0 and
-    normalised): a coupling that trades the field's variation for the noise of each cell's smaller share of
-    the data; the plane keeps the part of the variation a roll explains."""
-    if amount == 0:
-        return field
-    if pull == "mean":
-        return (1 - amount) * field + amount * field.mean(dim=1, keepdim=True)
-    return normalize_kernel((1 - amount) * field + amount * plane_fit(field, grid))
+def shrink_to_mean(field: Tensor, amount: float) -> Tensor:
+    """Each cell's kernel of ``field (B, M, k, k)`` moved ``amount`` of the way to the cells' mean: a
+    coupling that trades the field's variation for the noise of each cell's smaller share of the data."""
+    return field if amount == 0 else (1 - amount) * field + amount * field.mean(dim=1, keepdim=True)
 
 
 def cell_gains(problem: FieldProblem, cell: BlurProblem, windowed: Tensor, field: Tensor, anchor: Tensor) -> Tensor:
@@ -102,8 +82,8 @@ def recenter_field(field: Tensor, rule: str) -> Tensor:
 
 def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Tensor | None) -> MStepHook:
     """The field's M-step at every step (the uniform hook's rules: the spec's weighting, r², λ scale per
-    image and over-relaxation, plain at ``i = 0``), the cells pulled towards their mean or their plane
-    (``field_pull``) by the spec's ``field_shrink`` (after the evidence gate ``field_gate``, when on: each cell pulled towards the kernel of
+    image and over-relaxation, plain at ``i = 0``), the cells pulled towards their mean by the spec's
+    ``field_shrink`` (after the evidence gate ``field_gate``, when on: each cell pulled towards the kernel of
     one uniform M-step on the whole image as far as its data do not support its own), then one common
     re-centring."""
     em, cells = spec.em, problem.cells
@@ -125,6 +105,6 @@ def field_em_hook(problem: FieldProblem, schedule: Schedule, spec, lam_scale: Te
             anchor = em.mstep.update(problem, u, init=field.mean(dim=1, keepdim=True), weighting=em.weighting,
                                      r2=r2[i], recenter=False, lam_scale=lam_scale, relax=relax)
             found = gate_to_anchor(found, cell_gains(problem, cell, windowed, found, anchor), em.field_gate, anchor)
-        return recenter_field(shrink(found, em.field_shrink, em.field_pull, problem.grid), em.mstep.recenter)
+        return recenter_field(shrink_to_mean(found, em.field_shrink), em.mstep.recenter)
 
     return hook
