@@ -6,7 +6,7 @@ A config (``configs/bench/*.yaml``) has::
     out: outputs/folder          # rows, tables, plots, manifest
     data: {...}                  # fdem.datamodules.blur_benchmark.BlurBenchmarkDataModule arguments
     methods: [fastem-pigdm, {method: l0-anger, options: {...}, label: ...}, ...]
-    metrics: [psnr, ssim, lpips, niqe, brisque, fid]   # default: all (fdem.metrics.registry)
+    metrics: [psnr, ssim, psnr_aligned, lpips, niqe, brisque, fid]   # default: all (fdem.metrics.registry)
     save_images: false
     figure_rows: 4               # samples shown in comparison.png (fdem.benchmarks.figures); 0: none
     threads: 1                   # torch threads per process (fdem.benchmarks.threads), rows record it

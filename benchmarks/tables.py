@@ -115,6 +115,7 @@ def table1_markdown(table: pd.DataFrame) -> str:
 
 
 COMPARED = ("psnr", "ssim", "kernel_mse")  # the metrics compare.csv averages, formatted as in Table 1
+ALIGNED = "psnr_aligned"  # with it in the rows, compare also gives the gain and penalty in aligned PSNR
 
 
 def compare_table(rows: pd.DataFrame, input_label: str, oracle_label: str | None = None) -> pd.DataFrame:
@@ -122,33 +123,50 @@ def compare_table(rows: pd.DataFrame, input_label: str, oracle_label: str | None
     ``index``, i.e. image × kernel × σ): the mean of each :data:`COMPARED` metric; ``gain_db``, the
     mean of PSNR − the input's PSNR on the same sample; ``penalty_db``, the mean of the oracle's PSNR
     − PSNR (NaN without an oracle); ``below_input``, the samples where the method is below the input.
+    Rows with :data:`ALIGNED` add its mean and the same gain and penalty in it (``*_aligned_db``).
     Differences are taken sample by sample so that a method run on fewer images is not credited
     with easier ones. Empty when the input has no rows."""
-    def psnr_of(label) -> pd.Series:
-        return rows.loc[rows["method"] == label].set_index("index")["psnr"]
+    aligned = ALIGNED in rows and rows[ALIGNED].notna().any()
+    metrics = ("psnr", ALIGNED) if aligned else ("psnr",)
 
-    base, oracle = psnr_of(input_label), psnr_of(oracle_label)
+    def of(label, column) -> pd.Series:
+        return rows.loc[rows["method"] == label].set_index("index")[column]
+
+    base = {m: of(input_label, m) for m in metrics}
+    oracle = {m: of(oracle_label, m) for m in metrics}
+    extra = (ALIGNED, "gain_aligned_db", "penalty_aligned_db") if aligned else ()
     lines = []
-    for (method, sigma), group in _groups(rows[rows["index"].isin(base.index)]):
-        psnr = group.set_index("index")["psnr"]
-        gain = psnr - base.reindex(psnr.index)
-        below = int((gain < 0).sum())
-        lines.append({"method": method, "preset": group["preset"].iloc[0], "sigma255": sigma, "images": len(group),
-                      **{c: group[c].mean() for c in COMPARED}, "gain_db": gain.mean(),
-                      "penalty_db": (oracle.reindex(psnr.index) - psnr).mean(),
-                      "below_input": below, "below_input_frac": below / len(group)})
+    for (method, sigma), group in _groups(rows[rows["index"].isin(base["psnr"].index)]):
+        line = {"method": method, "preset": group["preset"].iloc[0], "sigma255": sigma, "images": len(group),
+                **{c: group[c].mean() for c in COMPARED + extra[:1]}}
+        gains = {}
+        for m, suffix in zip(metrics, ("_db", "_aligned_db")):
+            value = group.set_index("index")[m]
+            gains[m] = value - base[m].reindex(value.index)
+            line["gain" + suffix], line["penalty" + suffix] = gains[m].mean(), (oracle[m].reindex(value.index) - value).mean()
+        below = int((gains["psnr"] < 0).sum())
+        lines.append({**line, "below_input": below, "below_input_frac": below / len(group)})
     return pd.DataFrame(lines, columns=["method", "preset", "sigma255", "images", *COMPARED, "gain_db", "penalty_db",
-                                        "below_input", "below_input_frac"])
+                                        "below_input", "below_input_frac", *extra])
 
 
 def compare_markdown(table: pd.DataFrame) -> str:
-    """Markdown of :func:`compare_table`, one section per σ as Table 1's."""
+    """Markdown of :func:`compare_table`, one section per σ as Table 1's (the aligned columns when present)."""
     formats = {c: f for c, _, f in TABLE1_COLUMNS if c in COMPARED}
     headers = [h for c, h, _ in TABLE1_COLUMNS if c in COMPARED]
-    return _sections(table, [*headers, "gain over input (dB)", "blind penalty (dB)", "below input"],
-                     lambda line: [*(_cell(line[c], math.nan, formats[c]) for c in COMPARED),
-                                   _cell(line["gain_db"], math.nan, "{:+.2f}"), _cell(line["penalty_db"], math.nan, "{:+.2f}"),
-                                   f"{line['below_input']} / {line['images']}"])
+    aligned = ALIGNED in table
+
+    def cells(line) -> list[str]:
+        out = [*(_cell(line[c], math.nan, formats[c]) for c in COMPARED),
+               _cell(line["gain_db"], math.nan, "{:+.2f}"), _cell(line["penalty_db"], math.nan, "{:+.2f}"),
+               f"{line['below_input']} / {line['images']}"]
+        if aligned:
+            out += [_cell(line[ALIGNED], math.nan, "{:.2f}"), _cell(line["gain_aligned_db"], math.nan, "{:+.2f}"),
+                    _cell(line["penalty_aligned_db"], math.nan, "{:+.2f}")]
+        return out
+
+    extra = ["PSNR aligned", "gain aligned (dB)", "penalty aligned (dB)"] if aligned else []
+    return _sections(table, [*headers, "gain over input (dB)", "blind penalty (dB)", "below input", *extra], cells)
 
 
 def table2(rows: pd.DataFrame) -> pd.DataFrame:

@@ -55,6 +55,18 @@ def test_markdown_has_a_section_per_sigma_and_the_counts():
     assert "| blind | – | 2 | 22.00 | 0.500 | – | +1.00 | +2.50 | 1 / 2 |" in md
 
 
+def test_aligned_psnr_gets_its_own_gain_and_penalty_when_the_rows_have_it():
+    rows = _rows()
+    rows["psnr_aligned"] = rows["psnr"] + [0.0 if m != "blind" else 1.0 for m, *_ in PSNRS]
+    table = compare_table(rows, INPUT, ORACLE).set_index(["method", "sigma255"])
+    blind5 = table.loc[("blind", "5")]
+    assert blind5["psnr_aligned"] == 23.0 and blind5["gain_aligned_db"] == 2.0 and blind5["penalty_aligned_db"] == 1.5
+    assert blind5["gain_db"] == 1.0 and blind5["below_input"] == 1  # the plain columns unchanged
+    md = compare_markdown(compare_table(rows, INPUT, ORACLE))
+    assert "| below input | PSNR aligned | gain aligned (dB) | penalty aligned (dB) |" in md
+    assert "psnr_aligned" not in compare_table(_rows(), INPUT, ORACLE)
+
+
 def test_write_tables_writes_the_comparison_when_asked(tmp_path):
     f = RowFile(tmp_path / "rows" / "rank0.csv")
     for row in _rows().to_dict("records"):

@@ -200,7 +200,7 @@ def test_suite_without_files_gives_nan_and_one_warning_per_metric():
     for name in ("lpips", "niqe", "brisque", "fid"):
         assert sum(m.startswith(f"metric {name} ") for m in messages) == 1, messages
     assert len(messages) == 4
-    assert set(first) == {"psnr", "ssim", "lpips", "niqe", "brisque"}
+    assert set(first) == {"psnr", "ssim", "psnr_aligned", "lpips", "niqe", "brisque"}
     for name in ("psnr", "ssim"):
         assert first[name].shape == (2,) and torch.isfinite(first[name]).all()
     for name in ("lpips", "niqe", "brisque"):
@@ -210,7 +210,7 @@ def test_suite_without_files_gives_nan_and_one_warning_per_metric():
 
 
 def test_suite_rejects_unknown_names():
-    with pytest.raises(InputError, match="valid names are psnr, ssim, lpips, niqe, brisque, fid"):
+    with pytest.raises(InputError, match="valid names are psnr, ssim, psnr_aligned, lpips, niqe, brisque, fid"):
         MetricSuite(names=("psnr", "musiq"))
 
 
@@ -321,11 +321,11 @@ def test_registry_drives_rows_tables_and_the_metric_list():
     from fdem.benchmarks.tables import TABLE1_COLUMNS
     from fdem.metrics.registry import REGISTRY, selectable_names
 
-    assert COLUMNS[-9:] == ("psnr", "ssim", "lpips", "niqe", "brisque", "kernel_mse", "reblur", "reblur_per_pixel",
-                            "psnr_sa")
-    assert [c for c, _, _ in TABLE1_COLUMNS] == ["seconds", "psnr", "ssim", "lpips", "fid", "niqe", "brisque",
-                                                 "kernel_mse", "reblur_per_pixel"]
-    assert selectable_names() == ("psnr", "ssim", "lpips", "niqe", "brisque", "fid")
+    assert COLUMNS[-10:] == ("psnr", "ssim", "psnr_aligned", "lpips", "niqe", "brisque", "kernel_mse", "reblur",
+                             "reblur_per_pixel", "psnr_sa")
+    assert [c for c, _, _ in TABLE1_COLUMNS] == ["seconds", "psnr", "ssim", "psnr_aligned", "lpips", "fid", "niqe",
+                                                 "brisque", "kernel_mse", "reblur_per_pixel"]
+    assert selectable_names() == ("psnr", "ssim", "psnr_aligned", "lpips", "niqe", "brisque", "fid")
     assert [m.name for m in REGISTRY.values() if m.weights] == ["lpips", "fid", "niqe", "brisque"]
     assert REGISTRY["psnr"].higher_is_better and not REGISTRY["lpips"].higher_is_better
 
@@ -341,3 +341,20 @@ def test_benchmark_warns_only_about_the_metrics_it_is_asked_for(tmp_path):
     assert unavailable_warnings(record) == [] and not module.suite.has_fid
     with pytest.raises(InputError, match="unknown metric"):
         BenchmarkModule(["alternation"], str(tmp_path), metrics=("psnr", "musiq"))
+
+
+def test_aligned_psnr_forgives_a_shift_that_plain_psnr_counts():
+    """A sharp image moved by (2, -3) px: plain PSNR counts the move, the aligned one finds it back (the
+    window inside the border matches exactly); no shift can make it worse than the unshifted interior."""
+    from fdem.metrics.fidelity import aligned_psnr
+
+    g = torch.Generator().manual_seed(0)
+    sharp = torch.rand(2, 3, 40, 40, generator=g, dtype=torch.float64)
+    moved = torch.roll(sharp, shifts=(2, -3), dims=(-2, -1))
+    assert (psnr(moved, sharp) < 15).all()
+    assert torch.isinf(aligned_psnr(moved, sharp)).all()  # the same pixels: zero error
+    noisy = (sharp + 0.05 * torch.randn(sharp.shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    interior = psnr(noisy[..., 4:-4, 4:-4], sharp[..., 4:-4, 4:-4])
+    assert (aligned_psnr(noisy, sharp) >= interior).all()
+    with pytest.raises(InputError, match="larger than 8"):
+        aligned_psnr(sharp[..., :8, :8], sharp[..., :8, :8])

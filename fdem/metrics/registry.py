@@ -50,6 +50,8 @@ class Metric:
 METRICS: tuple[Metric, ...] = (
     Metric("psnr", ("psnr",), ("psnr", "PSNR", "{:.2f}"), True, function="fdem.metrics.fidelity:psnr"),
     Metric("ssim", ("ssim",), ("ssim", "SSIM", "{:.3f}"), True, function="fdem.metrics.fidelity:ssim"),
+    Metric("psnr_aligned", ("psnr_aligned",), ("psnr_aligned", "PSNR aligned", "{:.2f}"), True,
+           function="fdem.metrics.fidelity:aligned_psnr"),
     Metric("lpips", ("lpips",), ("lpips", "LPIPS", "{:.3f}"), False, package="lpips"),
     Metric("fid", (), ("fid", "FID", "{:.2f}"), False, package="pytorch_fid", source="set"),
     Metric("niqe", ("niqe",), ("niqe", "NIQE", "{:.2f}"), False, package="pyiqa", reference=False),
