@@ -129,6 +129,23 @@ def test_blind_cells_prints_four_blurs(tmp_path, capsys):
     assert row[1] == "2x2" and float(row[2]) >= 0
 
 
+def test_the_kernel_free_cell_studies_print_four_blurs_and_score_photos(tmp_path, capsys):
+    """Gradient autocorrelation: the true kernels' spread is 0 under one kernel and positive for four;
+    residual blur with the true centre kernel: one number per blur; both score blurred photos per row."""
+    from studies.verdict_cells import autocorrelation, residual_blur
+
+    photos = _noise_photos(tmp_path / "photos", count=1, shape=(260, 260))
+    autocorrelation.main(["--images", str(photos), "--count", "1", "--side", "256"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert [r[0] for r in rows[1:]] == ["one kernel", "roll 6-16 px", "roll 16-24 px", "4 independent kernels"]
+    assert float(rows[1][2].split()[0]) < 1e-6 < float(rows[4][2].split()[0])
+    residual_blur.main(["--images", str(photos), "--count", "1", "--side", "256", "--oracle"])
+    rows = _table_rows(capsys.readouterr().out, "")
+    assert len(rows) == 5 and all(float(r[1].split()[0]) >= 0 for r in rows[1:])
+    autocorrelation.main(["--photos", str(photos), "--side", "256"])
+    assert _table_rows(capsys.readouterr().out, "a.png")[0][1] == "2x2"
+
+
 def test_lamp_model_compares_four_data_terms(tmp_path, capsys):
     from studies.saturation import lamp_model
 

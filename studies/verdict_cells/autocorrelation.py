@@ -11,13 +11,11 @@ the same of the true kernels' autocorrelations; median and range over images.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import Tensor
 
 from studies.common import run_script
-from studies.verdict_cells.blind_cells import KERNEL, cases, cell_grid, resized
+from studies.verdict_cells.blind_cells import blurred_cases, cell_grid, resized, study_parser
 
 
 def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:
@@ -64,16 +62,9 @@ def split(grey: Tensor, grid: tuple[int, int]) -> Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch.nn.functional as F
-
     from fdem.imageio import list_images
-    from fdem.kernel_field import scene_field_blur
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", help="sharp photographs to blur four ways")
-    p.add_argument("--photos", help="score these blurred photographs instead (σ from --sigma)")
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--side", type=int, default=384)
+    p = study_parser(__doc__)
     p.add_argument("--lag", type=int, default=16)
     p.add_argument("--sigma", type=float, default=5.0, help="noise level, 255 scale")
     args = p.parse_args(argv)
@@ -85,27 +76,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {path.name} | {grid[0]}x{grid[1]} | "
                   f"{cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)):.3f} |")
         return
-    pad = KERNEL // 2
     found: dict[str, dict[str, list[float]]] = {}
-    for index, path in enumerate(list_images(args.images)[:args.count]):
-        x = resized(path, args.side)
-        frame = tuple(x.shape[-2:])
-        grid = cell_grid(frame)
-        scene = F.pad(x, (pad,) * 4, mode="reflect")
-        noise = torch.Generator().manual_seed(index)
-        for name, (field, field_grid) in cases(index, frame).items():
-            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
-            y = (y + sigma * torch.randn(y.shape, generator=noise)).clamp(0, 1)
-            row = found.setdefault(name, {"cells": [], "true": []})
-            row["cells"].append(cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)))
-            row["true"].append(cosine_spread(kernel_autocorrelation(field[0], args.lag)))
+    for _, name, y, field, grid in blurred_cases(args.images, args.count, args.side, sigma):
+        row = found.setdefault(name, {"cells": [], "true": []})
+        row["cells"].append(cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)))
+        row["true"].append(cosine_spread(kernel_autocorrelation(field[0], args.lag)))
     print(f"{args.count} images, median [min, max] over images\n")
     print("| blur | cells' spread | true kernels' spread |")
     print("|---|---|---|")
     for name, row in found.items():
         cells = [f"{torch.tensor(v).median():.3f} [{min(v):.3f}, {max(v):.3f}]" for v in row.values()]
         print(f"| {name} | " + " | ".join(cells) + " |")
-        print("  ", " ".join(f"{v:.2f}" for v in row["cells"]))
 
 
 if __name__ == "__main__":

@@ -125,43 +125,55 @@ def score_photos(folder: str, side: int) -> None:
         print(f"| {path.name} | {grid[0]}x{grid[1]} | {pair_distance(cell_kernels(y, grid)):.2f} |")
 
 
-def main(argv: list[str] | None = None) -> None:
+def study_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every cell study takes: sharp photographs to blur (or blurred photos), how many, their size."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("--images", help="sharp photographs to blur four ways (or --photos)")
+    p.add_argument("--count", type=int, default=16)
+    p.add_argument("--side", type=int, default=384, help="long side the photographs are resized to")
+    p.add_argument("--photos", help="score these blurred photographs instead (no ground truth), one row per photo")
+    return p
+
+
+def blurred_cases(folder: str, count: int, side: int, sigma: float = 5 / 255):
+    """For each of the first ``count`` photographs of ``folder`` (resized to ``side``) and each blur of
+    :func:`cases`: ``(index, blur name, y (1, 3, H, W) with noise σ, the field (1, M, k, k), the cell grid)``."""
     import torch.nn.functional as F
 
     from fdem.imageio import list_images
     from fdem.kernel_field import scene_field_blur
+
+    pad = KERNEL // 2
+    for index, path in enumerate(list_images(folder)[:count]):
+        x = resized(path, side)
+        frame = tuple(x.shape[-2:])
+        scene = F.pad(x, (pad,) * 4, mode="reflect")
+        noise = torch.Generator().manual_seed(index)
+        for name, (field, field_grid) in cases(index, frame).items():
+            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
+            yield index, name, (y + sigma * torch.randn(y.shape, generator=noise)).clamp(0, 1), field, cell_grid(frame)
+
+
+def main(argv: list[str] | None = None) -> None:
     from fdem.kernel_ops import dirac, kernel_mse
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", help="sharp photographs to blur four ways (or --photos)")
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--side", type=int, default=384, help="long side the photographs are resized to")
-    p.add_argument("--photos", help="score these photographs instead (no ground truth): the pairwise statistic per photo")
+    p = study_parser(__doc__)
     args = p.parse_args(argv)
     if not (args.images or args.photos):
         p.error("give --images (sharp photographs) or --photos (blurred ones)")
     if args.photos:
         return score_photos(args.photos, args.side)
-    pad = KERNEL // 2
     found: dict[str, dict[str, list[float]]] = {}
-    for index, path in enumerate(list_images(args.images)[:args.count]):
-        x = resized(path, args.side)
-        frame = tuple(x.shape[-2:])
-        grid = cell_grid(frame)
-        scene = F.pad(x, (pad,) * 4, mode="reflect")
-        noise = torch.Generator().manual_seed(index)
-        for name, (field, field_grid) in cases(index, frame).items():
-            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
-            y = (y + 5 / 255 * torch.randn(y.shape, generator=noise)).clamp(0, 1)
-            kernels = cell_kernels(y, grid)
-            row = found.setdefault(name, {})
-            for stat, value in statistics(kernels).items():
-                row.setdefault(stat, []).append(value)
-            row.setdefault("true pair / Dirac's", []).append(pair_distance(field[0, :, None]))
-            if name == "one kernel":
-                truth = field[:, :1]
-                relative = kernel_mse(kernels, truth) / kernel_mse(dirac(1, KERNEL), truth)
-                row.setdefault("cell error / Dirac's", []).extend(relative.tolist())
+    for _, name, y, field, grid in blurred_cases(args.images, args.count, args.side):
+        kernels = cell_kernels(y, grid)
+        row = found.setdefault(name, {})
+        for stat, value in statistics(kernels).items():
+            row.setdefault(stat, []).append(value)
+        row.setdefault("true pair / Dirac's", []).append(pair_distance(field[0, :, None]))
+        if name == "one kernel":
+            truth = field[:, :1]
+            relative = kernel_mse(kernels, truth) / kernel_mse(dirac(1, KERNEL), truth)
+            row.setdefault("cell error / Dirac's", []).extend(relative.tolist())
     stats = list(found["one kernel"])
     print(f"{args.count} images, median [min, max] over images (the error: over cells)\n")
     print("| blur | " + " | ".join(stats) + " |")

@@ -15,13 +15,11 @@ blurs of BSDS500 photographs as ``blind_cells`` (384 px, σ = 5/255); median and
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import Tensor
 
 from studies.common import run_script
-from studies.verdict_cells.blind_cells import KERNEL, cases, cell_grid, moments, resized
+from studies.verdict_cells.blind_cells import KERNEL, blurred_cases, cell_grid, moments, resized, study_parser
 
 
 def radius(kernels: Tensor) -> Tensor:
@@ -53,16 +51,9 @@ def whole_kernel(y: Tensor) -> Tensor:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch.nn.functional as F
-
     from fdem.imageio import list_images
-    from fdem.kernel_field import scene_field_blur
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", help="sharp photographs to blur four ways")
-    p.add_argument("--photos", help="score these blurred photographs instead (the blind kernel only)")
-    p.add_argument("--count", type=int, default=16)
-    p.add_argument("--side", type=int, default=384)
+    p = study_parser(__doc__)
     p.add_argument("--oracle", action="store_true", help="deconvolve with the centre cell's true kernel")
     p.add_argument("--sigma", type=float, default=5.0, help="noise level, 255 scale")
     args = p.parse_args(argv)
@@ -77,22 +68,12 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {path.name} | {grid[0]}x{grid[1]} | {' '.join(f'{r:.1f}' for r in radii.tolist())} | "
                   f"{float(radii.max() - radii.min()):.2f} |", flush=True)
         return
-    pad = KERNEL // 2
     found: dict[str, list[float]] = {}
-    for index, path in enumerate(list_images(args.images)[:args.count]):
-        x = resized(path, args.side)
-        frame = tuple(x.shape[-2:])
-        grid = cell_grid(frame)
-        scene = F.pad(x, (pad,) * 4, mode="reflect")
-        noise = torch.Generator().manual_seed(index)
-        for name, (field, field_grid) in cases(index, frame).items():
-            y = scene_field_blur(scene, field, field_grid, ((pad, pad), frame))[..., pad:pad + frame[0], pad:pad + frame[1]]
-            y = (y + sigma * torch.randn(y.shape, generator=noise)).clamp(0, 1)
-            kernel = field[:, field.shape[1] // 2, None] if args.oracle else whole_kernel(y)
-            radii = residual_radii(y, kernel, sigma, grid)
-            found.setdefault(name, []).append(float(radii.max() - radii.min()))
-        print(index, {name: round(v[-1], 2) for name, v in found.items()}, flush=True)
-    print(f"\n{args.count} images ({'the centre cell' if args.oracle else 'l0-anger'}'s kernel), the cells' "
+    for _, name, y, field, grid in blurred_cases(args.images, args.count, args.side, sigma):
+        kernel = field[:, field.shape[1] // 2, None] if args.oracle else whole_kernel(y)
+        radii = residual_radii(y, kernel, sigma, grid)
+        found.setdefault(name, []).append(float(radii.max() - radii.min()))
+    print(f"{args.count} images ({'the centre cell' if args.oracle else 'l0-anger'}'s kernel), the cells' "
           "residual-radius spread (px), median [min, max] over images\n")
     print("| blur | spread |")
     print("|---|---|")
