@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from studies.common import run_script
-from studies.verdict_cells.blind_cells import blurred_cases, cell_grid, resized, study_parser
+from studies.common.blur_cells import blurred_cases, cell_grid, resized, study_parser
 
 
 def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from studies.common import run_script
-from studies.verdict_cells.blind_cells import KERNEL, blurred_cases, cell_grid, moments, resized, study_parser
+from studies.common.blur_cells import KERNEL, blurred_cases, cell_grid, moments, resized, study_parser
 
 
 def radius(kernels: Tensor) -> Tensor:
@@ -38,7 +38,7 @@ def deconvolved(y: Tensor, kernel: Tensor, sigma: float) -> Tensor:
 
 def residual_radii(y: Tensor, kernel: Tensor, sigma: float, grid: tuple[int, int]) -> Tensor:
     """Each cell's residual radius after deconvolving ``y`` with ``kernel`` (module notes)."""
-    from studies.verdict_cells.blind_cells import cell_kernels
+    from studies.common.blur_cells import cell_kernels
 
     return radius(cell_kernels(deconvolved(y, kernel, sigma), grid))
 
