@@ -1,4 +1,4 @@
-"""Full-reference fidelity metrics that need no weights: PSNR, SSIM, re-blur loss, kernel MSE.
+"""Full-reference fidelity metrics that need no weights: PSNR (plain and aligned), SSIM, re-blur loss, kernel MSE.
 
 All take ``(B, C, H, W)`` batches in ``[0, 1]`` (docs/design.md §1) and return one value per image,
 so that a benchmark averages per-image values (PSNR is averaged after the log, as in the paper).
