@@ -143,7 +143,8 @@ def compare_table(rows: pd.DataFrame, input_label: str, oracle_label: str | None
         for m, suffix in zip(metrics, ("_db", "_aligned_db")):
             value = group.set_index("index")[m]
             gains[m] = value - base[m].reindex(value.index)
-            line["gain" + suffix], line["penalty" + suffix] = gains[m].mean(), (oracle[m].reindex(value.index) - value).mean()
+            line["gain" + suffix] = gains[m].mean()
+            line["penalty" + suffix] = (oracle[m].reindex(value.index) - value).mean()
         below = int((gains["psnr"] < 0).sum())
         lines.append({**line, "below_input": below, "below_input_frac": below / len(group)})
     return pd.DataFrame(lines, columns=["method", "preset", "sigma255", "images", *COMPARED, "gain_db", "penalty_db",
