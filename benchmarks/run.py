@@ -116,9 +116,12 @@ def _check_resumable(out: Path, data: dict, specs: list, done: set) -> None:
     if previous.get("data") != current["data"]:
         raise InputError(f"{out} holds results for other data settings ({record}); use another --out")
     made_before = previous.get("methods", {})
-    for label in {label for label, _ in done} & set(made_before) & set(methods):
+    changed = [label for label in {label for label, _ in done} & set(made_before) & set(methods)
+               if made_before[label] != current["methods"][label]]
+    params = recorded_params(out) if changed else {}  # the rows are read once, and only if some label changed
+    for label in changed:
         made, asked = made_before[label], current["methods"][label]
-        if made != asked and not _same_run(made, asked, recorded_params(out).get(label, set())):
+        if not _same_run(made, asked, params.get(label, set())):
             raise InputError(f"{out}: the rows of {label!r} were made with {made['method']} {made['options']}, "
                              f"the config asks for {asked['method']} {asked['options']}"
                              f"{' sigma ' + asked['sigma'] if 'sigma' in asked else ''}; use another --out or another label")

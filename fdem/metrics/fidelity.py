@@ -58,11 +58,11 @@ def aligned_psnr(a: Tensor, b: Tensor, data_range: float = 1.0, max_shift: int =
     h, w = b.shape[-2:]
     if min(h, w) <= 2 * s:
         raise InputError(f"aligned_psnr needs images larger than {2 * s} px a side, got {h}x{w}")
-    target = _precise(b[..., s:h - s, s:w - s])
+    moved, target = _precise(a), _precise(b[..., s:h - s, s:w - s])
     best = None
     for dy in range(-s, s + 1):
         for dx in range(-s, s + 1):
-            mse = (_precise(a[..., s + dy:h - s + dy, s + dx:w - s + dx]) - target).pow(2).mean(dim=(1, 2, 3))
+            mse = (moved[..., s + dy:h - s + dy, s + dx:w - s + dx] - target).pow(2).mean(dim=(1, 2, 3))
             best = mse if best is None else torch.minimum(best, mse)
     return (10 * torch.log10(data_range**2 / best)).to(a.dtype)
 

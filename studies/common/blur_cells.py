@@ -27,15 +27,19 @@ def moments(kernels: Tensor) -> Tensor:
     return torch.stack(entries, dim=-1).reshape(-1, 2, 2)
 
 
+def grey_cells(y: Tensor, grid: tuple[int, int]) -> Tensor:
+    """``(G, 1, h, w)``: the grey ``(1, C, H, W)`` image cut into the ``grid``'s cells, row-major."""
+    rows, cols = grid
+    h, w = y.shape[-2] // rows, y.shape[-1] // cols
+    grey = y.mean(dim=1, keepdim=True)
+    return torch.cat([grey[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(rows) for j in range(cols)])
+
+
 def cell_kernels(y: Tensor, grid: tuple[int, int]) -> Tensor:
     """``(G, 1, k, k)``: l0-anger's kernel estimated on each cell of the grey image, separately."""
     from fdem.baselines.l0_anger import L0Params, estimate_kernel_l0
 
-    rows, cols = grid
-    h, w = y.shape[-2] // rows, y.shape[-1] // cols
-    grey = y.mean(dim=1, keepdim=True)
-    cells = torch.cat([grey[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(rows) for j in range(cols)])
-    return estimate_kernel_l0(cells, KERNEL, L0Params())
+    return estimate_kernel_l0(grey_cells(y, grid), KERNEL, L0Params())
 
 
 def cases(index: int, frame: tuple[int, int]) -> dict[str, tuple[Tensor, tuple[int, int]]]:

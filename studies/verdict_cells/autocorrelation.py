@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from studies.common import run_script
-from studies.common.blur_cells import blurred_cases, cell_grid, resized, study_parser
+from studies.common.blur_cells import blurred_cases, cell_grid, grey_cells, resized, study_parser
 
 
 def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:
@@ -25,9 +25,7 @@ def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:
     for axis in (-1, -2):
         g = torch.diff(cells, dim=axis)
         g = g - g.mean(dim=(-2, -1), keepdim=True)
-        spectrum = torch.fft.rfft2(g, s=(g.shape[-2] + lag, g.shape[-1] + lag))
-        corr = torch.fft.irfft2(spectrum.abs() ** 2, s=(g.shape[-2] + lag, g.shape[-1] + lag)) / g[0, 0].numel()
-        corr = torch.roll(corr, (lag, lag), dims=(-2, -1))[..., : 2 * lag + 1, : 2 * lag + 1]
+        corr = lags(g, lag) / g[0, 0].numel()
         corr[..., lag, lag] -= 2 * sigma**2
         if axis == -1:
             corr[..., lag, lag - 1] += sigma**2
@@ -39,12 +37,12 @@ def autocorrelation(cells: Tensor, lag: int, sigma: float) -> Tensor:
     return total[:, 0]
 
 
-def kernel_autocorrelation(kernels: Tensor, lag: int) -> Tensor:
-    """``(M, 2·lag+1, 2·lag+1)``: each ``(M, k, k)`` kernel's autocorrelation (what a white image's would be)."""
-    k = kernels.shape[-1]
-    size = k + lag
-    spectrum = torch.fft.rfft2(kernels, s=(size, size))
-    corr = torch.fft.irfft2(spectrum.abs() ** 2, s=(size, size))
+def lags(x: Tensor, lag: int) -> Tensor:
+    """``(..., 2·lag+1, 2·lag+1)``: the (unnormalised) autocorrelation of ``x (..., h, w)`` at lags up to
+    ``lag`` each way, zero lag in the centre (padded by ``lag``, so no lag wraps onto another); of a kernel,
+    what a white image's blurry gradients would show."""
+    size = (x.shape[-2] + lag, x.shape[-1] + lag)
+    corr = torch.fft.irfft2(torch.fft.rfft2(x, s=size).abs() ** 2, s=size)
     return torch.roll(corr, (lag, lag), dims=(-2, -1))[..., : 2 * lag + 1, : 2 * lag + 1]
 
 
@@ -53,12 +51,6 @@ def cosine_spread(maps: Tensor) -> float:
     flat = maps.flatten(1)
     flat = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return float((1 - flat @ flat.T).max())
-
-
-def split(grey: Tensor, grid: tuple[int, int]) -> Tensor:
-    rows, cols = grid
-    h, w = grey.shape[-2] // rows, grey.shape[-1] // cols
-    return torch.cat([grey[..., i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(rows) for j in range(cols)])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,13 +66,13 @@ def main(argv: list[str] | None = None) -> None:
             y = resized(path, args.side)
             grid = cell_grid(tuple(y.shape[-2:]))
             print(f"| {path.name} | {grid[0]}x{grid[1]} | "
-                  f"{cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)):.3f} |")
+                  f"{cosine_spread(autocorrelation(grey_cells(y, grid), args.lag, sigma)):.3f} |")
         return
     found: dict[str, dict[str, list[float]]] = {}
     for _, name, y, field, grid in blurred_cases(args.images, args.count, args.side, sigma):
         row = found.setdefault(name, {"cells": [], "true": []})
-        row["cells"].append(cosine_spread(autocorrelation(split(y.mean(1, keepdim=True), grid), args.lag, sigma)))
-        row["true"].append(cosine_spread(kernel_autocorrelation(field[0], args.lag)))
+        row["cells"].append(cosine_spread(autocorrelation(grey_cells(y, grid), args.lag, sigma)))
+        row["true"].append(cosine_spread(lags(field[0], args.lag)))
     print(f"{args.count} images, median [min, max] over images\n")
     print("| blur | cells' spread | true kernels' spread |")
     print("|---|---|---|")
